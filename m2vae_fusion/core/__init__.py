@@ -1,0 +1,1 @@
+"""The M2VAE maths: torch + numpy only, never rclpy."""

@@ -1,0 +1,1 @@
+"""Data sets: MoG, MNIST-E, simulator captures, rosbag readers and writers."""

