@@ -15,3 +15,7 @@ class CheckpointError(M2VAEError):
 
 class DataError(M2VAEError):
     """A data set or batch is missing, malformed, or does not match the model."""
+
+
+class TrainingError(M2VAEError):
+    """Training diverged: the loss became NaN or infinite."""

@@ -1,0 +1,229 @@
+"""Evaluation metrics of Sec. V: the per-subset ELBO test (Eq. 20), naive-Bayes coherence
+(Table I) and re-encoding drift (Eq. 21, Fig. 5).
+
+Every function uses only the model contract (encode, decode, reconstruct, log_likelihood), so
+the M2VAE and every baseline are measured the same way. All of them run without gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from m2vae_fusion.core import subsets as sub
+from m2vae_fusion.core.errors import ConfigError, DataError
+from m2vae_fusion.core.fusion import auto_reencode
+from m2vae_fusion.core.gaussian import DiagonalGaussian, standard_normal_log_prob
+from m2vae_fusion.core.model import MultiModalVAE
+from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
+
+
+@torch.no_grad()
+def elbo_test(
+    model: MultiModalVAE,
+    inputs: Mapping[str, Tensor],
+    subset_names: Sequence[str],
+    *,
+    samples: int = 1,
+    importance_weighted: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Eq. 20 per sample, shape (batch,):
+
+        L_S = E_{q_S(z|S)}[ log p(M | z) + log p(z) - log q_S(z|S) ],  p(z) = N(0, I)
+
+    z is drawn from the encoder of the subset S = `subset_names`, but the likelihood covers every
+    modality M of the model, so `inputs` must hold all of them. With K = `samples` draws the
+    estimate is the Monte-Carlo mean of the K log-weights, or with `importance_weighted` their
+    log-mean-exp (the IWAE bound, tighter than the mean by Jensen's inequality).
+    """
+    if samples < 1:
+        raise ConfigError(f"elbo_test: samples must be >= 1, got {samples}")
+    model.check_inputs(inputs, complete=True)
+    q = model.encode(_subset_inputs(model, inputs, subset_names))
+    eps = torch.randn((samples, *q.mean.shape), generator=generator, dtype=q.mean.dtype, device=q.mean.device)
+    z = q.mean + q.std * eps  # (K, batch, latent)
+    log_w = model.log_likelihood(model.decode(z), inputs) + standard_normal_log_prob(z) - q.log_prob(z)
+    if importance_weighted:
+        return torch.logsumexp(log_w, dim=0) - math.log(samples)
+    return log_w.mean(dim=0)
+
+
+@torch.no_grad()
+def elbo_table(
+    model: MultiModalVAE,
+    inputs: Mapping[str, Tensor],
+    samples: int = 1,
+    importance_weighted: bool = False,
+    *,
+    batch_size: int = 1024,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Mean Eq. 20 ELBO over the data set for every subset, keyed by subset label (Table II).
+
+    Evaluated in chunks of `batch_size` so that K samples of large inputs fit in memory.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"elbo_table: batch_size must be >= 1, got {batch_size}")
+    model.check_inputs(inputs, complete=True)
+    n = _num_samples(inputs)
+    table: dict[str, float] = {}
+    for subset in sub.all_subsets(len(model.modality_names)):
+        names = sub.names_of(subset, model.modality_names)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            chunk = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            elbo = elbo_test(
+                model, chunk, names, samples=samples, importance_weighted=importance_weighted, generator=generator
+            )
+            total += float(elbo.sum())
+        table[sub.label(subset, model.modality_names)] = total / n
+    return table
+
+
+@torch.no_grad()
+def embed_all_subsets(model: MultiModalVAE, inputs: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
+    """Posterior means E[q_S(z|S)] of every non-empty subset S, keyed by subset label (Fig. 4)."""
+    model.check_inputs(inputs, complete=True)
+    embeddings: dict[str, np.ndarray] = {}
+    for subset in sub.all_subsets(len(model.modality_names)):
+        names = sub.names_of(subset, model.modality_names)
+        q = model.encode({n: inputs[n] for n in names})
+        embeddings[sub.label(subset, model.modality_names)] = q.mean.cpu().numpy()
+    return embeddings
+
+
+def coherence(
+    model: MultiModalVAE,
+    train_inputs: Mapping[str, Tensor],
+    train_labels: Tensor | np.ndarray,
+    test_inputs: Mapping[str, Tensor],
+    test_labels: Tensor | np.ndarray,
+) -> dict[str, float]:
+    """Table I: classification rate of ONE Gaussian naive Bayes classifier per subset.
+
+    The classifier is fitted on the posterior means of all subsets of the training set stacked
+    together (each sample once per subset, with its label), then scored on the test embeddings
+    of each subset separately. A coherent model, q_ab(a, b) ~ q_a(a) ~ q_b(b), reaches the rate of
+    exclusive classifiers on the raw data (`raw_accuracy`).
+    """
+    train = embed_all_subsets(model, train_inputs)
+    test = embed_all_subsets(model, test_inputs)
+    y_train = _labels(train_labels, _num_samples(train_inputs), "train_labels")
+    y_test = _labels(test_labels, _num_samples(test_inputs), "test_labels")
+    classifier = GaussianNaiveBayes().fit(np.concatenate(list(train.values())), np.tile(y_train, len(train)))
+    return {key: classifier.score(z, y_test) for key, z in test.items()}
+
+
+def raw_accuracy(
+    train_inputs: Mapping[str, Tensor | np.ndarray],
+    train_labels: Tensor | np.ndarray,
+    test_inputs: Mapping[str, Tensor | np.ndarray],
+    test_labels: Tensor | np.ndarray,
+    modality_names: Sequence[str],
+) -> dict[str, float]:
+    """Table I, "raw" column: one exclusive naive Bayes classifier per subset on its raw inputs
+    (the concatenated features of the subset's modalities; 2^M - 1 classifiers)."""
+    for where, inputs in (("train_inputs", train_inputs), ("test_inputs", test_inputs)):
+        missing = [n for n in modality_names if n not in inputs]
+        if missing:
+            raise DataError(f"raw_accuracy: {where} lacks modalities {missing}")
+    y_train = _labels(train_labels, len(train_inputs[modality_names[0]]), "train_labels")
+    y_test = _labels(test_labels, len(test_inputs[modality_names[0]]), "test_labels")
+    rates: dict[str, float] = {}
+    for subset in sub.all_subsets(len(modality_names)):
+        names = sub.names_of(subset, modality_names)
+        x_train = np.concatenate([_numpy(train_inputs[n]).reshape(len(y_train), -1) for n in names], axis=1)
+        x_test = np.concatenate([_numpy(test_inputs[n]).reshape(len(y_test), -1) for n in names], axis=1)
+        rates[sub.label(subset, modality_names)] = GaussianNaiveBayes().fit(x_train, y_train).score(x_test, y_test)
+    return rates
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Re-encoding drift of Eq. 21 after `steps` re-encodings of posterior means."""
+
+    steps: int
+    mean: float  # mean of ||z_0 - z_k||_2 over the samples
+    median: float
+    label_switch_rate: float | None  # share of samples whose predicted class changed; None without a classifier
+    latent_spread: float  # mean per-dimension std of z_0: near 0 means posterior collapse, where drift says nothing
+
+
+@torch.no_grad()
+def reencoding_drift(
+    model: MultiModalVAE,
+    inputs: Mapping[str, Tensor],
+    subset_names: Sequence[str],
+    steps: int,
+    classifier: GaussianNaiveBayes | None = None,
+) -> DriftResult:
+    """Eq. 21 on data: z_0 = E[q_S(z|S)], then z -> p(S|z) -> q_S `steps` times (means only, Fig. 5a)."""
+    _check_steps(steps)
+    q0 = model.encode(_subset_inputs(model, inputs, subset_names))
+    zk = auto_reencode(model, q0, list(subset_names), steps)[-1].mean
+    z0 = q0.mean
+    distance = torch.linalg.vector_norm(z0 - zk, dim=-1).cpu().numpy()
+    switched = None
+    if classifier is not None:
+        switched = float(np.mean(classifier.predict(z0.cpu().numpy()) != classifier.predict(zk.cpu().numpy())))
+    return DriftResult(
+        steps=steps,
+        mean=float(distance.mean()),
+        median=float(np.median(distance)),
+        label_switch_rate=switched,
+        latent_spread=float(z0.std(dim=0, unbiased=False).mean()),
+    )
+
+
+@torch.no_grad()
+def drift_field(model: MultiModalVAE, subset_names: Sequence[str], grid: Tensor, steps: int) -> np.ndarray:
+    """Eq. 21 over latent points (the Fig. 5c heatmap): ||z_init - z_reenc||_2 per row of `grid`.
+
+    Each grid point is itself z_init (no data encoding): decode it into `subset_names`, re-encode
+    with that subset's encoder, and repeat `steps` times, using means throughout.
+    """
+    _check_steps(steps)
+    if grid.dim() != 2 or grid.shape[1] != model.latent_dim:
+        raise DataError(f"drift_field: grid must have shape (points, {model.latent_dim}), got {tuple(grid.shape)}")
+    start = DiagonalGaussian(grid, torch.zeros_like(grid))
+    z_reenc = auto_reencode(model, start, list(subset_names), steps)[-1].mean
+    return torch.linalg.vector_norm(grid - z_reenc, dim=-1).cpu().numpy()
+
+
+def _subset_inputs(model: MultiModalVAE, inputs: Mapping[str, Tensor], names: Sequence[str]) -> dict[str, Tensor]:
+    """The inputs of subset `names`, in the model's modality order."""
+    if not names:
+        raise DataError("a subset needs at least one modality")
+    unknown = [n for n in names if n not in model.modality_names]
+    if unknown:
+        raise DataError(f"unknown modalities {unknown}; this model knows {model.modality_names}")
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise DataError(f"inputs lack modalities {missing} of subset {list(names)}")
+    return {n: inputs[n] for n in model.modality_names if n in names}
+
+
+def _num_samples(inputs: Mapping[str, Tensor]) -> int:
+    return int(next(iter(inputs.values())).shape[0])
+
+
+def _numpy(x: Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _labels(labels: Tensor | np.ndarray, n: int, name: str) -> np.ndarray:
+    y = _numpy(labels)
+    if y.shape != (n,):
+        raise DataError(f"{name}: expected shape ({n},) to match the inputs, got {y.shape}")
+    return y
+
+
+def _check_steps(steps: int) -> None:
+    if steps < 1:
+        raise ConfigError(f"re-encoding steps must be >= 1, got {steps}")

@@ -1,0 +1,274 @@
+"""The training loop: seeded, deterministic on CPU, and resumable to bit-identical weights.
+
+It minimises whatever `model(batch, epoch)` returns (for the M2VAE the negative of Eq. 17 plus
+alpha * E_reenc of Eq. 19) with Adam over shuffled minibatches, logs the per-epoch means of the
+model's terms to metrics.jsonl and checkpoints atomically (core.checkpoint). Reproducibility
+rests on three things: the weights are initialised right after torch.manual_seed(seed); each
+epoch's shuffle comes from its own generator seeded from (seed, epoch); torch's global RNG,
+which draws the reparameterisation noise, is saved in every checkpoint and restored on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from m2vae_fusion.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from m2vae_fusion.core.config import ModelConfig, TrainConfig
+from m2vae_fusion.core.errors import CheckpointError, DataError, TrainingError
+from m2vae_fusion.core.model import MultiModalVAE, build_model
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+# Train settings that shape the optimisation trajectory; the rest (epochs, threads, logging and
+# checkpoint intervals) may change when a run is resumed.
+TRAJECTORY_FIELDS = ("batch_size", "learning_rate", "seed")
+
+
+@dataclass
+class TrainResult:
+    model: MultiModalVAE  # trained, in eval mode
+    history: list[dict[str, float]]  # one dict per epoch run by this call: epoch, time, every term
+    checkpoint: Path
+    epochs_run: int  # epochs run by this call (fewer than train_config.epochs after a resume)
+
+
+def dataset_fingerprint(data: Mapping[str, Tensor]) -> str:
+    """sha256 over each modality's name, shape, dtype and bytes (in name order), first 16 hex chars."""
+    digest = hashlib.sha256()
+    for name in sorted(data):
+        x = data[name].detach().cpu().contiguous()
+        digest.update(json.dumps([name, list(x.shape), str(x.dtype)]).encode() + b"\n")
+        # A byte view works for every dtype, bfloat16 included, where .numpy() would not.
+        digest.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_data(model_config: ModelConfig, data: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Validate `data` against the config; return contiguous float tensors in modality order.
+
+    Every modality of the config must be present (and no other), as a finite 2-D float tensor
+    (samples, dim) with the same number of samples; Bernoulli modalities must lie in [0, 1].
+    """
+    names = model_config.modality_names
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise DataError(f"data holds modalities {unknown} that the model config does not list (it has {names})")
+    out: dict[str, Tensor] = {}
+    for modality in model_config.modalities:
+        name = modality.name
+        if name not in data:
+            raise DataError(f"modality '{name}' is missing from the data (it has {sorted(data)}; the model needs {names})")
+        x = data[name]
+        if not isinstance(x, Tensor):
+            raise DataError(f"modality '{name}': expected a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise DataError(f"modality '{name}': expected a float tensor, got dtype {x.dtype}")
+        if x.dim() != 2 or x.shape[1] != modality.dim:
+            raise DataError(f"modality '{name}': expected shape (samples, {modality.dim}), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise DataError(f"modality '{name}' has no samples")
+        if out and x.shape[0] != next(iter(out.values())).shape[0]:
+            first = next(iter(out))
+            raise DataError(f"modality '{name}' has {x.shape[0]} samples, '{first}' has {out[first].shape[0]}")
+        x = x.detach().to(device="cpu", dtype=torch.get_default_dtype()).contiguous()
+        if not torch.isfinite(x).all():
+            raise DataError(f"modality '{name}' contains NaN or infinite values")
+        if modality.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
+            raise DataError(
+                f"modality '{name}' has a Bernoulli likelihood, which needs values in [0, 1]; "
+                f"got [{x.min().item():.4g}, {x.max().item():.4g}]"
+            )
+        out[name] = x
+    return out
+
+
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    data: Mapping[str, Tensor],
+    out_dir: str | Path,
+    *,
+    dataset_hash: str,
+    resume: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train `model_config`'s model on `data`, writing out_dir/metrics.jsonl and out_dir/checkpoint.pt.
+
+    With `resume` and a checkpoint in out_dir that matches the model config, the data set hash
+    and the trajectory settings (seed, batch size, learning rate), training continues from its
+    epoch and ends with the same weights as an uninterrupted run. `log` receives status lines.
+    """
+    say = log or (lambda message: None)
+    tensors = check_data(model_config, data)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(train_config.threads)
+    try:
+        return _train(model_config, train_config, tensors, Path(out_dir), dataset_hash, resume, progress, say)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    data: dict[str, Tensor],
+    out_dir: Path,
+    dataset_hash: str,
+    resume: bool,
+    progress: bool,
+    say: Callable[[str], None],
+) -> TrainResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    metrics_path = out_dir / METRICS_NAME
+    epochs = train_config.epochs
+
+    if resume and checkpoint_path.exists():
+        checkpoint = _resumable(checkpoint_path, model_config, train_config, dataset_hash)
+        model = checkpoint.model
+        optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        torch.set_rng_state(checkpoint.rng_state["torch"])
+        start = checkpoint.epoch
+        _keep_metrics_up_to(metrics_path, start)
+        say(f"resuming from {checkpoint_path} at epoch {start}/{epochs}")
+    else:
+        if checkpoint_path.exists():
+            say(f"resume disabled: starting afresh, {checkpoint_path} will be overwritten")
+        torch.manual_seed(train_config.seed)
+        model = build_model(model_config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+        metrics_path.unlink(missing_ok=True)
+        start = 0
+
+    if start == epochs:
+        say(f"{checkpoint_path} already holds all {epochs} epochs; nothing to train")
+        model.eval()
+        return TrainResult(model, [], checkpoint_path, 0)
+
+    num_samples = next(iter(data.values())).shape[0]
+    batch_size = min(train_config.batch_size, num_samples)
+    num_batches = math.ceil(num_samples / batch_size)
+    history: list[dict[str, float]] = []
+    model.train()
+    bar = tqdm(
+        range(start, epochs),
+        initial=start,
+        total=epochs,
+        desc="train",
+        unit="epoch",
+        disable=not progress or not sys.stderr.isatty(),
+    )
+    for epoch in bar:
+        started = time.perf_counter()
+        order = torch.randperm(num_samples, generator=_shuffle_generator(train_config.seed, epoch))
+        sums: dict[str, float] = {}
+        loss_sum = 0.0
+        for b in range(num_batches):
+            index = order[b * batch_size : (b + 1) * batch_size]
+            batch = {name: x[index] for name, x in data.items()}
+            output = model(batch, epoch=epoch + b / num_batches)
+            if not torch.isfinite(output.loss):
+                terms = ", ".join(f"{k}={v:.4g}" for k, v in output.terms.items())
+                raise TrainingError(
+                    f"non-finite loss {output.loss.item()} in epoch {epoch + 1} (batch {b + 1}/{num_batches}); "
+                    f"terms: {terms or 'none'}; try a lower train.learning_rate or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            output.loss.backward()
+            optimizer.step()
+            # Terms are batch means; weight by batch size so the epoch mean is over samples.
+            loss_sum += output.loss.item() * len(index)
+            for key, value in output.terms.items():
+                sums[key] = sums.get(key, 0.0) + value * len(index)
+
+        record = {"epoch": epoch + 1, "time": time.perf_counter() - started}
+        record.update({key: value / num_samples for key, value in sums.items()})
+        record.setdefault("loss", loss_sum / num_samples)
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4g}")
+        done = epoch + 1
+        if done % train_config.log_every == 0 or done == epochs:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        if done % train_config.checkpoint_every == 0 or done == epochs:
+            save_checkpoint(
+                checkpoint_path,
+                model,
+                model_config=model_config,
+                train_config=train_config,
+                dataset_hash=dataset_hash,
+                epoch=done,
+                optimizer=optimizer,
+                rng_state={"torch": torch.get_rng_state()},
+            )
+    bar.close()
+    say(f"trained epochs {start + 1}-{epochs}; loss {history[-1]['loss']:.4g}; checkpoint {checkpoint_path}")
+    model.eval()
+    return TrainResult(model, history, checkpoint_path, epochs - start)
+
+
+def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
+    """A generator that depends only on (seed, epoch), so a resumed run shuffles identically."""
+    digest = hashlib.sha256(f"m2vae-shuffle:{seed}:{epoch}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def _resumable(path: Path, model_config: ModelConfig, train_config: TrainConfig, dataset_hash: str) -> Checkpoint:
+    """Load the checkpoint to resume; anything that would break bit-identical resumption is an error."""
+    advice = "; pick another out_dir or pass resume=False to start afresh"
+    try:
+        checkpoint = load_checkpoint(path, expected_model_config=model_config, expected_dataset_hash=dataset_hash)
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot resume: {exc}{advice}") from None
+    if checkpoint.train_config is None or checkpoint.optimizer_state is None or not _has_torch_rng(checkpoint.rng_state):
+        raise CheckpointError(f"cannot resume: checkpoint {path} lacks its train config, optimizer or RNG state{advice}")
+    differences = [
+        f"train.{name}: checkpoint {getattr(checkpoint.train_config, name)!r}, requested {getattr(train_config, name)!r}"
+        for name in TRAJECTORY_FIELDS
+        if getattr(checkpoint.train_config, name) != getattr(train_config, name)
+    ]
+    if differences:
+        raise CheckpointError(f"cannot resume: checkpoint {path} was trained with " + "; ".join(differences) + advice)
+    if checkpoint.epoch > train_config.epochs:
+        raise CheckpointError(
+            f"cannot resume: checkpoint {path} is at epoch {checkpoint.epoch}, past the requested "
+            f"train.epochs={train_config.epochs}{advice}"
+        )
+    return checkpoint
+
+
+def _has_torch_rng(rng_state: dict[str, Any] | None) -> bool:
+    state = (rng_state or {}).get("torch")
+    return isinstance(state, Tensor) and state.dtype == torch.uint8
+
+
+def _keep_metrics_up_to(path: Path, epoch: int) -> None:
+    """Drop metrics lines past the checkpoint's epoch (written before a crash) so none repeat."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a crash mid-write
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epoch:
+            kept.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Reproductions of the paper's experiments (`m2vae reproduce ...`): data, training runs, tables, figures."""
