@@ -25,10 +25,12 @@ import numpy as np
 import torch
 
 from m2vae_fusion.core.config import ModelConfig, ReencodeConfig, TrainConfig, from_dict, load_yaml, to_dict
+from m2vae_fusion.core.errors import ConfigError
+from m2vae_fusion.core.model import MODELS, build_model
 from m2vae_fusion.core.metrics import coherence, elbo_table, embed_all_subsets, raw_accuracy, reencoding_drift
 from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
 from m2vae_fusion.core.training import train
-from m2vae_fusion.data.mog import MoGData, mog_splits
+from m2vae_fusion.data.mog import mog_splits
 from m2vae_fusion.resources import config_path
 
 PAPER_TABLE_I = {
@@ -74,7 +76,7 @@ def short_keys(rates: dict[str, float]) -> dict[str, float]:
     return {SUBSET_KEYS.get(k, k): v for k, v in rates.items()}
 
 
-def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool) -> dict[str, Any]:
+def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool, resume: bool) -> dict[str, Any]:
     """Train one model and evaluate it; runs in a worker process, so arguments are plain data."""
     exp = from_dict(MoGExperiment, experiment)
     torch.set_num_threads(exp.train.threads)
@@ -91,6 +93,7 @@ def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool) 
         Path(out_dir) / run.name,
         dataset_hash=train_data.fingerprint(),
         progress=progress,
+        resume=resume,
     )
     model = result.model.eval()
     tr, te = train_data.as_tensors(), test_data.as_tensors()
@@ -130,9 +133,17 @@ def reproduce_mog(
     out_dir: Path,
     jobs: int | None = None,
     progress: bool = True,
+    resume: bool = True,
     log=print,
 ) -> dict[str, Any]:
     """Run every training run, evaluate, and return the results dict (the JSON of the CLI)."""
+    build_model(experiment.model)  # validates the base config and fills the MODELS registry
+    unknown = sorted(set(experiment.models) - set(MODELS))
+    if unknown or "m2vae" not in experiment.models:
+        raise ConfigError(
+            f"models must include m2vae (the re-encoding comparison needs it) and only known names; "
+            f"unknown: {unknown}, available: {sorted(MODELS)}"
+        )
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = [experiment.train.seed + i for i in range(experiment.seeds)]
@@ -144,7 +155,7 @@ def reproduce_mog(
     plain = to_dict(experiment)
     records: dict[Run, dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {run: pool.submit(run_one, plain, run, str(out_dir), progress and jobs == 1) for run in runs}
+        futures = {run: pool.submit(run_one, plain, run, str(out_dir), progress and jobs == 1, resume) for run in runs}
         for run, future in futures.items():
             records[run] = future.result()
             log(f"  {run.name:<22} coherence {fmt(records[run]['coherence'])}  ({records[run]['train_seconds']:.0f} s)")
