@@ -70,7 +70,7 @@ def figure_5(models: dict[str, object], test, steps: int, path: Path, n_trajecto
         mesh = ax.pcolormesh(gx, gy, field, cmap="coolwarm", shading="auto")
         ax.scatter(z0[:, 0], z0[:, 1], s=1, c="k", alpha=0.3)
         fig.colorbar(mesh, ax=ax, label=f"||z - z_{steps}||")
-        ax.set_title(f"{title}: drift after {steps} re-encodings")
+        ax.set_title(f"{title}:\ndrift after {steps} re-encodings", fontsize=10)
         ax = axes[row, 1]
         start = model.encode({n: x[:n_trajectories] for n, x in test.items()})
         path_z = torch.stack([q.mean for q in auto_reencode(model, start, ["a", "b"], steps)]).numpy()
@@ -79,7 +79,7 @@ def figure_5(models: dict[str, object], test, steps: int, path: Path, n_trajecto
             ax.plot(path_z[:, i, 0], path_z[:, i, 1], "k-", lw=0.7)
             ax.plot(path_z[0, i, 0], path_z[0, i, 1], "go", ms=3)
             ax.plot(path_z[-1, i, 0], path_z[-1, i, 1], "rx", ms=4)
-        ax.set_title(f"{title}: trajectories (green start, red end)")
+        ax.set_title(f"{title}:\ntrajectories (green start, red end)", fontsize=10)
     fig.suptitle("Fig. 5 - re-encoding drift of the bimodal encoder")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
