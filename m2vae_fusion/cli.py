@@ -45,7 +45,7 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     mog.add_argument("--config", type=Path, help="experiment YAML (default: config/reproduce/mog.yaml)")
     mog.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ... (default: from the config)")
     mog.add_argument("--seeds", type=int, help="number of seeds per model (default: from the config, 3)")
-    mog.add_argument("--epochs", type=int, help="training epochs per run, for a quick look (paper: 400)")
+    mog.add_argument("--epochs", type=int, help="training epochs per run, for a quick look (paper: 400); the re-encoding warm-up scales with it")
     mog.add_argument("--models", nargs="+", help="models to compare (default: all five)")
     mog.add_argument("--jobs", type=int, help="parallel training processes (default: number of CPUs)")
     mog.add_argument("--out", type=Path, default=Path("runs/mog"), help="folder for checkpoints, metrics and figures (default: runs/mog)")
@@ -65,6 +65,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.seed is not None:
         experiment.train = dataclasses.replace(experiment.train, seed=args.seed)
     if args.epochs is not None:
+        # keep the re-encoding warm-up at the same fraction of training
+        scale = args.epochs / experiment.train.epochs
+        experiment.reencode = dataclasses.replace(
+            experiment.reencode,
+            start_epoch=round(experiment.reencode.start_epoch * scale),
+            ramp_epochs=round(experiment.reencode.ramp_epochs * scale),
+        )
         experiment.train = dataclasses.replace(experiment.train, epochs=args.epochs)
     if args.seeds is not None:
         experiment.seeds = args.seeds
