@@ -44,7 +44,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mog.add_argument("--config", type=Path, help="experiment YAML (default: config/reproduce/mog.yaml)")
     mog.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ... (default: from the config)")
-    mog.add_argument("--seeds", type=int, help="number of seeds per model (default: from the config, 3)")
+    mog.add_argument(
+        "--seeds", type=int, help="M2VAE seeds, with and without the re-encoding loss (default: from the config, 3)"
+    )
     mog.add_argument("--epochs", type=int, help="training epochs per run, for a quick look (paper: 400); the re-encoding warm-up scales with it")
     mog.add_argument("--models", nargs="+", help="models to compare (default: all five)")
     mog.add_argument("--jobs", type=int, help="parallel training processes (default: number of CPUs)")
@@ -74,7 +76,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         )
         experiment.train = dataclasses.replace(experiment.train, epochs=args.epochs)
     if args.seeds is not None:
-        experiment.seeds = args.seeds
+        experiment = dataclasses.replace(experiment, seeds=args.seeds, baseline_seeds=min(experiment.baseline_seeds, args.seeds))
     if args.models:
         experiment.models = args.models
     results = mog.reproduce_mog(
@@ -121,8 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from m2vae_fusion.core.errors import M2VAEError
+
     try:
         return args.run(args)
+    except M2VAEError as exc:
+        print(f"m2vae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -43,3 +43,10 @@ def test_models_must_include_m2vae(tmp_path):
     experiment.models = ["m2vae", "nope"]
     with pytest.raises(ConfigError, match="unknown: \\['nope'\\]"):
         reproduce_mog(experiment, tmp_path)
+
+
+def test_bad_options_give_a_clean_error(tmp_path):
+    proc = subprocess.run(["m2vae", "reproduce", "mog", "--seeds", "0", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "m2vae reproduce: error: need seeds >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -54,6 +54,13 @@ class MoGExperiment:
     n_train_per_class: int = 1000
     n_test_per_class: int = 200
 
+    def __post_init__(self) -> None:
+        if self.seeds < 1 or not 1 <= self.baseline_seeds <= self.seeds:
+            raise ConfigError(f"need seeds >= 1 and 1 <= baseline_seeds <= seeds, got {self.seeds} and {self.baseline_seeds}")
+        for name in ("drift_steps", "n_train_per_class", "n_test_per_class"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 def load_experiment(path: Path | None = None) -> MoGExperiment:
     return load_yaml(MoGExperiment, path or config_path("reproduce/mog.yaml"))
