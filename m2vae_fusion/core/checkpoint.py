@@ -9,11 +9,9 @@ state and the RNG states that make a resumed run continue bit-identically.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 from torch import Tensor
 
 import m2vae_fusion
+from m2vae_fusion.core.atomic_file import write_atomic
 from m2vae_fusion.core.config import ModelConfig, TrainConfig, from_dict, to_dict
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
 from m2vae_fusion.core.model import MultiModalVAE, build_model
@@ -117,19 +116,7 @@ def save_checkpoint(
     }
     # Refuse what weights_only loading would refuse, now rather than when someone loads it.
     _check_plain(payload, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
+    write_atomic(path, lambda f: torch.save(payload, f))
     return path
 
 
@@ -147,19 +134,6 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(item, f"{where}[{i}]")
         return
     raise CheckpointError(f"{where}: a {type(value).__name__} cannot be stored in a checkpoint; use tensors or plain values")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError:
-        # Some file systems (and non-POSIX platforms) cannot fsync a directory; the rename is
-        # still atomic there, only its durability across a power cut is weaker.
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(

@@ -17,7 +17,6 @@ sample in 10^4). The stored noise is SCALE * sigma: .021 for a, .035 for b.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from m2vae_fusion.core.errors import ConfigError, DataError
+from m2vae_fusion.data.fingerprint import fingerprint_arrays
 
 NUM_CLASSES = 10
 SIGMA_A = 0.06  # paper units (Sec. IV)
@@ -73,12 +73,8 @@ class MoGData:
         return {"a": torch.from_numpy(self.a), "b": torch.from_numpy(self.b)}
 
     def fingerprint(self) -> str:
-        """Short sha256 of the arrays (dtype, shape and bytes): the data-set hash checkpoints carry."""
-        digest = hashlib.sha256()
-        for x in (self.a, self.b, self.labels):
-            digest.update(f"{x.dtype.str}{x.shape}".encode())
-            digest.update(np.ascontiguousarray(x).tobytes())
-        return digest.hexdigest()[:16]
+        """Short sha256 of the arrays: the data-set hash checkpoints carry."""
+        return fingerprint_arrays(self.a, self.b, self.labels)
 
 
 def make_mog(n_per_class: int, seed: int) -> MoGData:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from m2vae_fusion.core.atomic_file import write_text_atomic
 from m2vae_fusion.core.config import ModelConfig, ReencodeConfig, TrainConfig, from_dict, load_yaml, to_dict
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.core.model import MODELS, build_model
@@ -228,10 +229,7 @@ def table_i(results: dict[str, Any]) -> str:
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(results, indent=2))
 
 
 def draw_figures(experiment: MoGExperiment, results: dict[str, Any], out_dir: Path) -> list[Path]:
