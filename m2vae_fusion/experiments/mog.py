@@ -6,17 +6,14 @@ training set and scored per subset on the test set. The raw row uses one classif
 on the raw inputs. The re-encoding experiment trains the M2VAE again with the loss of Eq. 19 and
 compares the drift of 400 auto re-encodings (Eq. 21) with and without it.
 
-Runs are independent, so they go to a process pool (one torch thread each: for these tiny MLPs
-that is far faster than sharing threads).
+Runs are independent, so they go to the process pool of experiments.runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import functools
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from m2vae_fusion.core.atomic_file import write_text_atomic
 from m2vae_fusion.core.config import ModelConfig, ReencodeConfig, TrainConfig, from_dict, load_yaml, to_dict
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.core.model import MODELS, build_model
 from m2vae_fusion.core.metrics import coherence, elbo_table, embed_all_subsets, raw_accuracy, reencoding_drift
 from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
-from m2vae_fusion.core.training import train
 from m2vae_fusion.data.mog import mog_splits
+from m2vae_fusion.experiments.runs import Run, fmt, resolve_jobs, run_pool, short_keys, train_run
 from m2vae_fusion.resources import config_path
 
 PAPER_TABLE_I = {
@@ -40,7 +36,6 @@ PAPER_TABLE_I = {
     "jmvae_zero": {"ab": 0.99, "a": 0.63, "b": 0.09},
     "tvae": {"ab": 0.99, "a": 0.64, "b": 0.29},
 }
-SUBSET_KEYS = {"a+b": "ab", "a": "a", "b": "b"}
 
 
 @dataclass
@@ -67,23 +62,6 @@ def load_experiment(path: Path | None = None) -> MoGExperiment:
     return load_yaml(MoGExperiment, path or config_path("reproduce/mog.yaml"))
 
 
-@dataclass(frozen=True)
-class Run:
-    """One training run: a model, a seed, with or without the re-encoding loss."""
-
-    model: str
-    seed: int
-    reencoding: bool
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}{'-reenc' if self.reencoding else ''}-s{self.seed}"
-
-
-def short_keys(rates: dict[str, float]) -> dict[str, float]:
-    return {SUBSET_KEYS.get(k, k): v for k, v in rates.items()}
-
-
 def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool, resume: bool) -> dict[str, Any]:
     """Train one model and evaluate it; runs in a worker process, so arguments are plain data."""
     exp = from_dict(MoGExperiment, experiment)
@@ -93,16 +71,7 @@ def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool, 
         exp.model, model=run.model, reencode=exp.reencode if run.reencoding else ReencodeConfig()
     )
     train_config = dataclasses.replace(exp.train, seed=run.seed)
-    started = time.monotonic()
-    result = train(
-        model_config,
-        train_config,
-        train_data.as_tensors(),
-        Path(out_dir) / run.name,
-        dataset_hash=train_data.fingerprint(),
-        progress=progress,
-        resume=resume,
-    )
+    result, seconds = train_run(model_config, train_config, train_data, out_dir, run, progress=progress, resume=resume)
     model = result.model.eval()
     tr, te = train_data.as_tensors(), test_data.as_tensors()
     with torch.no_grad():
@@ -112,7 +81,7 @@ def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool, 
         "run": run.name,
         "coherence": short_keys(rates),
         "elbo": short_keys(evidence),
-        "train_seconds": time.monotonic() - started,
+        "train_seconds": seconds,
         "checkpoint": str(result.checkpoint),
     }
     if run.model == "m2vae":
@@ -158,15 +127,16 @@ def reproduce_mog(
     baseline_seeds = seeds[: experiment.baseline_seeds]
     runs = [Run(m, s, False) for m in experiment.models for s in (seeds if m == "m2vae" else baseline_seeds)]
     runs += [Run("m2vae", s, True) for s in seeds]
-    jobs = jobs or os.cpu_count() or 1
+    jobs = resolve_jobs(jobs)
     log(f"MoG reproduction: {len(runs)} training runs of {experiment.train.epochs} epochs on {jobs} process(es) -> {out_dir}")
     plain = to_dict(experiment)
-    records: dict[Run, dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {run: pool.submit(run_one, plain, run, str(out_dir), progress and jobs == 1, resume) for run in runs}
-        for run, future in futures.items():
-            records[run] = future.result()
-            log(f"  {run.name:<22} coherence {fmt(records[run]['coherence'])}  ({records[run]['train_seconds']:.0f} s)")
+    worker = functools.partial(run_one, plain, out_dir=str(out_dir), progress=progress and jobs == 1, resume=resume)
+    records = run_pool(
+        worker,
+        runs,
+        jobs,
+        lambda run, r: log(f"  {run.name:<22} coherence {fmt(r['coherence'])}  ({r['train_seconds']:.0f} s)"),
+    )
 
     train_data, test_data = mog_splits(experiment.train.seed, experiment.n_train_per_class, experiment.n_test_per_class)
     results: dict[str, Any] = {
@@ -201,10 +171,6 @@ def mean_drift(records: list[dict[str, Any]]) -> dict[str, float]:
     return {k: float(np.mean([r["drift"][k] for r in records])) for k in keys}
 
 
-def fmt(rates: dict[str, float], digits: int = 3) -> str:
-    return " / ".join(f"{rates.get(k, float('nan')):.{digits}f}" for k in ("ab", "a", "b"))
-
-
 def table_i(results: dict[str, Any]) -> str:
     """Table I side by side with the paper: a&b / a / b."""
     rows = ["Table I - naive Bayes classification rate on the latent embedding (a&b / a / b)",
@@ -226,10 +192,6 @@ def table_i(results: dict[str, Any]) -> str:
         d = r[key]
         rows.append(f"{label:<14} {d['mean']:>10.4f} {d['label_switch_rate']:>9.3%} {d['latent_spread']:>8.3f}   {fmt(d['coherence'])}")
     return "\n".join(rows)
-
-
-def write_json(results: dict[str, Any], path: Path) -> None:
-    write_text_atomic(path, json.dumps(results, indent=2))
 
 
 def draw_figures(experiment: MoGExperiment, results: dict[str, Any], out_dir: Path) -> list[Path]:
