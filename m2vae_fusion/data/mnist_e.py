@@ -34,12 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from m2vae_fusion.core.atomic_file import write_atomic
 from m2vae_fusion.core.errors import ConfigError, DataError
 from m2vae_fusion.core.models.cvae import CVAE, CVAEConfig, train_cvae
-from m2vae_fusion.data.fingerprint import fingerprint_arrays
+from m2vae_fusion.data.pairs import LabelledPairs
 from m2vae_fusion.data.image_sources import (
     FASHION_FIX,
     IMAGE_DIM,
@@ -112,37 +111,11 @@ class MnistEConfig:
         return {"mnist": mnist, **{f"fashion/{p.name}": p for p in fashion_mnist_files(self.fashion_root)}}
 
 
-@dataclass(frozen=True)
-class MnistESplit:
+class MnistESplit(LabelledPairs):
     """N pairs: a (N, 784) MNIST-like and b (N, 784) Fashion-like, float32 in [0, 1]; labels int64 (N,)."""
 
-    a: np.ndarray
-    b: np.ndarray
-    labels: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = self.labels.shape[0]
-        if self.labels.ndim != 1 or self.labels.dtype != np.int64:
-            raise DataError(f"MNIST-E labels: expected int64 of shape (N,), got {self.labels.dtype} {self.labels.shape}")
-        for name in ("a", "b"):
-            x = getattr(self, name)
-            if x.shape != (n, IMAGE_DIM) or x.dtype != np.float32:
-                raise DataError(f"MNIST-E modality {name}: expected float32 of shape ({n}, {IMAGE_DIM}), got {x.dtype} {x.shape}")
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def modalities(self) -> dict[str, np.ndarray]:
-        return {"a": self.a, "b": self.b}
-
-    def as_tensors(self) -> dict[str, Tensor]:
-        """The model inputs {"a": (N, 784), "b": (N, 784)} as float32 tensors."""
-        return {"a": torch.from_numpy(self.a), "b": torch.from_numpy(self.b)}
-
-    def fingerprint(self) -> str:
-        """Short sha256 of the arrays: the data-set hash checkpoints carry."""
-        return fingerprint_arrays(self.a, self.b, self.labels)
+    DIM = IMAGE_DIM
+    NAME = "MNIST-E"
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,10 @@ sample in 10^4). The stored noise is SCALE * sigma: .021 for a, .035 for b.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import torch
-from torch import Tensor
 
-from m2vae_fusion.core.errors import ConfigError, DataError
-from m2vae_fusion.data.fingerprint import fingerprint_arrays
+from m2vae_fusion.core.errors import ConfigError
+from m2vae_fusion.data.pairs import LabelledPairs
 
 NUM_CLASSES = 10
 SIGMA_A = 0.06  # paper units (Sec. IV)
@@ -48,33 +44,11 @@ def class_means() -> tuple[np.ndarray, np.ndarray]:
     return 0.5 + SCALE * grid, 0.5 + SCALE * circle
 
 
-@dataclass(frozen=True)
-class MoGData:
+class MoGData(LabelledPairs):
     """N samples: modality a (N, 2), modality b (N, 2), both float32 in [0, 1]; labels int64 (N,)."""
 
-    a: np.ndarray
-    b: np.ndarray
-    labels: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = self.labels.shape[0]
-        for name in ("a", "b"):
-            x = getattr(self, name)
-            if x.shape != (n, 2) or x.dtype != np.float32:
-                raise DataError(f"MoG modality {name}: expected float32 of shape ({n}, 2), got {x.dtype} {x.shape}")
-        if self.labels.ndim != 1 or self.labels.dtype != np.int64:
-            raise DataError(f"MoG labels: expected int64 of shape (N,), got {self.labels.dtype} {self.labels.shape}")
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def as_tensors(self) -> dict[str, Tensor]:
-        """The model inputs {"a": (N, 2), "b": (N, 2)} as float32 tensors."""
-        return {"a": torch.from_numpy(self.a), "b": torch.from_numpy(self.b)}
-
-    def fingerprint(self) -> str:
-        """Short sha256 of the arrays: the data-set hash checkpoints carry."""
-        return fingerprint_arrays(self.a, self.b, self.labels)
+    DIM = 2
+    NAME = "MoG"
 
 
 def make_mog(n_per_class: int, seed: int) -> MoGData:
