@@ -9,13 +9,15 @@ where the bracketed terms are the N(0, I) prior expert (precision 1, mean 0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
+from torch import Tensor, nn
 
 from m2vae_fusion.core.config import ModalityConfig, ModelConfig
 from m2vae_fusion.core.errors import DataError
 from m2vae_fusion.core.gaussian import DiagonalGaussian
+from m2vae_fusion.core.model import MultiModalVAE
 from m2vae_fusion.core.networks import ModalityEncoder
 
 
@@ -44,3 +46,24 @@ def concat_encoder(config: ModelConfig) -> ModalityEncoder:
     hidden = max((m.hidden for m in config.modalities), key=sum)
     joint = ModalityConfig(name="joint", dim=sum(m.dim for m in config.modalities), hidden=hidden)
     return ModalityEncoder(joint, config.latent_dim)
+
+
+class ProductOfExpertsVAE(MultiModalVAE):
+    """Base of MVAE and MoPoE: one unimodal expert q_m(z | x_m) per modality, and a subset's
+    posterior is the product of its experts (times the N(0, I) prior expert if `include_prior`)."""
+
+    include_prior: bool
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.encoders = nn.ModuleDict({m.name: ModalityEncoder(m, config.latent_dim) for m in config.modalities})
+
+    def experts(self, inputs: Mapping[str, Tensor]) -> dict[str, DiagonalGaussian]:
+        return {name: self.encoders[name](x) for name, x in inputs.items()}
+
+    def product(self, experts: Mapping[str, DiagonalGaussian], names: Sequence[str]) -> DiagonalGaussian:
+        return product_of_experts([experts[n] for n in names], include_prior=self.include_prior)
+
+    def encode(self, inputs: Mapping[str, Tensor]) -> DiagonalGaussian:
+        self.check_inputs(inputs)
+        return self.product(self.experts(inputs), list(inputs))

@@ -24,35 +24,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from m2vae_fusion.core import subsets as sub
 from m2vae_fusion.core.config import ModelConfig
-from m2vae_fusion.core.experts import product_of_experts
-from m2vae_fusion.core.gaussian import DiagonalGaussian, kl_to_standard_normal
-from m2vae_fusion.core.model import ModelOutput, MultiModalVAE, register_model
-from m2vae_fusion.core.networks import ModalityEncoder
+from m2vae_fusion.core.experts import ProductOfExpertsVAE
+from m2vae_fusion.core.gaussian import kl_to_standard_normal
+from m2vae_fusion.core.model import ModelOutput, register_model
 
 
 @register_model("mopoe")
-class MoPoE(MultiModalVAE):
+class MoPoE(ProductOfExpertsVAE):
+    include_prior = False
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.encoders = nn.ModuleDict({m.name: ModalityEncoder(m, config.latent_dim) for m in config.modalities})
         self.subsets = sub.all_subsets(len(self.modality_names))
-
-    def encode(self, inputs: Mapping[str, Tensor]) -> DiagonalGaussian:
-        self.check_inputs(inputs)
-        return product_of_experts([self.encoders[n](x) for n, x in inputs.items()], include_prior=False)
 
     def forward(self, batch: Mapping[str, Tensor], epoch: float = 0.0) -> ModelOutput:
         self.check_inputs(batch, complete=True)
-        experts = {n: self.encoders[n](batch[n]) for n in self.modality_names}
+        experts = self.experts(batch)
         beta = self.beta(self.full_mask)
         loss = torch.zeros(())
         terms: dict[str, float] = {}
         for subset in self.subsets:
-            q = product_of_experts([experts[n] for n in sub.names_of(subset, self.modality_names)], include_prior=False)
+            q = self.product(experts, sub.names_of(subset, self.modality_names))
             rec = self.log_likelihood(self.decode(q.rsample()), batch)
             kl = kl_to_standard_normal(q)
             loss = loss - (rec - beta * kl).mean() / len(self.subsets)

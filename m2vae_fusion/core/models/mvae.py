@@ -22,36 +22,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from m2vae_fusion.core import subsets as sub
 from m2vae_fusion.core.config import ModelConfig
-from m2vae_fusion.core.experts import product_of_experts
-from m2vae_fusion.core.gaussian import DiagonalGaussian, kl_to_standard_normal
-from m2vae_fusion.core.model import ModelOutput, MultiModalVAE, register_model
-from m2vae_fusion.core.networks import ModalityEncoder
+from m2vae_fusion.core.experts import ProductOfExpertsVAE
+from m2vae_fusion.core.gaussian import kl_to_standard_normal
+from m2vae_fusion.core.model import ModelOutput, register_model
 
 
 @register_model("mvae")
-class MVAE(MultiModalVAE):
+class MVAE(ProductOfExpertsVAE):
+    include_prior = True
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.encoders = nn.ModuleDict({m.name: ModalityEncoder(m, config.latent_dim) for m in config.modalities})
         # the full set and the singletons; with one modality they coincide
         self.trained_subsets = sorted({self.full_mask, *(1 << i for i in range(len(self.modality_names)))})
 
-    def encode(self, inputs: Mapping[str, Tensor]) -> DiagonalGaussian:
-        self.check_inputs(inputs)
-        return product_of_experts([self.encoders[n](x) for n, x in inputs.items()], include_prior=True)
-
     def forward(self, batch: Mapping[str, Tensor], epoch: float = 0.0) -> ModelOutput:
         self.check_inputs(batch, complete=True)
-        experts = {n: self.encoders[n](batch[n]) for n in self.modality_names}
+        experts = self.experts(batch)
         loss = torch.zeros(())
         terms: dict[str, float] = {}
         for subset in self.trained_subsets:
             names = sub.names_of(subset, self.modality_names)
-            q = product_of_experts([experts[n] for n in names], include_prior=True)
+            q = self.product(experts, names)
             rec = self.log_likelihood(self.decode(q.rsample(), names), batch)
             kl = kl_to_standard_normal(q)
             loss = loss - (rec - self.beta(subset) * kl).mean()
