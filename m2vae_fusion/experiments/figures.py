@@ -13,8 +13,7 @@ import torch  # noqa: E402
 
 from m2vae_fusion.core.fusion import auto_reencode  # noqa: E402
 from m2vae_fusion.core.gaussian import kl_to_standard_normal  # noqa: E402
-from m2vae_fusion.core.metrics import drift_field, elbo_test  # noqa: E402
-from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes  # noqa: E402
+from m2vae_fusion.core.metrics import drift_field, elbo_test, shared_classifier  # noqa: E402
 
 SUBSETS = (("a&b", ["a", "b"]), ("a", ["a"]), ("b", ["b"]))
 
@@ -23,8 +22,7 @@ SUBSETS = (("a&b", ["a", "b"]), ("a", ["a"]), ("b", ["b"]))
 def figure_4(model, train, train_labels, test, test_labels, path: Path) -> None:
     """Rows: class, ELBO (Eq. 20), KL to the prior, naive Bayes decision regions; columns: a&b, a, b."""
     means = {label: model.encode({n: test[n] for n in names}).mean.numpy() for label, names in SUBSETS}
-    train_z = np.concatenate([model.encode({n: train[n] for n in names}).mean.numpy() for _, names in SUBSETS])
-    classifier = GaussianNaiveBayes().fit(train_z, np.concatenate([np.asarray(train_labels)] * 3))
+    classifier = shared_classifier(model, train, train_labels)
     everything = np.concatenate(list(means.values()))
     lo, hi = everything.min(0) - 0.5, everything.max(0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))

@@ -24,8 +24,7 @@ import torch
 from m2vae_fusion.core.config import ModelConfig, ReencodeConfig, TrainConfig, from_dict, load_yaml, to_dict
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.core.model import MODELS, build_model
-from m2vae_fusion.core.metrics import coherence, elbo_table, embed_all_subsets, raw_accuracy, reencoding_drift
-from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
+from m2vae_fusion.core.metrics import coherence, elbo_table, raw_accuracy, reencoding_drift, shared_classifier
 from m2vae_fusion.data.mog import mog_splits
 from m2vae_fusion.experiments.runs import Run, fmt, resolve_jobs, run_pool, short_keys, train_run
 from m2vae_fusion.resources import config_path
@@ -92,10 +91,7 @@ def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool, 
 def drift_report(model, train_inputs, train_labels, test_inputs, steps: int) -> dict[str, Any]:
     """Drift of the bimodal encoder after `steps` re-encodings, class switches, latent spread."""
     with torch.no_grad():
-        embeddings = embed_all_subsets(model, train_inputs)
-        classifier = GaussianNaiveBayes().fit(
-            np.concatenate(list(embeddings.values())), np.tile(np.asarray(train_labels), len(embeddings))
-        )
+        classifier = shared_classifier(model, train_inputs, train_labels)
         drift = reencoding_drift(model, test_inputs, model.modality_names, steps, classifier=classifier)
     return dataclasses.asdict(drift)
 
