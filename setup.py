@@ -11,6 +11,7 @@ HERE = Path(__file__).parent
 # checks this table against m2vae_fusion/nodes/ and package.xml.
 NODES = {
     "latent_monitor": "m2vae_fusion.nodes.latent_monitor:main",
+    "sim": "m2vae_fusion.nodes.sim:main",
 }
 
 

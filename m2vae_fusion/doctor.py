@@ -75,12 +75,30 @@ def check_rclpy() -> Check:
 def check_messages() -> Check:
     try:
         msgs = importlib.import_module("m2vae_msgs.msg")
-        names = ("LatentEmbedding", "ModalityEncoding", "ObjectBelief", "ObjectBeliefArray", "AttributeProbabilities")
+        names = (
+            "LatentEmbedding", "ModalityEncoding", "ObjectBelief", "ObjectBeliefArray", "AttributeProbabilities",
+            "LabelledObject", "LabelledObjectArray",
+        )
         for name in names:
             getattr(msgs, name)()
     except Exception as exc:
         return Check("m2vae_msgs", False, f"{type(exc).__name__}: {exc}", SETUP_FIX + " (it builds m2vae_msgs)")
     return Check("m2vae_msgs", True, ", ".join(names))
+
+
+def check_tf2_msgs() -> Check:
+    """tf2_msgs has no PyPI wheel: with the wheels the bootstrap builds it from Debian's ros-tf2-msgs."""
+    try:
+        TFMessage = importlib.import_module("tf2_msgs.msg").TFMessage
+        TFMessage()
+    except Exception as exc:
+        distro = os.environ.get("ROS_DISTRO", "<distro>")
+        fix = (
+            f"with a system ROS 2: apt-get install ros-{distro}-tf2-msgs; with the PyPI wheels: "
+            "apt-get install ros-tf2-msgs, then `make setup` (it builds tf2_msgs into the venv) and `source env.sh`"
+        )
+        return Check("tf2_msgs", False, f"{type(exc).__name__}: {exc}", fix)
+    return Check("tf2_msgs", True, "TFMessage")
 
 
 def check_dds_loopback(timeout_s: float = 30.0) -> Check:
@@ -222,6 +240,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_torch,
     check_rclpy,
     check_messages,
+    check_tf2_msgs,
     check_dds_profile,
     check_dds_loopback,
     check_rosbags,

@@ -11,8 +11,16 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point
-from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray
+from geometry_msgs.msg import Point, Pose, Quaternion
+from m2vae_msgs.msg import (
+    AttributeProbabilities,
+    LabelledObject,
+    LabelledObjectArray,
+    LatentEmbedding,
+    ModalityEncoding,
+    ObjectBelief,
+    ObjectBeliefArray,
+)
 from std_msgs.msg import Header
 
 from m2vae_fusion.data.rosbag_types import typestore
@@ -68,12 +76,26 @@ def belief(object_id: str) -> ObjectBelief:
     )
 
 
+def labelled(name: str, class_id: int) -> LabelledObject:
+    return LabelledObject(
+        name=name,
+        label="green_cube_shiny",
+        class_id=class_id,
+        colour="green",
+        shape="cube",
+        surface="shiny",
+        pose=Pose(position=Point(x=0.6, y=-0.42, z=0.06), orientation=Quaternion(x=0.0, y=0.0, z=0.3826834, w=0.9238795)),
+    )
+
+
 EXAMPLES = {
     "LatentEmbedding": latent,
     "ModalityEncoding": encoding,
     "AttributeProbabilities": lambda: AttributeProbabilities(name="surface", values=["matte", "shiny"], probabilities=[0.3, 0.7]),
     "ObjectBelief": lambda: belief("a"),
     "ObjectBeliefArray": lambda: ObjectBeliefArray(header=header(), beliefs=[belief("a"), belief("b")]),
+    "LabelledObject": lambda: labelled("green_cube_shiny_2", 7),
+    "LabelledObjectArray": lambda: LabelledObjectArray(header=header(), objects=[labelled("a", 7), labelled("b", 3)]),
 }
 
 

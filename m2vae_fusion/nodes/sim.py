@@ -1,0 +1,294 @@
+"""sim: the embedded simulator (m2vae_fusion.sim.simulator) as a ROS 2 node, the stand-in for Gazebo
+plus ros_gz_bridge with the same topics and frames.
+
+Publishes (relative names, so `__ns:=/robot1` namespaces them; frames get `frame_prefix`):
+  camera/image_raw (sensor_msgs/Image rgb8), camera/camera_info, scan, ir/scan (sensor_msgs/LaserScan),
+  odom (nav_msgs/Odometry), /tf (odom -> base_link, map -> odom), /tf_static (base_link -> sensors),
+  /clock (rosgraph_msgs/Clock, every physics step), ground_truth/objects (m2vae_msgs/LabelledObjectArray,
+  GROUND TRUTH in `map`: for labels and evaluation only).
+Subscribes: cmd_vel (geometry_msgs/Twist); the robot stops when no command came for 0.5 s of sim time.
+
+Parameters (defaults in config/sim.yaml) are read once at start-up; see PARAMETERS below.
+A steady wall-clock timer advances the simulation in physics steps, paced by real_time_factor
+(0: as fast as possible); each stream is published when its period has elapsed in simulated time.
+
+Usage: ros2 run m2vae_fusion sim --ros-args -r __ns:=/robot1 -p real_time_factor:=0
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from geometry_msgs.msg import Twist
+from m2vae_msgs.msg import LabelledObjectArray
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock as WallClock
+from rclpy.clock import ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, LaserScan
+from tf2_msgs.msg import TFMessage
+
+from m2vae_fusion.resources import share_dir
+from m2vae_fusion.sim import ros_bridge as bridge
+from m2vae_fusion.sim.simulator import SimConfig, Simulator
+
+CMD_VEL_TIMEOUT_S = 0.5  # of simulated time, so a paused or fast simulation behaves the same
+# Real time: when the simulation falls this far (wall seconds) behind, re-anchor instead of bursting.
+MAX_LAG_S = 0.25
+# As fast as possible: return to the executor this often (wall seconds) so cmd_vel gets through.
+BURST_S = 0.02
+
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+ODOM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # what rclpy's use_sim_time subscribes with
+
+# name -> (default, description). None: computed at start-up (see the description); config/sim.yaml
+# lists every other default and test/test_sim_node.py keeps the two equal.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "world": (None, "SDF world file; a relative name is also looked up in the package's worlds/ (default: worlds/arena.sdf)"),
+    "robot": ("amiro", "name of the robot model instance in the world"),
+    "seed": (0, "seed of every noise source"),
+    "noise_scale": (1.0, "multiplies every sensor and odometry noise level (0: noise-free)"),
+    "real_time_factor": (1.0, "simulated seconds per wall-clock second; 0 runs as fast as possible"),
+    "physics_rate_hz": (100.0, "simulation steps per simulated second; /clock is published every step"),
+    "camera_rate_hz": (None, "camera frames per simulated second (default: the SDF sensor's update_rate)"),
+    "lidar_rate_hz": (None, "LiDAR scans per simulated second (default: the SDF sensor's update_rate)"),
+    "ir_rate_hz": (None, "IR ring readings per simulated second (default: the SDF sensor's update_rate)"),
+    "odom_rate_hz": (20.0, "odom and /tf messages per simulated second"),
+    "ground_truth_rate_hz": (1.0, "ground_truth/objects messages per simulated second"),
+    "frame_prefix": (None, "put in front of every robot frame (default: the namespace without its leading '/', plus '/')"),
+    "publish_map_tf": (True, "publish map -> odom (the true odometry drift, standing in for localisation)"),
+}
+SENSOR_RATE_PARAMETERS = {"camera": "camera_rate_hz", "lidar": "lidar_rate_hz", "ir": "ir_rate_hz"}
+
+
+class ParameterError(ValueError):
+    """A parameter has a value the node cannot run with; the message names it."""
+
+
+class Schedule:
+    """Due once per period of `rate_hz`, counted in physics steps (an integer, unlike a sum of float
+    step lengths, never drifts); step 0 is due."""
+
+    def __init__(self, rate_hz: float, physics_rate_hz: float) -> None:
+        self.period_steps = physics_rate_hz / rate_hz
+        self._next = 0
+
+    def due(self, step: int) -> bool:
+        # the tolerance keeps e.g. 100 Hz / 30 Hz from slipping a step through rounding
+        if step < self._next * self.period_steps - 1e-6:
+            return False
+        self._next = math.floor(step / self.period_steps + 1e-6) + 1
+        return True
+
+
+def default_frame_prefix(namespace: str) -> str:
+    return "" if namespace.strip("/") == "" else namespace.strip("/") + "/"
+
+
+def resolve_world(value: str) -> Path:
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    worlds = share_dir() / "worlds"
+    if not path.is_absolute() and (worlds / path).is_file():
+        return worlds / path
+    raise ParameterError(f"parameter 'world': {value} is not a file (relative names are also looked up in {worlds})")
+
+
+@dataclass(frozen=True)
+class Rates:
+    physics: float
+    odom: float
+    ground_truth: float
+    sensors: dict[str, float]  # by sensor kind
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim")
+        world = resolve_world(self._declare("world", str(share_dir() / "worlds" / "arena.sdf")))
+        robot = self._declare("robot")
+        seed = self._declare("seed")
+        noise_scale = self._number("noise_scale", positive=False)
+        self.real_time_factor = self._number("real_time_factor", positive=False)
+        prefix = self._declare("frame_prefix", default_frame_prefix(self.get_namespace())).strip("/")
+        self.frame_prefix = prefix + "/" if prefix else ""
+        self.publish_map_tf = self._declare("publish_map_tf")
+        try:
+            self.sim = Simulator(SimConfig(world=world, robot=robot, seed=seed, noise_scale=noise_scale))
+        except (ValueError, OSError) as exc:  # SdfError is a ValueError and names file and element
+            raise ParameterError(f"parameters 'world' / 'robot': cannot simulate robot {robot!r} in {world}: {exc}") from exc
+        try:
+            self.rates = self._read_rates()
+            self._create_interfaces()
+        except BaseException:
+            self.sim.close()
+            raise
+        self.add_on_set_parameters_callback(
+            lambda _: SetParametersResult(successful=False, reason="sim reads its parameters at start-up only: restart it")
+        )
+        self.get_logger().info(
+            f"simulating {robot!r} in {world} (seed {seed}, noise x{noise_scale:g}, "
+            f"real-time factor {self.real_time_factor:g}{' = as fast as possible' if self.real_time_factor == 0 else ''}), "
+            f"frame prefix {self.frame_prefix!r}, physics {self.rates.physics:g} Hz, "
+            + ", ".join(f"{kind} {rate:g} Hz" for kind, rate in self.rates.sensors.items())
+        )
+
+    # ------------------------------------------------------------ parameters
+
+    def _declare(self, name: str, default: Any = None) -> Any:
+        """A typed parameter (rclpy rejects a value of another type, naming the parameter)."""
+        default = PARAMETERS[name][0] if default is None else default
+        return self.declare_parameter(name, default, ParameterDescriptor(description=PARAMETERS[name][1])).value
+
+    def _number(self, name: str, *, positive: bool, default: float | None = None) -> float:
+        """A float parameter that also takes integers (`-p real_time_factor:=0`), which rclpy's typed
+        declaration would refuse; > 0 if `positive`, else >= 0."""
+        descriptor = ParameterDescriptor(description=PARAMETERS[name][1], dynamic_typing=True)
+        value = self.declare_parameter(name, PARAMETERS[name][0] if default is None else default, descriptor).value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ParameterError(f"parameter {name!r} must be a finite number, got {value!r}")
+        if value < 0 or (positive and value == 0):
+            raise ParameterError(f"parameter {name!r} must be {'> 0' if positive else '>= 0'}, got {value}")
+        return float(value)
+
+    def _read_rates(self) -> Rates:
+        physics = self._number("physics_rate_hz", positive=True)
+        sensors = {}
+        for kind, spec in self.sim.sensors.items():
+            sensors[kind] = self._number(SENSOR_RATE_PARAMETERS[kind], default=spec.rate_hz, positive=True)
+        rates = Rates(physics, self._number("odom_rate_hz", positive=True), self._number("ground_truth_rate_hz", positive=True), sensors)
+        limited = {"odom_rate_hz": rates.odom, "ground_truth_rate_hz": rates.ground_truth}
+        limited.update({SENSOR_RATE_PARAMETERS[k]: r for k, r in sensors.items()})
+        for name, rate in limited.items():
+            if rate > physics + 1e-9:
+                raise ParameterError(f"parameter {name!r} ({rate:g} Hz) exceeds physics_rate_hz ({physics:g} Hz): streams are published between physics steps")
+        return rates
+
+    # ------------------------------------------------------------ interfaces
+
+    def _create_interfaces(self) -> None:
+        sensors = self.rates.sensors
+        physics = self.rates.physics
+        self.schedules = {kind: Schedule(rate, physics) for kind, rate in sensors.items()}
+        self.schedules["odom"] = Schedule(self.rates.odom, physics)
+        self.schedules["ground_truth"] = Schedule(self.rates.ground_truth, physics)
+        self.steps = 0
+        if "camera" in sensors:
+            self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+            self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos_profile_sensor_data)
+        if "lidar" in sensors:
+            self.scan_pub = self.create_publisher(LaserScan, "scan", qos_profile_sensor_data)
+        if "ir" in sensors:
+            self.ir_pub = self.create_publisher(LaserScan, "ir/scan", qos_profile_sensor_data)
+        for kind in set(SENSOR_RATE_PARAMETERS) - set(sensors):
+            self.get_logger().warning(f"robot has no {kind} sensor: not publishing it")
+        self.odom_pub = self.create_publisher(Odometry, "odom", ODOM_QOS)
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", TF_QOS)
+        self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
+        self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
+        self.truth_pub = self.create_publisher(LabelledObjectArray, "ground_truth/objects", LATCHED_QOS)
+        self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, 10)
+        self.last_cmd_time: float | None = None
+
+        self.tf_static_pub.publish(bridge.static_tf_message(self.sim.static_transforms(), self.sim.time, self.frame_prefix))
+        self.dt = 1.0 / self.rates.physics
+        # Pacing must not follow /clock, which only this node drives, even if use_sim_time is set.
+        wall = WallClock(clock_type=ClockType.STEADY_TIME)
+        period = 0.0 if self.real_time_factor == 0 else max(self.dt / self.real_time_factor, 1e-3)
+        self._anchor()
+        self.create_timer(period, self._on_timer, clock=wall)
+
+    def _anchor(self) -> None:
+        self.wall_anchor = time.monotonic()
+        self.sim_anchor = self.sim.time
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        linear, angular = msg.linear.x, msg.angular.z
+        if not (math.isfinite(linear) and math.isfinite(angular)):
+            self.get_logger().warning(f"ignoring cmd_vel with a non-finite velocity ({linear}, {angular})", throttle_duration_sec=5.0)
+            return
+        self.sim.set_cmd_vel(linear, angular)
+        self.last_cmd_time = self.sim.time
+
+    # ------------------------------------------------------------ stepping
+
+    def _on_timer(self) -> None:
+        if self.real_time_factor == 0:
+            deadline = time.monotonic() + BURST_S
+            while time.monotonic() < deadline:
+                self.step()
+            return
+        target = self.sim_anchor + (time.monotonic() - self.wall_anchor) * self.real_time_factor
+        if target - self.sim.time > MAX_LAG_S * self.real_time_factor:
+            self.get_logger().warning(
+                f"cannot keep real_time_factor {self.real_time_factor:g}: simulation runs slower", throttle_duration_sec=10.0
+            )
+            self._anchor()
+            target = self.sim.time + self.dt
+        while self.sim.time + self.dt / 2 <= target:
+            self.step()
+
+    def step(self) -> None:
+        """Publish /clock and every stream whose period has come in simulated time, then one physics step."""
+        t = self.sim.time
+        self.clock_pub.publish(bridge.clock(t))
+        prefix, due = self.frame_prefix, lambda stream: self.schedules[stream].due(self.steps)
+        if "camera" in self.schedules and due("camera"):
+            frame = self.sim.camera()
+            self.image_pub.publish(bridge.image(frame, t, prefix))
+            self.info_pub.publish(bridge.camera_info(frame, t, prefix))
+        if "lidar" in self.schedules and due("lidar"):
+            self.scan_pub.publish(bridge.laser_scan(self.sim.lidar(), t, self.rates.sensors["lidar"], prefix))
+        if "ir" in self.schedules and due("ir"):
+            self.ir_pub.publish(bridge.laser_scan(self.sim.ir(), t, self.rates.sensors["ir"], prefix))
+        if due("odom"):
+            odom, frames = self.sim.odometry(), (self.sim.odom_frame, self.sim.base_frame)
+            self.odom_pub.publish(bridge.odometry(odom, t, prefix, *frames))
+            transforms = [bridge.odom_transform(odom, t, prefix, *frames)]
+            if self.publish_map_tf:
+                transforms.append(bridge.map_transform(self.sim.map_to_odom(), t, prefix, self.sim.odom_frame))
+            self.tf_pub.publish(bridge.tf_message(transforms))
+        if due("ground_truth"):
+            self.truth_pub.publish(bridge.labelled_objects(self.sim.objects, t))
+        if self.last_cmd_time is not None and t - self.last_cmd_time > CMD_VEL_TIMEOUT_S:
+            self.sim.set_cmd_vel(0.0, 0.0)
+            self.last_cmd_time = None
+        self.sim.step(self.dt)
+        self.steps += 1
+
+    def close(self) -> None:
+        self.sim.close()
+        self.destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = SimNode()
+            except (ParameterError, ParameterException) as exc:
+                rclpy.logging.get_logger("sim").fatal(str(exc))
+                raise SystemExit(2) from None
+            try:
+                rclpy.spin(node)
+            finally:
+                node.close()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()
