@@ -162,20 +162,79 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--samples", type=int, help="use the first N training pairs (default: all)")
     train.add_argument("--models", nargs="+", help="models to measure (default: from the config)")
     train.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    train.set_defaults(bench_run=bench_train)
+    sim = benches.add_parser(
+        "sim",
+        help="embedded simulator speed: real-time factor with all sensors, data collection rate, on one core",
+        description="Pin this process to one core, run the embedded simulator with every sensor at its SDF rate "
+        "and report simulated seconds per wall second (target >= 10x), then collect a labelled bag and report "
+        "observations per second (target >= 100).",
+    )
+    sim.add_argument("--world", type=Path, help="world SDF (default: the package's worlds/arena.sdf)")
+    sim.add_argument("--seconds", type=float, default=30.0, help="simulated seconds to run (default: 30)")
+    sim.add_argument("--samples", type=int, default=500, help="observations to collect (default: 500)")
+    sim.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    sim.set_defaults(bench_run=bench_sim)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from m2vae_fusion.experiments import bench, mnist_e
     from m2vae_fusion.experiments.runs import write_json
+
+    results, table = args.bench_run(args)
+    print(table)
+    if args.json:
+        write_json(results, args.json)
+    return 0
+
+
+def bench_train(args: argparse.Namespace):
+    from m2vae_fusion.experiments import bench, mnist_e
 
     experiment = mnist_e.load_experiment(args.config)
     if args.models:
         experiment.models = args.models
     results = bench.bench_train(experiment, epochs=args.epochs, batch_size=args.batch_size, samples=args.samples)
-    print(bench.table(results))
-    if args.json:
-        write_json(results, args.json)
-    return 0
+    return results, bench.table(results)
+
+
+def bench_sim(args: argparse.Namespace):
+    from m2vae_fusion.resources import share_dir
+    from m2vae_fusion.sim import bench
+
+    results = bench.bench_sim(args.world or share_dir() / "worlds" / "arena.sdf", args.seconds, args.samples)
+    return results, bench.table(results)
+
+
+def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.sim import collect, contact_sheet, world_gen
+
+    commands = parser.add_subparsers(dest="sim_command", metavar="SIM_COMMAND", required=True)
+    world = commands.add_parser(
+        "world",
+        help="write a new arena world SDF with randomised objects, orientations and light",
+        description="Write an SDF world (loadable by Gazebo and by the embedded simulator) with N objects of the 8 "
+        "classes at random non-overlapping places and orientations, R robots and a random sun.",
+    )
+    world_gen.add_arguments(world)
+    world.set_defaults(sim_run=world_gen.run)
+    data = commands.add_parser(
+        "collect",
+        help="record a labelled camera / LiDAR / IR data set as a ROS 2 bag (mcap)",
+        description=collect.__doc__.split("\n\n")[0].replace("`m2vae sim collect`: ", "").capitalize() + ".",
+    )
+    collect.add_arguments(data)
+    data.set_defaults(sim_run=collect.run)
+    sheet = commands.add_parser(
+        "sheet",
+        help="draw what the camera, LiDAR and IR ring see of each of the 8 classes (PNG)",
+        description=contact_sheet.__doc__.split("\n\n")[0].replace("`m2vae sim sheet`: ", "").capitalize(),
+    )
+    contact_sheet.add_arguments(sheet)
+    sheet.set_defaults(sim_run=contact_sheet.run)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    return args.sim_run(args)
 
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -189,7 +248,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     ("demo", "run the main job (what `make run` runs)", lambda p: None, cmd_demo),
     ("reproduce", "reproduce the paper's experiments (mog, mnist-e)", add_reproduce_arguments, cmd_reproduce),
-    ("bench", "measure training throughput (train)", add_bench_arguments, cmd_bench),
+    ("sim", "embedded simulator tools: generate worlds, collect labelled bags, draw a sensor contact sheet", add_sim_arguments, cmd_sim),
+    ("bench", "measure training throughput (train) and simulator speed (sim)", add_bench_arguments, cmd_bench),
 )
 
 
@@ -213,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except M2VAEError as exc:
+    except (M2VAEError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"m2vae {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
