@@ -7,6 +7,7 @@ an error and never a silently ignored option.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,9 +32,26 @@ class ModalityConfig:
     hidden: tuple[int, ...] = (128, 64)  # encoder layers; the decoder mirrors them
     likelihood: str = "bernoulli"  # bernoulli (inputs in [0, 1], BCE) or gaussian (fixed std)
     gaussian_std: float = 1.0
+    # Convolutional trunk before `hidden` (the beta-VAE preprocessors of Sec. V-D): the flat input
+    # is viewed as `shape` = (channels, length) for Conv1D or (channels, height, width) for Conv2D,
+    # and each entry of `conv` is one stride-2 convolution (kernel 4) with that many channels.
+    shape: tuple[int, ...] = ()
+    conv: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
+        self.shape = tuple(self.shape)
+        self.conv = tuple(self.conv)
+        if self.conv or self.shape:
+            if len(self.shape) not in (2, 3) or min(self.shape) < 1:
+                raise ConfigError(f"modality {self.name}: shape must be (channels, length) or (channels, height, width), got {self.shape}")
+            if math.prod(self.shape) != self.dim:
+                raise ConfigError(f"modality {self.name}: shape {self.shape} has {math.prod(self.shape)} values but dim is {self.dim}")
+            if not self.conv or min(self.conv) < 1:
+                raise ConfigError(f"modality {self.name}: a shape needs conv channels >= 1, got {self.conv}")
+            factor = 2 ** len(self.conv)
+            if any(size % factor for size in self.shape[1:]):
+                raise ConfigError(f"modality {self.name}: spatial sizes {self.shape[1:]} must be divisible by 2^{len(self.conv)} (one halving per conv layer)")
         if not self.name or not self.name.replace("_", "").isalnum():
             raise ConfigError(f"modality name {self.name!r} must be a non-empty identifier")
         if self.dim < 1:

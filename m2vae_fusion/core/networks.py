@@ -1,4 +1,5 @@
-"""Building blocks: MLP encoders with Gaussian heads, subset encoders, decoders, likelihoods.
+"""Building blocks: MLP (optionally convolutional) encoders with Gaussian heads, subset encoders,
+decoders, likelihoods.
 
 Architecture of Fig. 2c / Sec. V-A: a modality encoder is input -> hidden ReLU layers (the last
 one is the "penultimate" feature layer) -> two linear heads (mean, log-variance). A subset
@@ -9,6 +10,7 @@ parameters (Bernoulli logits or Gaussian means).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -39,12 +41,39 @@ class GaussianHead(nn.Module):
         return DiagonalGaussian(self.mean(h), self.log_var(h))
 
 
+def _conv_layers(channels: Sequence[int], spatial_dims: int, transposed: bool) -> list[nn.Module]:
+    """Stride-2, kernel-4 convolutions that halve (or, transposed, double) every spatial size."""
+    conv = {(1, False): nn.Conv1d, (2, False): nn.Conv2d, (1, True): nn.ConvTranspose1d, (2, True): nn.ConvTranspose2d}[
+        (spatial_dims, transposed)
+    ]
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(channels[:-1], channels[1:])):
+        layers.append(conv(fan_in, fan_out, kernel_size=4, stride=2, padding=1))
+        if not (transposed and i == len(channels) - 2):  # the decoder's last layer gives raw parameters
+            layers.append(nn.ReLU())
+    return layers
+
+
+def conv_output_shape(modality: ModalityConfig) -> tuple[int, ...]:
+    """(channels, *spatial) after the encoder's convolutions."""
+    halving = 2 ** len(modality.conv)
+    return (modality.conv[-1], *(size // halving for size in modality.shape[1:]))
+
+
+def trunk(modality: ModalityConfig) -> nn.Sequential:
+    """Input -> penultimate features: optional convolutions (on the input viewed as `shape`), then the MLP."""
+    if not modality.conv:
+        return mlp([modality.dim, *modality.hidden])
+    layers = [nn.Unflatten(1, modality.shape), *_conv_layers([modality.shape[0], *modality.conv], len(modality.shape) - 1, False), nn.Flatten()]
+    return nn.Sequential(*layers, *mlp([math.prod(conv_output_shape(modality)), *modality.hidden]))
+
+
 class ModalityEncoder(nn.Module):
     """q_{phi_m}(z | m): features (penultimate layer) then a Gaussian head."""
 
     def __init__(self, modality: ModalityConfig, latent_dim: int) -> None:
         super().__init__()
-        self.features = mlp([modality.dim, *modality.hidden])
+        self.features = trunk(modality)
         self.head = GaussianHead(modality.hidden[-1], latent_dim)
         self.feature_dim = modality.hidden[-1]
 
@@ -71,7 +100,14 @@ class Decoder(nn.Module):
         super().__init__()
         hidden = list(reversed(modality.hidden))
         self.body = mlp([latent_dim, *hidden])
-        self.out = nn.Linear(hidden[-1], modality.dim)
+        if modality.conv:
+            inner = conv_output_shape(modality)
+            self.out = nn.Sequential(
+                nn.Linear(hidden[-1], math.prod(inner)), nn.ReLU(), nn.Unflatten(1, inner),
+                *_conv_layers([*reversed(modality.conv), modality.shape[0]], len(modality.shape) - 1, True), nn.Flatten(),
+            )
+        else:
+            self.out = nn.Linear(hidden[-1], modality.dim)
         self.likelihood = modality.likelihood
         self.gaussian_std = modality.gaussian_std
 

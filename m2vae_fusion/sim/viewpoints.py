@@ -15,11 +15,12 @@ from m2vae_fusion.sim.simulator import Simulator
 @dataclass(frozen=True)
 class ViewpointRange:
     """Distances are robot centre to object centre (m); `heading_jitter` turns the robot off the
-    line of sight (rad) so the object is not always in the image centre."""
+    line of sight (rad) so the object is not always in the image centre. The defaults keep the
+    object within reach of the IR sensor facing it (25 cm from the robot's centre, one ray each)."""
 
     min_distance: float = 0.12
-    max_distance: float = 0.3
-    heading_jitter: float = 0.25
+    max_distance: float = 0.25
+    heading_jitter: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0 < self.min_distance <= self.max_distance:
