@@ -237,6 +237,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return args.sim_run(args)
 
 
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.data import recorder
+
+    recorder.add_arguments(parser)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from m2vae_fusion.data import recorder
+
+    return recorder.run(args)
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 COMMANDS: tuple[Command, ...] = (
@@ -249,6 +261,7 @@ COMMANDS: tuple[Command, ...] = (
     ("demo", "run the main job (what `make run` runs)", lambda p: None, cmd_demo),
     ("reproduce", "reproduce the paper's experiments (mog, mnist-e)", add_reproduce_arguments, cmd_reproduce),
     ("sim", "embedded simulator tools: generate worlds, collect labelled bags, draw a sensor contact sheet", add_sim_arguments, cmd_sim),
+    ("record", "record live ROS 2 topics into a bag (mcap, split by size/duration, Ctrl-C leaves a valid bag)", add_record_arguments, cmd_record),
     ("bench", "measure training throughput (train) and simulator speed (sim)", add_bench_arguments, cmd_bench),
 )
 

@@ -16,9 +16,10 @@ from m2vae_fusion.sim.simulator import Simulator
 class ViewpointRange:
     """Distances are robot centre to object centre (m); `heading_jitter` turns the robot off the
     line of sight (rad) so the object is not always in the image centre. The defaults keep the
-    object within reach of the IR sensor facing it (25 cm from the robot's centre, one ray each)."""
+    object within reach of the IR sensor facing it (25 cm from the robot's centre, one ray each) and
+    the whole object within the camera's crop (nearer, a 16 cm crop overflows the 320x240 image)."""
 
-    min_distance: float = 0.12
+    min_distance: float = 0.16
     max_distance: float = 0.25
     heading_jitter: float = 0.1
 
