@@ -79,8 +79,45 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+    sim = experiments.add_parser(
+        "sim",
+        help="simulated camera / LiDAR / reflectance experiment: meta-sensor and in-place fusion accuracy",
+        description="Collect a training bag (worlds/arena.sdf) and a test bag (another world and seed), train the "
+        "perception model (beta-VAEs, the M2VAE with and without the re-encoding loss) and print the accuracies of "
+        "paper Sec. V-D beside the paper's: meta-sensor on raw features vs on z, one sensor at a time with in-place "
+        "fusion with vs without re-encoding, and per subset.",
+    )
+    sim.add_argument("--config", type=Path, help="perception model YAML (default: config/perception.yaml)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the training bag; the test bag uses seed + 1000 (default: 0)")
+    sim.add_argument("--train-samples", type=int, default=4000, help="training observations to collect (default: 4000)")
+    sim.add_argument("--test-samples", type=int, default=1000, help="test observations to collect (default: 1000)")
+    sim.add_argument("--epochs-preprocessors", type=int, help="override the beta-VAEs' epochs (quick runs)")
+    sim.add_argument("--epochs-fusion", type=int, help="override the M2VAEs' epochs (quick runs)")
+    sim.add_argument("--jobs", type=int, default=2, help="processes for the beta-VAEs (default: 2)")
+    sim.add_argument("--out", type=Path, default=Path("runs/sim"), help="folder for bags, models and results (default: runs/sim)")
+    sim.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    sim.add_argument("--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out")
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    return {"mog": reproduce_mog, "mnist-e": reproduce_mnist_e}[args.experiment](args)
+    return {"mog": reproduce_mog, "mnist-e": reproduce_mnist_e, "sim": reproduce_sim}[args.experiment](args)
+
+
+def reproduce_sim(args: argparse.Namespace) -> int:
+    from m2vae_fusion.experiments import sim
+    from m2vae_fusion.experiments.runs import write_json
+    from m2vae_fusion.stack.config import load_stack_config
+
+    if args.train_samples < 1 or args.test_samples < 1:
+        raise ValueError(f"--train-samples and --test-samples must be >= 1, got {args.train_samples}, {args.test_samples}")
+    config = load_stack_config(args.config).with_epochs(args.epochs_preprocessors, args.epochs_fusion)
+    results = sim.reproduce_sim(config, args.out, args.seed, args.train_samples, args.test_samples, args.jobs, resume=not args.no_resume)
+    print(sim.table(results))
+    print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
+    write_json(results, args.out / "results.json")
+    if args.json:
+        write_json(results, args.json)
+    return 0
 
 
 def reproduce_mnist_e(args: argparse.Namespace) -> int:
@@ -237,6 +274,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return args.sim_run(args)
 
 
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.stack import train
+
+    train.add_arguments(parser)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from m2vae_fusion.stack import train
+
+    return train.run(args)
+
+
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     from m2vae_fusion.data import recorder
 
@@ -259,7 +308,8 @@ COMMANDS: tuple[Command, ...] = (
         cmd_doctor,
     ),
     ("demo", "run the main job (what `make run` runs)", lambda p: None, cmd_demo),
-    ("reproduce", "reproduce the paper's experiments (mog, mnist-e)", add_reproduce_arguments, cmd_reproduce),
+    ("reproduce", "reproduce the paper's experiments (mog, mnist-e, sim)", add_reproduce_arguments, cmd_reproduce),
+    ("train", "train the perception model (beta-VAEs, M2VAE, classifier) from bags", add_train_arguments, cmd_train),
     ("sim", "embedded simulator tools: generate worlds, collect labelled bags, draw a sensor contact sheet", add_sim_arguments, cmd_sim),
     ("record", "record live ROS 2 topics into a bag (mcap, split by size/duration, Ctrl-C leaves a valid bag)", add_record_arguments, cmd_record),
     ("bench", "measure training throughput (train) and simulator speed (sim)", add_bench_arguments, cmd_bench),

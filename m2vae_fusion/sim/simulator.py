@@ -12,7 +12,6 @@ Noise standard deviations come from the SDF `<noise>` elements, all scaled by `n
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from m2vae_fusion.sim.classes import parse_class
 from m2vae_fusion.sim.drive import DiffDriveModel, wrap_angle
 from m2vae_fusion.sim.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, SensorSpec, Transform
 from m2vae_fusion.sim.scene import RAY_GROUPS, Footprint, MountedSensor, SceneBuilder, mounted_sensors
-from m2vae_fusion.sim.sdf import Model, SdfError, load_world, matrix_quaternion, matrix_yaw, pose_matrix
+from m2vae_fusion.sim.sdf import SdfError, load_world, matrix_quaternion, matrix_yaw, pose_matrix
 
 
 @dataclass(frozen=True)
@@ -284,9 +283,6 @@ class Simulator:
             states.append(ObjectState(model.name, cls.colour, cls.shape, cls.surface, cls.class_id, cls.label, p[0, 3], p[1, 3], p[2, 3], matrix_yaw(p)))
         return states
 
-    def object_models(self) -> list[Model]:
-        return [m for m in self.world.models if parse_class(m.source) is not None]
-
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
@@ -312,8 +308,3 @@ def _overlaps(f: Footprint, x: float, y: float, radius: float) -> bool:
     cu = min(max(u, -f.half_extents[0]), f.half_extents[0])
     cv = min(max(v, -f.half_extents[1]), f.half_extents[1])
     return math.hypot(u - cu, v - cv) < radius
-
-
-def mujoco_gl_ready() -> bool:
-    """MuJoCo picks its offscreen backend from MUJOCO_GL; env.sh sets egl."""
-    return bool(os.environ.get("MUJOCO_GL"))

@@ -1,0 +1,1 @@
+"""The trained perception model of the simulated AMiRo: dataset from bags, training, loading."""

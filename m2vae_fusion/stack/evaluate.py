@@ -1,0 +1,82 @@
+"""The camera / LiDAR / reflectance experiment of Sec. V-D on a trained perception model:
+
+- meta-sensor: an MLP classifier on the raw beta-VAE features of all three sensors vs on the
+  M2VAE's z of all three (paper 97.1 % vs 96.2 %);
+- per subset: ONE classifier fitted on z of every subset encoder, scored per subset;
+- single sensor at a time: the sensors of each test observation arrive one by one in random order
+  and are combined by in-place fusion (Eq. 18), then classified by that same classifier; with vs
+  without the re-encoding loss (paper 94.3 % vs 65.8 %).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from sklearn.neural_network import MLPClassifier
+
+from m2vae_fusion.stack.config import MODALITIES
+from m2vae_fusion.stack.dataset import Observations
+from m2vae_fusion.stack.model import PerceptionModel
+
+
+def features_of(model: PerceptionModel, observations: Observations) -> dict[str, np.ndarray]:
+    """Standardised beta-VAE means of every sensor (observations must be complete)."""
+    return {m: model.features(m, observations.features[m]) for m in MODALITIES}
+
+
+def subsets() -> list[tuple[str, ...]]:
+    return [s for k in range(1, len(MODALITIES) + 1) for s in itertools.combinations(MODALITIES, k)]
+
+
+def subset_key(names: tuple[str, ...]) -> str:
+    return "+".join(names)
+
+
+def mlp(seed: int) -> MLPClassifier:
+    return MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, early_stopping=True, random_state=seed)
+
+
+def embed(model: PerceptionModel, features: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    return model.encode({m: features[m] for m in names}).mean.numpy()
+
+
+def evaluate(
+    model: PerceptionModel, train: Observations, test: Observations, seed: int = 0, without_reencoding: PerceptionModel | None = None,
+) -> dict:
+    rng = np.random.default_rng(seed)
+    f_train, f_test = features_of(model, train), features_of(model, test)
+    y_train, y_test = train.labels, test.labels
+    raw = mlp(seed).fit(np.concatenate([f_train[m] for m in MODALITIES], 1), y_train)
+    raw_rate = raw.score(np.concatenate([f_test[m] for m in MODALITIES], 1), y_test)
+    full = mlp(seed).fit(embed(model, f_train, MODALITIES), y_train)
+    m2vae_rate = full.score(embed(model, f_test, MODALITIES), y_test)
+    results = {"meta_sensor": {"raw": raw_rate, "m2vae": m2vae_rate}, "observations": {"train": len(train), "test": len(test)}}
+    shared, per_subset = shared_classifier(model, f_train, y_train, seed), {}
+    for names in subsets():
+        per_subset[subset_key(names)] = shared.score(embed(model, f_test, names), y_test)
+    results["per_subset"] = per_subset
+    orders = [tuple(rng.permutation(MODALITIES)) for _ in range(len(test))]
+    results["in_place"] = {"with_reenc": in_place_rate(model, shared, f_test, y_test, orders)}
+    if without_reencoding is not None:
+        f_train0, f_test0 = features_of(without_reencoding, train), features_of(without_reencoding, test)
+        shared0 = shared_classifier(without_reencoding, f_train0, y_train, seed)
+        results["in_place"]["without_reenc"] = in_place_rate(without_reencoding, shared0, f_test0, y_test, orders)
+    return results
+
+
+def shared_classifier(model: PerceptionModel, features: dict[str, np.ndarray], labels: np.ndarray, seed: int) -> MLPClassifier:
+    """One MLP on z of every subset encoder (the coherence protocol): valid whatever was sensed."""
+    z = np.concatenate([embed(model, features, names) for names in subsets()])
+    return mlp(seed).fit(z, np.tile(labels, len(subsets())))
+
+
+def in_place_rate(model: PerceptionModel, classifier: MLPClassifier, features: dict[str, np.ndarray], labels: np.ndarray, orders: list[tuple[str, ...]]) -> float:
+    """Accuracy after the three sensors arrive one at a time in `orders` and are fused in place."""
+    final = []
+    for i, order in enumerate(orders):
+        belief = model.belief({order[0]: features[order[0]][i]})
+        for modality in order[1:]:
+            belief = model.fuse(belief, {modality: features[modality][i]})
+        final.append(belief.mean)
+    return float(np.mean(classifier.predict(np.stack(final)) == labels))

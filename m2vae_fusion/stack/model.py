@@ -1,0 +1,106 @@
+"""The trained perception model as the nodes and evaluations use it: a sensor's view -> its beta-VAE
+features, features of any subset of sensors -> q(z | subset), in-place fusion (Eq. 18) of a stored
+belief with a new sensing, and class probabilities from z (one classifier for every subset)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from m2vae_fusion.core.checkpoint import load_checkpoint
+from m2vae_fusion.core.config import from_dict
+from m2vae_fusion.core.errors import CheckpointError
+from m2vae_fusion.core.fusion import in_place_fusion
+from m2vae_fusion.core.gaussian import DiagonalGaussian
+from m2vae_fusion.core.model import MultiModalVAE
+from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
+from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.stack.config import MODALITIES, StackConfig
+from m2vae_fusion.stack.train import MANIFEST
+
+
+@dataclass(frozen=True)
+class Belief:
+    """A posterior over z with the sensors it has fused so far."""
+
+    mean: np.ndarray  # (D_z,)
+    log_var: np.ndarray  # (D_z,)
+    sensed: tuple[str, ...]
+
+    def gaussian(self) -> DiagonalGaussian:
+        return DiagonalGaussian(torch.from_numpy(self.mean[None].astype(np.float32)), torch.from_numpy(self.log_var[None].astype(np.float32)))
+
+
+class PerceptionModel:
+    """Load with `PerceptionModel.load(folder or manifest)`; every check failure is a CheckpointError."""
+
+    def __init__(self, manifest: dict, root: Path) -> None:
+        self.manifest = manifest
+        self.model_id: str = manifest["model_id"]
+        self.config: StackConfig = from_dict(StackConfig, manifest["config"])
+        self.preprocessors: dict[str, MultiModalVAE] = {
+            m: load_checkpoint(root / manifest["preprocessors"][m], expected_model_config=self.config.preprocessor(m)).model for m in MODALITIES
+        }
+        self.fusion: MultiModalVAE = load_checkpoint(root / manifest["fusion"], expected_model_config=self.config.fusion).model
+        self._mean = {m: np.asarray(manifest["standardiser"][m]["mean"], np.float32) for m in MODALITIES}
+        self._std = {m: np.asarray(manifest["standardiser"][m]["std"], np.float32) for m in MODALITIES}
+        c = manifest["classifier"]
+        self.classifier = GaussianNaiveBayes()
+        self.classifier.classes_ = np.asarray(c["classes"])
+        self.classifier.theta_ = np.asarray(c["theta"])
+        self.classifier.var_ = np.asarray(c["var"])
+        self.classifier.log_prior_ = np.asarray(c["log_prior"])
+
+    @classmethod
+    def load(cls, path: Path | str) -> PerceptionModel:
+        path = Path(path)
+        manifest_path = path / MANIFEST if path.is_dir() else path
+        if not manifest_path.is_file():
+            raise CheckpointError(f"no perception model at {path} (expected {manifest_path}); train one with `m2vae train --bag ...`")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{manifest_path} is not a readable perception model manifest: {exc}") from None
+        missing = {"model_id", "config", "preprocessors", "fusion", "standardiser", "classifier"} - set(manifest)
+        if missing:
+            raise CheckpointError(f"{manifest_path} lacks {sorted(missing)}")
+        return cls(manifest, manifest_path.parent)
+
+    # ------------------------------------------------------------ features
+
+    @torch.no_grad()
+    def features(self, modality: str, views: np.ndarray) -> np.ndarray:
+        """Standardised beta-VAE means (N, feature_dim) of flat views (N, dim) of one sensor."""
+        if modality not in self.preprocessors:
+            raise ValueError(f"unknown sensor {modality!r}; the model knows {list(MODALITIES)}")
+        q = self.preprocessors[modality].encode({modality: torch.from_numpy(np.asarray(views, np.float32))})
+        return (q.mean.numpy() - self._mean[modality]) / self._std[modality]
+
+    # ------------------------------------------------------------ latent beliefs
+
+    @torch.no_grad()
+    def encode(self, features: Mapping[str, np.ndarray]) -> DiagonalGaussian:
+        """q(z | the sensors in `features`) through the matching subset encoder (batch of N)."""
+        return self.fusion.encode({m: torch.from_numpy(np.asarray(f, np.float32)) for m, f in features.items()})
+
+    def belief(self, features: Mapping[str, np.ndarray]) -> Belief:
+        """A new belief from one observation (features of shape (feature_dim,) per sensor)."""
+        q = self.encode({m: np.asarray(f)[None] for m, f in features.items()})
+        return Belief(q.mean[0].numpy(), q.log_var[0].numpy(), tuple(m for m in MODALITIES if m in features))
+
+    def fuse(self, stored: Belief, new: Mapping[str, np.ndarray]) -> Belief:
+        """Eq. 18: decode the stored z into the sensors it covers, encode them with the new sensing."""
+        q, covered = in_place_fusion(self.fusion, stored.gaussian(), stored.sensed, {m: torch.from_numpy(np.asarray(f, np.float32)[None]) for m, f in new.items()})
+        return Belief(q.mean[0].numpy(), q.log_var[0].numpy(), tuple(covered))
+
+    def class_probabilities(self, z: np.ndarray) -> np.ndarray:
+        """p(class | z) for means z of shape (N, D_z); columns in CLASSES order."""
+        proba = self.classifier.predict_proba(np.atleast_2d(z))
+        out = np.zeros((proba.shape[0], len(CLASSES)))
+        out[:, self.classifier.classes_.astype(int)] = proba
+        return out

@@ -1,0 +1,206 @@
+"""Training the perception model in two stages (paper Sec. V-D), unsupervised but for the classifier:
+
+1. one beta-VAE per sensor on every view of that sensor in the bags;
+2. the tri-modal M2VAE (with the re-encoding loss of Eq. 19) on the standardised beta-VAE means of
+   the observations every sensor saw, then one naive Bayes classifier on z from every subset
+   encoder (the coherence protocol of Table I), fitted with the labels.
+
+The result is a folder: preprocessors/<sensor>/checkpoint.pt, fusion/checkpoint.pt and
+perception_model.json, the manifest the nodes load (m2vae_fusion.stack.model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from m2vae_fusion.core.atomic_file import write_text_atomic
+from m2vae_fusion.core.checkpoint import load_checkpoint
+from m2vae_fusion.core.config import ModelConfig, to_dict
+from m2vae_fusion.core.errors import DataError
+from m2vae_fusion.core.metrics import embed_all_subsets
+from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
+from m2vae_fusion.core.training import dataset_fingerprint, train
+from m2vae_fusion.experiments.runs import run_pool
+from m2vae_fusion.stack.config import MODALITIES, StackConfig
+from m2vae_fusion.stack.dataset import Observations
+
+MANIFEST = "perception_model.json"
+
+
+def preprocessor_dir(out: Path, modality: str) -> Path:
+    return out / "preprocessors" / modality
+
+
+def _train_preprocessor(modality: str, config: StackConfig, views: np.ndarray, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    data = {modality: torch.from_numpy(views)}
+    result = train(
+        config.preprocessor(modality), config.preprocessors.train, data, preprocessor_dir(out, modality),
+        dataset_hash=dataset_fingerprint(data), resume=resume, progress=progress,
+    )
+    return {"modality": modality, "samples": len(views), "final": result.history[-1] if result.history else {}}
+
+
+def train_preprocessors(
+    config: StackConfig, observations: Observations, out: Path, *, resume: bool = True, progress: bool = False, jobs: int = 1,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Stage 1: a beta-VAE per sensor on every view of it (labels unused)."""
+    rng = np.random.default_rng(config.preprocessors.train.seed)
+    views = {}
+    for m in MODALITIES:
+        seen = np.flatnonzero(observations.seen(m))
+        if len(seen) > config.preprocessors.max_views:
+            seen = np.sort(rng.choice(seen, config.preprocessors.max_views, replace=False))
+        views[m] = observations.features[m][seen]
+    for m, v in views.items():
+        if len(v) < config.preprocessors.train.batch_size:
+            raise DataError(f"only {len(v)} {m} views in the bags: fewer than one batch ({config.preprocessors.train.batch_size}); record more data")
+        log(f"stage 1: beta-VAE {m}: {len(v)} views of {v.shape[1]} values")
+    # the camera's Conv2D dominates: it gets a process of its own when there are two
+    runs = sorted(MODALITIES, key=lambda m: -views[m].size)
+    worker = functools.partial(_pool_worker, config=config, views=views, out=out, resume=resume, progress=progress and jobs == 1)
+    if jobs > 1:
+        records = run_pool(worker, runs, jobs)
+    else:
+        records = {m: worker(m) for m in runs}
+    return {m: records[m] for m in MODALITIES}
+
+
+def _pool_worker(modality: str, *, config: StackConfig, views: dict[str, np.ndarray], out: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    return _train_preprocessor(modality, config, views[modality], out, resume, progress)
+
+
+@torch.no_grad()
+def encode_views(out: Path, config: StackConfig, observations: Observations) -> dict[str, np.ndarray]:
+    """Every view through its beta-VAE: latent means (N, feature_dim); NaN rows where a sensor saw nothing."""
+    encoded = {}
+    for m in MODALITIES:
+        model = load_checkpoint(preprocessor_dir(out, m) / "checkpoint.pt", expected_model_config=config.preprocessor(m)).model
+        views = observations.features[m]
+        seen = observations.seen(m)
+        means = np.full((len(views), config.feature_dim), np.nan, np.float32)
+        if seen.any():
+            means[seen] = model.encode({m: torch.from_numpy(views[seen])}).mean.numpy()
+        encoded[m] = means
+    return encoded
+
+
+def standardiser(encoded: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """Per-sensor mean and std of the beta-VAE means over the training observations."""
+    return {
+        m: {"mean": encoded[m][mask].mean(axis=0).tolist(), "std": np.maximum(encoded[m][mask].std(axis=0), 1e-6).tolist()}
+        for m in MODALITIES
+    }
+
+
+def standardise(encoded: dict[str, np.ndarray], stats: dict[str, dict[str, list[float]]]) -> dict[str, np.ndarray]:
+    return {m: ((x - np.asarray(stats[m]["mean"], np.float32)) / np.asarray(stats[m]["std"], np.float32)).astype(np.float32) for m, x in encoded.items()}
+
+
+def train_fusion(
+    config: StackConfig, observations: Observations, out: Path, *, resume: bool = True, progress: bool = False,
+    fusion: ModelConfig | None = None, name: str = "fusion", log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Stage 2: the M2VAE on complete observations, then the classifier on z of every subset; writes the manifest."""
+    fusion = fusion or config.fusion
+    complete = observations.complete()
+    if complete.sum() < config.fusion_train.batch_size:
+        raise DataError(
+            f"only {int(complete.sum())} labelled observations seen by all of {', '.join(MODALITIES)}: fewer than one batch "
+            f"({config.fusion_train.batch_size}); record more data or check the labels"
+        )
+    encoded = encode_views(out, config, observations)
+    stats = standardiser(encoded, complete)
+    inputs = {m: torch.from_numpy(x[complete]) for m, x in standardise(encoded, stats).items()}
+    log(f"stage 2: M2VAE ({fusion.model}) on {int(complete.sum())} complete observations, re-encoding alpha {fusion.reencode.alpha:g}")
+    result = train(fusion, config.fusion_train, inputs, out / name, dataset_hash=dataset_fingerprint(inputs), resume=resume, progress=progress)
+    model = result.model
+    embeddings = embed_all_subsets(model, inputs)
+    labels = observations.labels[complete]
+    classifier = GaussianNaiveBayes().fit(np.concatenate(list(embeddings.values())), np.tile(labels, len(embeddings)))
+    manifest = {
+        "format": 1,
+        "model_id": model_id(out, name),
+        "config": to_dict(dataclasses.replace(config, fusion=fusion)),
+        "modalities": list(MODALITIES),
+        "preprocessors": {m: str(preprocessor_dir(out, m).relative_to(out) / "checkpoint.pt") for m in MODALITIES},
+        "fusion": f"{name}/checkpoint.pt",
+        "standardiser": stats,
+        "classifier": {
+            "classes": classifier.classes_.tolist(), "theta": classifier.theta_.tolist(), "var": classifier.var_.tolist(),
+            "log_prior": classifier.log_prior_.tolist(),
+        },
+        "training": {"observations": int(complete.sum()), "dataset": observations.fingerprint()},
+    }
+    write_text_atomic(out / manifest_name(name), json.dumps(manifest, indent=1))
+    return manifest
+
+
+def manifest_name(fusion_name: str) -> str:
+    return MANIFEST if fusion_name == "fusion" else f"perception_model-{fusion_name}.json"
+
+
+def model_id(out: Path, fusion_name: str = "fusion") -> str:
+    """A short content hash of the four checkpoints: latents are only comparable between equal ids."""
+    digest = hashlib.sha256()
+    for path in [preprocessor_dir(out, m) / "checkpoint.pt" for m in MODALITIES] + [out / fusion_name / "checkpoint.pt"]:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "m2vae-" + digest.hexdigest()[:12]
+
+
+STAGES = ("all", "preprocessors", "fusion")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "stage", nargs="?", choices=STAGES, default="all",
+        help="preprocessors: the beta-VAE of each sensor; fusion: the M2VAE and classifier on their features "
+        "(needs the preprocessors in --out); all: both (default)",
+    )
+    parser.add_argument("--bag", type=Path, nargs="+", required=True, metavar="BAG", help="bags to train on (from `m2vae sim collect`, `m2vae record` or `ros2 bag record`)")
+    parser.add_argument("--out", type=Path, required=True, help="model folder: checkpoints, metrics logs, perception_model.json")
+    parser.add_argument("--config", type=Path, help="perception model YAML (default: config/perception.yaml)")
+    parser.add_argument(
+        "--labels", type=Path,
+        help="YAML of labelled object positions in the map frame, for a real robot's bag (default: the simulator's ground_truth/objects topic)",
+    )
+    parser.add_argument("--namespace", default="", help="the robot's namespace in the bag, e.g. /robot1 (default: none)")
+    parser.add_argument("--epochs-preprocessors", type=int, help="override the beta-VAEs' epochs (quick runs)")
+    parser.add_argument("--epochs-fusion", type=int, help="override the M2VAE's epochs (quick runs); the re-encoding warm-up scales with it")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the three beta-VAEs (default: 2)")
+    parser.add_argument("--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from m2vae_fusion.data.bag_frames import TopicNames, load_labels
+    from m2vae_fusion.stack.config import load_stack_config
+    from m2vae_fusion.stack.dataset import load_observations
+
+    config = load_stack_config(args.config).with_epochs(args.epochs_preprocessors, args.epochs_fusion)
+    labels = load_labels(args.labels) if args.labels else None
+    observations = load_observations(args.bag, config.perception, args.out / "cache", labels, TopicNames.for_namespace(args.namespace))
+    complete = observations.complete()
+    print(
+        f"{len(observations)} object views in {len(args.bag)} bag(s); seen by camera {int(observations.seen('camera').sum())}, "
+        f"LiDAR {int(observations.seen('lidar').sum())}, IR {int(observations.seen('ir').sum())}; {int(complete.sum())} labelled and complete",
+        flush=True,
+    )
+    progress = sys.stderr.isatty()
+    if args.stage in ("all", "preprocessors"):
+        for m, record in train_preprocessors(config, observations, args.out, resume=not args.no_resume, progress=progress, jobs=args.jobs).items():
+            print(f"  {m}: {record['samples']} views, final loss {record['final'].get('loss', float('nan')):.3f}")
+    if args.stage in ("all", "fusion"):
+        manifest = train_fusion(config, observations.subset(complete), args.out, resume=not args.no_resume, progress=progress)
+        print(f"perception model {manifest['model_id']}: {args.out / MANIFEST}")
+    return 0

@@ -1,0 +1,181 @@
+"""Training the perception model from bags, end to end on a tiny scale: bag frames, labelled
+observations, `m2vae train` (resumable), the model the nodes load, in-place fusion and
+`m2vae reproduce sim`. Model quality is the reproduction's business, not these tests'."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from m2vae_fusion.core.errors import CheckpointError, ConfigError, DataError
+from m2vae_fusion.data.bag_frames import TopicNames, load_labels, read_frames
+from m2vae_fusion.perception.config import PerceptionConfig
+from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.sim.collect import collect
+from m2vae_fusion.stack.config import load_stack_config
+from m2vae_fusion.stack.dataset import load_observations
+from m2vae_fusion.stack.model import PerceptionModel
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = 48
+
+
+def tiny_config(path: Path) -> Path:
+    """config/perception.yaml with 16-pixel crops, small networks and a few epochs."""
+    config = yaml.safe_load((REPO / "config" / "perception.yaml").read_text())
+    config["feature_dim"] = 4
+    config["perception"] = {"features": {"crop_pixels": 16}}
+    pre = config["preprocessors"]
+    pre["camera"].update(dim=3 * 16 * 16, shape=[3, 16, 16], conv=[4, 8], hidden=[16])
+    pre["lidar"].update(conv=[4], hidden=[8])
+    pre["ir"].update(hidden=[8])
+    pre["train"].update(epochs=2, batch_size=16, checkpoint_every=1)
+    fusion = config["fusion"]
+    fusion.update(latent_dim=3, joint_hidden=[8])
+    for m in fusion["modalities"]:
+        m.update(dim=4, hidden=[8])
+    fusion["reencode"].update(start_epoch=1, ramp_epochs=1)
+    config["fusion_train"].update(epochs=3, batch_size=16, checkpoint_every=1)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("stack") / "bag"
+    collect(path, SAMPLES, seed=5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(bag: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    folder = tmp_path_factory.mktemp("model")
+    config = tiny_config(folder / "tiny.yaml")
+    out = folder / "model"
+    proc = subprocess.run(
+        ["m2vae", "train", "--bag", str(bag), "--out", str(out), "--config", str(config), "--jobs", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, config, proc
+
+
+def test_bag_frames_pair_every_scan_with_image_ir_and_pose(bag: Path) -> None:
+    frames = read_frames([bag])
+    assert len(frames.frames) == SAMPLES
+    assert all(f.image is not None and f.ir is not None and f.base_in_map is not None for f in frames.frames)
+    assert frames.frames[0].image.rgb.shape == (240, 320, 3) and frames.frames[0].ir.frame_id == "ir_link"
+    assert {(t.parent, t.child) for t in frames.static} >= {("base_link", "lidar_link"), ("camera_link", "camera_optical_frame")}
+    assert sorted(o.class_id for o in frames.objects) == list(range(8))
+    assert TopicNames.for_namespace("/robot2").scan == "/robot2/scan" and TopicNames.for_namespace("/robot2").tf == "/tf"
+
+
+def test_observations_carry_the_observed_label(bag: Path) -> None:
+    observations = load_observations([bag], PerceptionConfig())
+    complete = observations.complete()
+    assert complete.sum() >= 0.9 * SAMPLES  # the target of every view is seen by all three sensors
+    assert observations.features["camera"].shape[1] == 3 * 64 * 64 and observations.features["lidar"].shape[1] == 64
+    for m in ("camera", "lidar", "ir"):
+        seen = observations.features[m][observations.seen(m)]
+        assert seen.min() >= 0 and seen.max() <= 1
+    # the complete views are the targets: their labels are the ones /ground_truth/observed names, in order
+    from rosbags.highlevel import AnyReader
+
+    from m2vae_fusion.data.rosbag_types import typestore
+
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        connections = [c for c in reader.connections if c.topic == "/ground_truth/observed"]
+        observed = [reader.deserialize(raw, c.msgtype).objects[0].class_id for c, _, raw in reader.messages(connections=connections)]
+    stamps = np.unique(observations.stamps[complete])
+    by_stamp = {s: observations.labels[complete][observations.stamps[complete] == s] for s in stamps}
+    matches = sum(int(observed[k] in by_stamp.get(s, [])) for k, s in enumerate(sorted(set(observations.stamps))))
+    assert matches >= 0.9 * SAMPLES
+
+
+def test_train_writes_a_loadable_model(trained) -> None:
+    out, config, proc = trained
+    assert "perception model m2vae-" in proc.stdout
+    manifest = json.loads((out / "perception_model.json").read_text())
+    assert manifest["model_id"].startswith("m2vae-") and manifest["modalities"] == ["camera", "lidar", "ir"]
+    for m in ("camera", "lidar", "ir"):
+        assert (out / "preprocessors" / m / "metrics.jsonl").is_file()
+    model = PerceptionModel.load(out)
+    assert model.model_id == manifest["model_id"]
+    view = np.full((1, 3 * 16 * 16), 0.5, np.float32)
+    features = model.features("camera", view)
+    assert features.shape == (1, 4) and np.all(np.isfinite(features))
+
+
+def test_in_place_fusion_through_the_model(trained) -> None:
+    model = PerceptionModel.load(trained[0])
+    rng = np.random.default_rng(0)
+    f = {m: rng.standard_normal(4).astype(np.float32) for m in ("camera", "lidar", "ir")}
+    belief = model.belief({"lidar": f["lidar"]})
+    assert belief.sensed == ("lidar",) and belief.mean.shape == (3,)
+    belief = model.fuse(belief, {"camera": f["camera"]})
+    assert belief.sensed == ("camera", "lidar")
+    belief = model.fuse(belief, {"ir": f["ir"]})
+    assert belief.sensed == ("camera", "lidar", "ir")
+    p = model.class_probabilities(belief.mean)
+    assert p.shape == (1, len(CLASSES)) and p.sum() == pytest.approx(1.0)
+
+
+def test_train_resumes_and_refuses_a_mismatched_model(trained, bag: Path, tmp_path: Path) -> None:
+    out, config, _ = trained
+    again = subprocess.run(["m2vae", "train", "fusion", "--bag", str(bag), "--out", str(out), "--config", str(config)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads((out / "perception_model.json").read_text())
+    manifest["config"]["feature_dim"] = 5
+    (tmp_path / "perception_model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="feature_dim"):
+        PerceptionModel.load(tmp_path / "perception_model.json")
+    with pytest.raises(CheckpointError, match="no perception model"):
+        PerceptionModel.load(tmp_path / "nothing")
+
+
+def test_labels_file_format(tmp_path: Path) -> None:
+    good = tmp_path / "labels.yaml"
+    good.write_text("objects:\n  - {name: mug, label: red_cylinder_shiny, x: 1.2, y: -0.3}\n")
+    (obj,) = load_labels(good)
+    assert (obj.class_id, obj.z) == (CLASSES.index("red_cylinder_shiny"), 0.06)
+    for text, message in (
+        ("objects: []", "non-empty list"),
+        ("objects:\n  - {name: a, label: blue_cube_matte, x: 0, y: 0}", "not one of"),
+        ("objects:\n  - {name: a, label: red_cube_matte, x: 0}", "needs name, label, x and y"),
+        ("objects:\n  - {name: a, label: red_cube_matte, x: 0, y: 0}\n  - {name: a, label: red_cube_matte, x: 1, y: 0}", "used twice"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(DataError, match=message):
+            load_labels(bad)
+
+
+def test_train_errors_name_the_bag(tmp_path: Path) -> None:
+    proc = subprocess.run(["m2vae", "train", "--bag", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "missing" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_default_config_loads() -> None:
+    config = load_stack_config()
+    assert config.preprocessor("camera").modalities[0].shape == (3, 64, 64)
+    assert config.fusion.reencode.alpha > 0
+
+
+def test_reproduce_sim_tiny(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "tiny.yaml")
+    cmd = [
+        "m2vae", "reproduce", "sim", "--config", str(config), "--train-samples", "64", "--test-samples", "24",
+        "--out", str(tmp_path / "run"), "--json", str(tmp_path / "r.json"), "--jobs", "1",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "meta-sensor" in proc.stdout and "in-place fusion" in proc.stdout
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert set(results["meta_sensor"]) == {"raw", "m2vae"} and set(results["in_place"]) == {"with_reenc", "without_reenc"}
+    assert set(results["per_subset"]) == {"camera", "lidar", "ir", "camera+lidar", "camera+ir", "lidar+ir", "camera+lidar+ir"}
+    assert all(0 <= r <= 1 for r in [*results["meta_sensor"].values(), *results["in_place"].values(), *results["per_subset"].values()])
