@@ -10,6 +10,8 @@ HERE = Path(__file__).parent
 # One console script per node so `ros2 run m2vae_fusion <node>` works; test/test_packaging.py
 # checks this table against m2vae_fusion/nodes/ and package.xml.
 NODES = {
+    "encoder": "m2vae_fusion.nodes.encoder:main",
+    "fusion": "m2vae_fusion.nodes.fusion:main",
     "latent_monitor": "m2vae_fusion.nodes.latent_monitor:main",
     "sim": "m2vae_fusion.nodes.sim:main",
 }

@@ -90,10 +90,13 @@ def scan_from_msg(msg: Any) -> Scan:
     )
 
 
-def image_from_msgs(image: Any, info: Any) -> CameraImage:
+def image_from_msgs(image: Any, info: Any, rgb: np.ndarray | None = None) -> CameraImage:
+    """A CameraImage from Image + CameraInfo messages; `rgb`: the pixels when already converted (by
+    cv_bridge), else the project's own conversion (ImageFormatError names a bad field)."""
     from m2vae_fusion.perception.image_encodings import to_rgb
 
-    rgb = to_rgb(image.encoding, image.width, image.height, image.step, bytes(image.data), bool(image.is_bigendian))
+    if rgb is None:
+        rgb = to_rgb(image.encoding, image.width, image.height, image.step, bytes(image.data), bool(image.is_bigendian))
     k = info.k
     return CameraImage(rgb, float(k[0]), float(k[4]), float(k[2]), float(k[5]), _strip(image.header.frame_id))
 

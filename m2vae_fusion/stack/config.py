@@ -22,12 +22,18 @@ class PreprocessorsConfig:
     lidar: ModalityConfig
     ir: ModalityConfig
     beta_norm: float = 0.01
+    beta_norms: dict[str, float] = field(default_factory=dict)  # per-sensor overrides of beta_norm
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=64))
     max_views: int = 10000  # per sensor, drawn at random (seeded) when the bags hold more
 
     def __post_init__(self) -> None:
         if self.max_views < 1:
             raise ConfigError(f"preprocessors.max_views must be >= 1, got {self.max_views}")
+        unknown = set(self.beta_norms) - set(MODALITIES)
+        if unknown:
+            raise ConfigError(f"preprocessors.beta_norms: unknown sensors {sorted(unknown)}; known: {list(MODALITIES)}")
+        if any(not isinstance(b, (int, float)) or b < 0 for b in self.beta_norms.values()):
+            raise ConfigError(f"preprocessors.beta_norms must be numbers >= 0, got {self.beta_norms}")
 
     def modality(self, name: str) -> ModalityConfig:
         return getattr(self, name)
@@ -59,7 +65,8 @@ class StackConfig:
 
     def preprocessor(self, name: str) -> ModelConfig:
         """The beta-VAE of one sensor, as a one-modality model config."""
-        return ModelConfig([self.preprocessors.modality(name)], model="beta_vae", latent_dim=self.feature_dim, beta_norm=self.preprocessors.beta_norm)
+        beta = self.preprocessors.beta_norms.get(name, self.preprocessors.beta_norm)
+        return ModelConfig([self.preprocessors.modality(name)], model="beta_vae", latent_dim=self.feature_dim, beta_norm=float(beta))
 
     def with_epochs(self, preprocessors: int | None, fusion: int | None) -> StackConfig:
         """A copy with other epoch counts (quick runs); the re-encoding warm-up keeps its fraction of training."""

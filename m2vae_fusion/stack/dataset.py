@@ -21,6 +21,7 @@ from m2vae_fusion.perception import frames as tf
 from m2vae_fusion.perception.config import PerceptionConfig
 from m2vae_fusion.perception.features import observe
 from m2vae_fusion.sim.readings import ObjectState
+from m2vae_fusion.stack.views import view_vector
 
 MODALITIES = ("camera", "lidar", "ir")
 
@@ -80,13 +81,9 @@ def extract(bag: BagFrames, config: PerceptionConfig, labels: Sequence[ObjectSta
     sizes = {"camera": 3 * config.features.crop_pixels**2, "lidar": 2 * config.features.lidar_samples, "ir": 6}
     for frame in bag.frames:
         for seen in observe(frame.image, frame.scan, frame.ir, base_to_lidar, base_to_ir, base_to_optical, config):
-            views = {
-                "camera": None if seen.camera is None else np.transpose(seen.camera, (2, 0, 1)),  # HWC -> CHW for Conv2D
-                "lidar": seen.lidar,
-                "ir": seen.ir,
-            }
+            views = {"camera": seen.camera, "lidar": seen.lidar, "ir": seen.ir}
             for modality, view in views.items():
-                rows[modality].append(np.full(sizes[modality], np.nan, np.float32) if view is None else view.reshape(-1).astype(np.float32))
+                rows[modality].append(np.full(sizes[modality], np.nan, np.float32) if view is None else view_vector(modality, view))
             position = tf.apply(frame.base_in_map, seen.position) if frame.base_in_map is not None else np.full(3, np.nan)
             label_rows.append(label_of(position, objects, gate) if frame.base_in_map is not None else -1)
             positions.append(position)

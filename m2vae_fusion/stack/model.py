@@ -81,6 +81,16 @@ class PerceptionModel:
         q = self.preprocessors[modality].encode({modality: torch.from_numpy(np.asarray(views, np.float32))})
         return (q.mean.numpy() - self._mean[modality]) / self._std[modality]
 
+    @torch.no_grad()
+    def encode_views(self, modality: str, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`features` and their log-variances (N, feature_dim), both in the standardised units:
+        dividing by std scales the variance by 1 / std^2."""
+        if modality not in self.preprocessors:
+            raise ValueError(f"unknown sensor {modality!r}; the model knows {list(MODALITIES)}")
+        q = self.preprocessors[modality].encode({modality: torch.from_numpy(np.asarray(views, np.float32))})
+        features = (q.mean.numpy() - self._mean[modality]) / self._std[modality]
+        return features, q.log_var.numpy() - 2 * np.log(self._std[modality])
+
     # ------------------------------------------------------------ latent beliefs
 
     @torch.no_grad()

@@ -1,0 +1,484 @@
+"""encoder: one sensor's beta-VAE preprocessor as a ROS 2 node. One node type, one process per sensor,
+configured by its node name in config/encoders.yaml:
+
+  encoder --ros-args -r __node:=camera_encoder --params-file config/encoders.yaml
+  encoder --ros-args -r __node:=lidar_encoder --params-file config/encoders.yaml
+  encoder --ros-args -r __node:=ir_encoder --params-file config/encoders.yaml
+  (add `-r __ns:=/robot1` for a namespaced robot; `ros2 run m2vae_fusion encoder ...` alike)
+
+Every node finds object candidates by clustering the LiDAR `scan` (m2vae_fusion.perception.observe);
+the camera node pairs each scan with the image nearest in time (within sync_tolerance_s), the IR node
+with the IR reading, the LiDAR node needs the scan only. The views of the nearest `max_objects`
+candidates its sensor sees go through the model's beta-VAE; each becomes one
+m2vae_msgs/ModalityEncoding on `encodings`: stamp of the encoded sensor message, the object centre in
+`<prefix>odom` (odom -> base_link from /tf, the latest at or before the scan's stamp; a scan newer than
+the newest transform waits up to TF_WAIT_S for it), standardised features and log-variances, and the
+detection's confidence (`detection_confidence`). Crop sizes and detection settings come from the model's
+own perception config, so deployment cuts the views training cut.
+
+Subscribes (sensor-data QoS): scan, camera/image_raw + camera/camera_info (camera), ir/scan (IR);
+/tf (reliable), /tf_static (transient local). Publishes `encodings` (reliable, depth 50).
+
+Messages the node cannot read are dropped with a warning naming the problem (at most one per
+DROP_LOG_PERIOD_S per kind of message, with a count of those in between), never a crash: images of an
+unsupported encoding or whose step/size disagree with width/height/data or camera_info; scans that are
+empty, whose intensities or angle span disagree with the number of ranges, with non-finite geometry,
+NaN ranges (REP-117: an invalid measurement) or non-finite intensities. +-inf ranges are valid
+(REP-117: no return / too close). Inputs that have not arrived yet (camera_info, transforms) are
+reported the same way at info level: usual while starting. Parameters: PARAMETERS below, defaults per
+node in config/encoders.yaml. A model that does not fit the parameters (no such file, modality not
+in the model, other model_id) is fatal: exit status 2 with the reason.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+import torch
+from m2vae_msgs.msg import ModalityEncoding
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, LaserScan
+from tf2_msgs.msg import TFMessage
+
+from m2vae_fusion.core.errors import CheckpointError
+from m2vae_fusion.data.bag_frames import image_from_msgs, scan_from_msg
+from m2vae_fusion.nodes.sim import default_frame_prefix
+from m2vae_fusion.perception import frames
+from m2vae_fusion.perception.features import observe
+from m2vae_fusion.perception.image_encodings import ImageFormatError
+from m2vae_fusion.perception.lidar_objects import Candidate
+from m2vae_fusion.sim.readings import CameraImage, Scan, Transform
+from m2vae_fusion.stack.config import MODALITIES
+from m2vae_fusion.stack.model import PerceptionModel
+from m2vae_fusion.stack.views import view_vector
+
+try:  # a real ROS 2 install; otherwise the project's own conversion (perception.image_encodings)
+    from cv_bridge import CvBridge
+
+    BRIDGE = CvBridge()
+except ImportError:
+    BRIDGE = None
+# sensor_msgs_py is not needed: it converts PointCloud2, and LaserScan fields are plain arrays.
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "amiro"
+ENCODING_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TF_HISTORY_S = 5.0  # of message time: odom -> base_link samples kept for at-or-before lookups
+TF_WAIT_S = 0.5  # wall seconds an encoded scan waits for an odom -> base_link at or after its stamp
+DROP_LOG_PERIOD_S = 5.0
+PARTNERS = 5  # images / IR readings kept for pairing; scans waiting for one
+
+# name -> (default, description)
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "modality": ("", "the sensor this node encodes: camera | lidar | ir"),
+    "model": ("", f"perception model folder (with perception_model.json); empty: the package's {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name}"),
+    "model_id": ("", "if set, refuse a model with any other model_id"),
+    "scan_topic": ("scan", "LiDAR scan (sensor_msgs/LaserScan): object candidates for every modality"),
+    "image_topic": ("camera/image_raw", "camera image (sensor_msgs/Image), camera node only"),
+    "camera_info_topic": ("camera/camera_info", "camera intrinsics (sensor_msgs/CameraInfo), camera node only"),
+    "ir_topic": ("ir/scan", "IR ring reading (sensor_msgs/LaserScan), IR node only"),
+    "rate_limit_hz": (0.0, "encode at most this many scans per wall-clock second (each up to max_objects encodings); 0: unlimited"),
+    "max_objects": (3, "encode the nearest N object candidates the sensor sees in one scan"),
+    "sync_tolerance_s": (0.1, "pair a scan with the image / IR reading nearest in time within this many seconds"),
+    "frame_prefix": (None, "robot frame prefix (default: the namespace without its leading '/', plus '/')"),
+    "threads": (1, "torch threads (one per process is fastest for these small networks)"),
+}
+
+
+class ParameterError(ValueError):
+    """A parameter or the model it names cannot be used; the message says which and why."""
+
+
+class Dropped(Exception):
+    """A message the node cannot use: `what` kind of message, `reason` the problem; `waiting`: not
+    wrong, but something it needs has not arrived yet (camera_info, a transform)."""
+
+    def __init__(self, what: str, reason: str, waiting: bool = False) -> None:
+        super().__init__(f"{what}: {reason}")
+        self.what, self.reason, self.waiting = what, reason, waiting
+
+
+# ------------------------------------------------------------ message conversion
+
+
+def stamp_of(header: Any) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def scan_reading(msg: Any, what: str = "scan") -> Scan:
+    """A LaserScan as a Scan, or Dropped naming what is wrong with it."""
+    n, m = len(msg.ranges), len(msg.intensities)
+    if n == 0:
+        raise Dropped(what, "empty scan (no ranges)")
+    if m not in (0, n):
+        raise Dropped(what, f"{n} ranges but {m} intensities")
+    geometry = {name: float(getattr(msg, name)) for name in ("angle_min", "angle_max", "angle_increment", "range_min", "range_max")}
+    bad = [f"{name}={value}" for name, value in geometry.items() if not math.isfinite(value)]
+    if bad:
+        raise Dropped(what, f"non-finite {', '.join(bad)}")
+    if geometry["angle_increment"] == 0:
+        raise Dropped(what, "angle_increment is 0")
+    if not 0 <= geometry["range_min"] < geometry["range_max"]:
+        raise Dropped(what, f"need 0 <= range_min < range_max, got {geometry['range_min']} and {geometry['range_max']}")
+    # drivers disagree on whether angle_max is the last beam or one past it: allow one beam either way
+    beams = (geometry["angle_max"] - geometry["angle_min"]) / geometry["angle_increment"] + 1
+    if abs(beams - n) > 1 + 1e-6:
+        raise Dropped(what, f"{n} ranges, but angle_min..angle_max in steps of angle_increment span {beams:.1f} beams")
+    scan = scan_from_msg(msg)
+    nan = int(np.isnan(scan.ranges).sum())
+    if nan:
+        raise Dropped(what, f"{nan} of {n} ranges are NaN (invalid measurements)")
+    bad_intensities = int((~np.isfinite(scan.intensities)).sum())
+    if bad_intensities:
+        raise Dropped(what, f"{bad_intensities} of {m} intensities are NaN or inf")
+    return scan
+
+
+def camera_reading(image: Any, info: Any | None) -> CameraImage:
+    """An Image with its CameraInfo as a CameraImage, or Dropped naming what is wrong with them."""
+    if info is None:
+        raise Dropped("image", "no camera_info received yet: the intrinsics are needed to crop objects", waiting=True)
+    if (image.width, image.height) != (info.width, info.height):
+        raise Dropped("image", f"image is {image.width}x{image.height} but camera_info says {info.width}x{info.height}")
+    k = np.asarray(info.k, dtype=float)
+    if k.shape != (9,) or not np.all(np.isfinite(k)) or not (k[0] > 0 and k[4] > 0):
+        raise Dropped("image", f"camera_info has no usable intrinsics (k = {k.tolist()})")
+    rgb = None
+    if BRIDGE is not None:
+        try:
+            rgb = BRIDGE.imgmsg_to_cv2(image, desired_encoding="rgb8")
+        except Exception as exc:  # CvBridgeError, or numpy's TypeError / ValueError for a short buffer
+            raise Dropped("image", f"cv_bridge cannot convert {image.encoding!r} {image.width}x{image.height} step {image.step}: {exc}") from None
+    try:
+        return image_from_msgs(image, info, rgb)
+    except ImageFormatError as exc:
+        raise Dropped("image", str(exc)) from None
+
+
+class DropLog:
+    """Logs dropped messages at most once per `period_s` per kind of message, counting the rest: bad
+    messages as warnings, those waiting for an input (usual while starting) as info.
+
+    rclpy's own throttling is per call site, so it would hide a second kind of problem behind the first."""
+
+    def __init__(
+        self, warn: Callable[[str], None], info: Callable[[str], None], period_s: float = DROP_LOG_PERIOD_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.warn, self.info, self.period_s, self.clock = warn, info, period_s, clock
+        self.last: dict[str, float] = {}
+        self.silenced: dict[str, int] = {}
+        self.total = 0
+
+    def report(self, dropped: Dropped) -> None:
+        self.total += 1
+        now = self.clock()
+        if now - self.last.get(dropped.what, -math.inf) < self.period_s:
+            self.silenced[dropped.what] = self.silenced.get(dropped.what, 0) + 1
+            return
+        self.last[dropped.what] = now
+        more = self.silenced.pop(dropped.what, 0)
+        text = f"dropped {dropped.what}: {dropped.reason}" + (f" (and {more} more since the last report)" if more else "")
+        # two call sites: rclpy refuses two severities from one line
+        if dropped.waiting:
+            self.info(text)
+        else:
+            self.warn(text)
+
+
+class TransformHistory:
+    """Timed samples of one transform (e.g. odom -> base_link from /tf); at-or-before lookup."""
+
+    def __init__(self, keep_s: float = TF_HISTORY_S) -> None:
+        self.keep_s = keep_s
+        self.stamps: list[float] = []
+        self.transforms: list[np.ndarray] = []
+
+    @property
+    def newest(self) -> float | None:
+        return self.stamps[-1] if self.stamps else None
+
+    def add(self, stamp: float, transform: np.ndarray) -> None:
+        if self.stamps and stamp < self.stamps[-1] - self.keep_s:
+            self.stamps.clear()  # time jumped back (a restarted simulation): the old samples are from another run
+            self.transforms.clear()
+        i = bisect.bisect(self.stamps, stamp)
+        self.stamps.insert(i, stamp)
+        self.transforms.insert(i, transform)
+        old = bisect.bisect_left(self.stamps, self.stamps[-1] - self.keep_s)
+        del self.stamps[:old], self.transforms[:old]
+
+    def at_or_before(self, stamp: float) -> np.ndarray | None:
+        i = bisect.bisect_right(self.stamps, stamp)
+        return self.transforms[i - 1] if i else None
+
+
+def detection_confidence(candidate: Candidate, scan: Scan, object_radius: float) -> float:
+    """How completely the LiDAR saw a candidate: its beams over those an object of `object_radius` at its
+    distance spans, at most 1. Clear views score ~1 (cubes seen across a corner exceed it), partly hidden
+    objects less."""
+    expected = 2 * math.asin(min(1.0, object_radius / candidate.distance)) / abs(scan.angle_increment)
+    return min(1.0, candidate.beams / max(expected, 1.0))
+
+
+def transform_of(t: Any) -> Transform:
+    r, p = t.transform.rotation, t.transform.translation
+    return Transform(t.header.frame_id, t.child_frame_id, (p.x, p.y, p.z), (r.x, r.y, r.z, r.w))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A converted sensor message with its header (stamp, frame)."""
+
+    header: Any
+    data: Scan | CameraImage
+
+    @property
+    def stamp(self) -> float:
+        return stamp_of(self.header)
+
+
+@dataclass
+class Pending:
+    """Encodings of one scan waiting for odom -> base_link at the scan's stamp."""
+
+    scan_stamp: float
+    since: float  # wall clock, time.monotonic()
+    messages: list[ModalityEncoding]
+    positions: np.ndarray  # (N, 3) in base_link
+
+
+# ------------------------------------------------------------ the node
+
+
+class EncoderNode(Node):
+    def __init__(self, **node_options: Any) -> None:
+        """`node_options`: rclpy Node keyword arguments (context, parameter_overrides, ...)."""
+        super().__init__("encoder", **node_options)
+        self.modality = self._declare("modality")
+        if self.modality not in MODALITIES:
+            raise ParameterError(f"parameter 'modality' must be one of {', '.join(MODALITIES)}, got {self.modality!r}")
+        self.model = self._load_model(self._declare("model"), self._declare("model_id"))
+        rate = self._number("rate_limit_hz")
+        self.min_period = 1.0 / rate if rate > 0 else 0.0
+        self.max_objects = self._declare("max_objects")
+        if self.max_objects < 1:
+            raise ParameterError(f"parameter 'max_objects' must be >= 1, got {self.max_objects}")
+        self.tolerance = self._number("sync_tolerance_s")
+        threads = self._declare("threads")
+        if threads < 1:
+            raise ParameterError(f"parameter 'threads' must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+        prefix = self._declare("frame_prefix", default_frame_prefix(self.get_namespace())).strip("/")
+        prefix = prefix + "/" if prefix else ""
+        self.base_frame, self.odom_frame = prefix + "base_link", prefix + "odom"
+
+        self.drops = DropLog(self.get_logger().warning, self.get_logger().info)
+        self.static: dict[str, Transform] = {}
+        self.odom = TransformHistory()
+        self.pending: deque[Pending] = deque()
+        self.scans: deque[Reading] = deque(maxlen=PARTNERS)  # waiting for a partner
+        self.partners: deque[Reading] = deque(maxlen=PARTNERS)  # camera images or IR readings
+        self.camera_info: CameraInfo | None = None
+        self.last_encoded = -math.inf
+
+        self.publisher = self.create_publisher(ModalityEncoding, "encodings", ENCODING_QOS)
+        scan_topic = self._declare("scan_topic")
+        self.create_subscription(LaserScan, scan_topic, self._on_scan, qos_profile_sensor_data)
+        inputs = [scan_topic]
+        if self.modality == "camera":
+            inputs += [self._declare("image_topic"), self._declare("camera_info_topic")]
+            self.create_subscription(Image, inputs[1], self._on_partner, qos_profile_sensor_data)
+            self.create_subscription(CameraInfo, inputs[2], self._on_camera_info, qos_profile_sensor_data)
+        elif self.modality == "ir":
+            inputs.append(self._declare("ir_topic"))
+            self.create_subscription(LaserScan, inputs[1], self._on_partner, qos_profile_sensor_data)
+        self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
+        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC_QOS)
+        self.create_timer(0.1, self._flush_pending, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(
+            f"encoding {self.modality} with model {self.model.model_id} (feature_dim {self.model.config.feature_dim}) from "
+            f"{', '.join(self.resolve_topic_name(t) for t in inputs)} to {self.resolve_topic_name('encodings')} in {self.odom_frame}; "
+            f"nearest {self.max_objects} objects, rate limit {rate:g} Hz{' (none)' if rate == 0 else ''}"
+            + (f", images converted by {'cv_bridge' if BRIDGE is not None else 'm2vae_fusion.perception.image_encodings'}" if self.modality == "camera" else "")
+        )
+
+    # ------------------------------------------------------------ parameters
+
+    def _declare(self, name: str, default: Any = None) -> Any:
+        default = PARAMETERS[name][0] if default is None else default
+        return self.declare_parameter(name, default, ParameterDescriptor(description=PARAMETERS[name][1])).value
+
+    def _number(self, name: str) -> float:
+        """A float >= 0 that also takes integers (`-p rate_limit_hz:=5`)."""
+        descriptor = ParameterDescriptor(description=PARAMETERS[name][1], dynamic_typing=True)
+        value = self.declare_parameter(name, PARAMETERS[name][0], descriptor).value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ParameterError(f"parameter {name!r} must be a finite number >= 0, got {value!r}")
+        return float(value)
+
+    def _load_model(self, path: str, expected_id: str) -> PerceptionModel:
+        if not path:
+            if not DEFAULT_MODEL.is_dir():
+                raise ParameterError(
+                    f"parameter 'model' is empty and the default model {DEFAULT_MODEL} does not exist: "
+                    "set model:=FOLDER to a model from `m2vae train --bag ...`"
+                )
+            path = str(DEFAULT_MODEL)
+        try:
+            model = PerceptionModel.load(Path(path).expanduser())
+        except CheckpointError as exc:
+            raise ParameterError(f"parameter 'model': {exc}") from None
+        known = model.manifest.get("modalities", list(model.preprocessors))
+        if self.modality not in known or self.modality not in model.preprocessors:
+            raise ParameterError(f"parameter 'modality': model {model.model_id} ({path}) has no {self.modality!r} encoder, only {known}")
+        if expected_id and model.model_id != expected_id:
+            raise ParameterError(f"parameter 'model_id' is {expected_id!r} but {path} holds model {model.model_id!r}")
+        return model
+
+    # ------------------------------------------------------------ inputs
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        for t in msg.transforms:
+            self.static[t.child_frame_id] = transform_of(t)
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        fresh = False
+        for t in msg.transforms:
+            if (t.header.frame_id, t.child_frame_id) == (self.odom_frame, self.base_frame):
+                tr = transform_of(t)
+                self.odom.add(stamp_of(t.header), frames.from_translation_quaternion(tr.translation, tr.rotation))
+                fresh = True
+        if fresh:
+            self._flush_pending()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
+    def _on_scan(self, msg: LaserScan) -> None:
+        try:
+            scan = Reading(msg.header, scan_reading(msg))
+        except Dropped as exc:
+            self.drops.report(exc)
+            return
+        if self.modality == "lidar":
+            self._encode(scan, None)
+            return
+        self.scans.append(scan)
+        self._pair()
+
+    def _on_partner(self, msg: Image | LaserScan) -> None:
+        try:
+            data = camera_reading(msg, self.camera_info) if self.modality == "camera" else scan_reading(msg, "IR reading")
+        except Dropped as exc:
+            self.drops.report(exc)
+            return
+        self.partners.append(Reading(msg.header, data))
+        self._pair()
+
+    def _pair(self) -> None:
+        """Encode each waiting scan with the partner nearest in time within the tolerance, once one at or
+        after its stamp has arrived: partners arrive in order, so no nearer one can come after that."""
+        newest = max((p.stamp for p in self.partners), default=-math.inf)
+        while self.scans and self.scans[0].stamp <= newest:
+            scan = self.scans.popleft()
+            gap, partner = min(((abs(p.stamp - scan.stamp), p) for p in self.partners), key=lambda item: item[0])
+            if gap <= self.tolerance:
+                self._encode(scan, partner)
+
+    # ------------------------------------------------------------ encoding
+
+    def _encode(self, scan: Reading, partner: Reading | None) -> None:
+        now = time.monotonic()
+        if now - self.last_encoded < self.min_period:
+            return
+        self.last_encoded = now
+        try:
+            messages, positions = self._observe(scan, partner)
+        except Dropped as exc:
+            self.drops.report(exc)
+            return
+        if messages:
+            self.pending.append(Pending(scan.stamp, now, messages, positions))
+            self._flush_pending()
+
+    def _observe(self, scan: Reading, partner: Reading | None) -> tuple[list[ModalityEncoding], np.ndarray]:
+        sensor = partner or scan
+        # observe() takes every mounting but uses only those of the readings it gets
+        mounting = {"lidar": self._mounting(scan.header.frame_id), "ir": np.eye(4), "camera": np.eye(4)}
+        mounting[self.modality] = self._mounting(sensor.header.frame_id)
+        image = sensor.data if self.modality == "camera" else None
+        ir = sensor.data if self.modality == "ir" else None
+        observations = observe(image, scan.data, ir, mounting["lidar"], mounting["ir"], mounting["camera"], self.model.config.perception)
+        seen = [o for o in observations if getattr(o, self.modality) is not None][: self.max_objects]
+        if not seen:
+            return [], np.zeros((0, 3))
+        features, log_var = self.model.encode_views(self.modality, np.stack([view_vector(self.modality, getattr(o, self.modality)) for o in seen]))
+        radius = self.model.config.perception.detection.object_radius
+        messages = []
+        for o, mean, lv in zip(seen, features, log_var):
+            msg = ModalityEncoding(modality=self.modality, model_id=self.model.model_id, confidence=detection_confidence(o.candidate, scan.data, radius))
+            msg.header.stamp = sensor.header.stamp
+            msg.header.frame_id = self.odom_frame
+            msg.mean = mean.astype(np.float32).tolist()
+            msg.log_var = lv.astype(np.float32).tolist()
+            messages.append(msg)
+        return messages, np.stack([o.position for o in seen])
+
+    def _mounting(self, sensor_frame: str) -> np.ndarray:
+        try:
+            return frames.lookup(self.static.values(), self.base_frame, sensor_frame)
+        except KeyError as exc:
+            raise Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True) from None
+
+    def _flush_pending(self) -> None:
+        """Publish encodings once odom -> base_link is known at their scan's stamp, or after TF_WAIT_S with the latest before it."""
+        now = time.monotonic()
+        while self.pending:
+            item = self.pending[0]
+            newest = self.odom.newest
+            if (newest is None or newest < item.scan_stamp) and now - item.since < TF_WAIT_S:
+                return
+            self.pending.popleft()
+            odom_to_base = self.odom.at_or_before(item.scan_stamp)
+            if odom_to_base is None:
+                self.drops.report(Dropped("transform", f"no {self.odom_frame} -> {self.base_frame} on /tf at or before {item.scan_stamp:.3f} s", waiting=True))
+                continue
+            for msg, position in zip(item.messages, frames.apply(odom_to_base, item.positions)):
+                msg.position.x, msg.position.y, msg.position.z = (float(v) for v in position)
+                self.publisher.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = EncoderNode()
+            except (ParameterError, ParameterException) as exc:
+                rclpy.logging.get_logger("encoder").fatal(str(exc))
+                raise SystemExit(2) from None
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()

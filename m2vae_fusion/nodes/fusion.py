@@ -1,0 +1,330 @@
+"""fusion: one latent belief per object from the sensor encoder nodes' encodings, fused in place
+(paper Sec. III-B, Eq. 18) and classified into the 8 object classes with colour / shape / surface
+marginals. The rules (association gate, repeats, bursts, forgetting) are m2vae_fusion.stack.beliefs';
+this node converts messages and frames around it.
+
+Subscribes: encodings (m2vae_msgs/ModalityEncoding, reliable), /tf (map -> odom; not with
+  fusion_frame odom).
+Publishes: beliefs (m2vae_msgs/ObjectBeliefArray, every 1/publish_rate_hz, all current objects),
+  /shared/latents (m2vae_msgs/LatentEmbedding, one per belief update, sequence counting per object).
+
+Encodings are buffered and fused in bursts every batch_period_s. An encoding is dropped, with a
+warning naming the reason (at most one per reason every 5 s, with a count of those left unsaid),
+when its model_id is not this node's model's, its modality is unknown, its features have the
+wrong size or contain NaN/inf, or its position cannot be put into the fusion frame. The M2VAE
+takes the beta-VAE means only: an encoding's log_var and confidence are not used.
+
+Frames: with fusion_frame auto, positions go into `map` as soon as /tf has a map -> <encoding
+frame> transform (at or before the encoding's stamp), and stay in the encodings' odom frame until
+then; objects held in odom move to map when the transform first appears. fusion_frame map drops
+encodings until that transform is known; fusion_frame odom never uses /tf. Beliefs and latents
+carry the fusion frame (so latents are in odom while no map is known, and receivers can tell).
+
+Time: stamps are the sensors'. An object is forgotten when its newest sensing is forget_after_s
+older than the newest stamp fused so far plus the wall time since that stamp arrived, so
+forgetting works on simulated, recorded and live data alike without use_sim_time.
+
+Latents of other robots: the node publishes its own on /shared/latents but does not subscribe to
+that topic, so it never fuses other robots' latents (nor its own back). Fusing foreign latents
+(decode them into their modalities and fuse in place) is the multi-robot issue's work (issue 8).
+
+Parameters (defaults in config/fusion.yaml): see PARAMETERS below.
+
+Usage: ros2 run m2vae_fusion fusion --ros-args -r __ns:=/robot1 --params-file config/fusion.yaml
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point
+from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from tf2_msgs.msg import TFMessage
+
+from m2vae_fusion.core.errors import CheckpointError, ConfigError
+from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
+from m2vae_fusion.perception import frames
+from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.stack.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, TrackedObject
+from m2vae_fusion.stack.model import PerceptionModel
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "amiro"
+ENCODING_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+MAP = "map"
+FUSION_FRAMES = ("auto", MAP, "odom")
+DROP_LOG_PERIOD_S = 5.0
+TF_HISTORY = 200  # per child frame: 10 s of the sim's 20 Hz /tf
+
+# name -> (default, description). None: worked out at start-up (see the description); config/fusion.yaml
+# lists every other default and test/test_fusion_node.py keeps the two equal.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "model": (None, f"perception model folder or its perception_model.json (default: {DEFAULT_MODEL})"),
+    "gate": (0.06, "association gate [m]: an encoding within this distance (in the plane) of an object's position belongs to it"),
+    "forget_after_s": (60.0, "drop objects whose newest sensing is older than this [s]"),
+    "publish_rate_hz": (2.0, "beliefs messages per second"),
+    "batch_period_s": (0.02, "encodings are buffered and fused in one go this often [s]"),
+    "robot_id": (None, "this robot's id in latents and beliefs (default: the namespace without '/', else the host name)"),
+    "fusion_frame": ("auto", "auto: map once /tf has map -> odom, odom before; map: wait for map; odom: the encodings' frame"),
+}
+
+
+class ParameterError(ValueError):
+    """A parameter has a value the node cannot run with; the message names it."""
+
+
+def stamp_ns(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def to_stamp(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def default_robot_id(namespace: str) -> str:
+    return namespace.strip("/") or socket.gethostname()
+
+
+class MapTransforms:
+    """map -> child transforms from /tf, a short history per child frame, looked up by stamp."""
+
+    def __init__(self) -> None:
+        self._history: dict[str, list[tuple[int, np.ndarray]]] = {}
+
+    def add(self, msg: TFMessage) -> None:
+        for t in msg.transforms:
+            if t.header.frame_id.lstrip("/") != MAP:
+                continue
+            tr, r = t.transform.translation, t.transform.rotation
+            try:
+                matrix = frames.from_translation_quaternion((tr.x, tr.y, tr.z), (r.x, r.y, r.z, r.w))
+            except ValueError:
+                continue  # a malformed transform must not replace a good one
+            history = self._history.setdefault(t.child_frame_id.lstrip("/"), [])
+            bisect.insort(history, (stamp_ns(t.header.stamp), matrix), key=lambda entry: entry[0])
+            del history[:-TF_HISTORY]
+
+    def lookup(self, child: str, at_ns: int | None = None) -> np.ndarray | None:
+        """map -> child at the newest stamp at or before `at_ns` (None: the newest; before the whole
+        history: the oldest), or None when /tf never had it."""
+        history = self._history.get(child.lstrip("/"))
+        if not history:
+            return None
+        if at_ns is None:
+            return history[-1][1]
+        index = bisect.bisect_right(history, at_ns, key=lambda entry: entry[0])
+        return history[max(index - 1, 0)][1]
+
+
+class FusionNode(Node):
+    def __init__(self) -> None:
+        super().__init__("fusion")
+        model_path = Path(self._declare("model", str(DEFAULT_MODEL))).expanduser()
+        try:
+            self.model = PerceptionModel.load(model_path)
+        except (CheckpointError, ConfigError) as exc:
+            raise ParameterError(f"parameter 'model': {exc}") from None
+        try:
+            config = BeliefStoreConfig(gate=self._number("gate"), forget_after_s=self._number("forget_after_s"))
+        except ConfigError as exc:
+            raise ParameterError(f"parameter {exc}") from None
+        publish_period = 1.0 / self._number("publish_rate_hz")
+        batch_period = self._number("batch_period_s")
+        self.robot_id = self._declare("robot_id", default_robot_id(self.get_namespace()))
+        if not self.robot_id:
+            raise ParameterError("parameter 'robot_id' must not be empty")
+        self.fusion_frame_mode = self._declare("fusion_frame")
+        if self.fusion_frame_mode not in FUSION_FRAMES:
+            raise ParameterError(f"parameter 'fusion_frame' must be one of {list(FUSION_FRAMES)}, got {self.fusion_frame_mode!r}")
+        self.add_on_set_parameters_callback(
+            lambda _: SetParametersResult(successful=False, reason="fusion reads its parameters at start-up only: restart it")
+        )
+
+        self.store = BeliefStore(self.model, config)
+        self.frame = ""  # the store's frame: decided by the first encoding, map once known
+        self.map_transforms = MapTransforms()
+        self.pending: list[ModalityEncoding] = []
+        self._drops: dict[str, tuple[float, int]] = {}  # reason kind -> (last logged, dropped since)
+        self._data_time: tuple[int, int] | None = None  # (newest stamp fused, monotonic ns when it came)
+
+        self.create_subscription(ModalityEncoding, "encodings", self._on_encoding, ENCODING_QOS)
+        if self.fusion_frame_mode != "odom":
+            self.create_subscription(TFMessage, "/tf", self.map_transforms.add, TF_QOS)
+        self.beliefs_pub = self.create_publisher(ObjectBeliefArray, "beliefs", BELIEF_QOS)
+        self.latents_pub = self.create_publisher(LatentEmbedding, "/shared/latents", LATENT_QOS)
+        self.create_timer(batch_period, self._on_batch)
+        self.create_timer(publish_period, self._on_publish)
+        self.get_logger().info(
+            f"fusing {', '.join(self.store.modalities)} encodings from {self.resolve_topic_name('encodings')} with model "
+            f"{self.model.model_id} ({model_path}) as robot {self.robot_id!r}: gate {config.gate:g} m, forget after "
+            f"{config.forget_after_s:g} s, fusion frame {self.fusion_frame_mode}"
+        )
+
+    # ------------------------------------------------------------ parameters
+
+    def _declare(self, name: str, default: Any = None) -> Any:
+        default = PARAMETERS[name][0] if default is None else default
+        return self.declare_parameter(name, default, ParameterDescriptor(description=PARAMETERS[name][1])).value
+
+    def _number(self, name: str) -> float:
+        """A float > 0 that also takes integers (`-p publish_rate_hz:=5`)."""
+        descriptor = ParameterDescriptor(description=PARAMETERS[name][1], dynamic_typing=True)
+        value = self.declare_parameter(name, PARAMETERS[name][0], descriptor).value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ParameterError(f"parameter {name!r} must be a finite number > 0, got {value!r}")
+        return float(value)
+
+    # ------------------------------------------------------------ encodings
+
+    def _on_encoding(self, msg: ModalityEncoding) -> None:
+        self.pending.append(msg)
+
+    def _on_batch(self) -> None:
+        if not self.pending:
+            return
+        messages = self.pending[:]
+        self.pending.clear()
+        encodings = []
+        for msg in messages:
+            converted = self._encoding(msg)
+            if isinstance(converted, str):
+                self._drop("frame", msg.modality, stamp_ns(msg.header.stamp), converted)
+            else:
+                encodings.append(converted)
+        start = time.perf_counter()
+        result = self.store.update(encodings)
+        elapsed_ms = (time.perf_counter() - start) * 1e3
+        for rejection in result.rejected:
+            self._drop(rejection.kind, rejection.encoding.modality, rejection.encoding.stamp_ns, rejection.reason)
+        for obj in result.updated:
+            self.latents_pub.publish(self._latent(obj))
+        for object_id in result.created:
+            self.get_logger().info(f"new object {object_id} at {np.round(self.store.objects[object_id].position, 3).tolist()} in {self.frame}")
+        if result.updated:
+            newest = max(obj.last_update_ns for obj in result.updated)
+            if self._data_time is None or newest > self._data_time[0]:
+                self._data_time = (newest, time.monotonic_ns())
+            fused = len(encodings) - len(result.rejected)
+            self.get_logger().debug(f"fused {fused} encodings into {len(result.updated)} objects in {elapsed_ms:.1f} ms")
+
+    def _encoding(self, msg: ModalityEncoding) -> Encoding | str:
+        """The message with its position in the fusion frame, or why that cannot be done."""
+        at_ns = stamp_ns(msg.header.stamp)
+        frame = msg.header.frame_id.lstrip("/")
+        position = np.array([msg.position.x, msg.position.y, msg.position.z])
+        if self.fusion_frame_mode != "odom":
+            self._switch_to_map()
+            to_map = np.eye(4) if frame == MAP else self.map_transforms.lookup(frame, at_ns)
+            if to_map is not None and self.frame in ("", MAP):
+                self.frame = MAP
+                position = frames.apply(to_map, position)
+                frame = MAP
+            elif self.fusion_frame_mode == MAP or self.frame == MAP:
+                return f"no map -> {frame} transform on /tf yet"
+        if not self.frame:
+            self.frame = frame
+        if frame != self.frame:
+            return f"its frame {frame!r} is not the fusion frame {self.frame!r}"
+        return Encoding(msg.modality, msg.model_id, np.asarray(msg.mean, np.float32), position, at_ns, self.robot_id)
+
+    def _switch_to_map(self) -> None:
+        """Objects held in odom move to map once /tf has map -> odom."""
+        if self.frame in ("", MAP):
+            return
+        to_map = self.map_transforms.lookup(self.frame)
+        if to_map is None:
+            return
+        self.store.transform(to_map)
+        self.get_logger().info(f"map -> {self.frame} known: {len(self.store.objects)} objects move from {self.frame} to map")
+        self.frame = MAP
+
+    def _drop(self, kind: str, modality: str, at_ns: int, reason: str) -> None:
+        now = time.monotonic()
+        last, unsaid = self._drops.get(kind, (-math.inf, 0))
+        if now - last < DROP_LOG_PERIOD_S:
+            self._drops[kind] = (last, unsaid + 1)
+            return
+        more = f" ({unsaid} more dropped for this reason since the last warning)" if unsaid else ""
+        self.get_logger().warning(f"dropped a {modality!r} encoding (stamp {at_ns * 1e-9:.3f} s): {reason}{more}")
+        self._drops[kind] = (now, 0)
+
+    # ------------------------------------------------------------ output
+
+    def _on_publish(self) -> None:
+        if self.fusion_frame_mode != "odom":
+            self._switch_to_map()
+        if self._data_time is not None:
+            newest, arrived = self._data_time
+            for object_id in self.store.forget(newest + time.monotonic_ns() - arrived):
+                self.get_logger().info(f"forgot {object_id}: not sensed for {self.store.config.forget_after_s:g} s")
+        msg = ObjectBeliefArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame
+        msg.beliefs = [self._belief(obj) for obj in self.store.objects.values()]
+        self.beliefs_pub.publish(msg)
+
+    def _belief(self, obj: TrackedObject) -> ObjectBelief:
+        msg = ObjectBelief()
+        msg.object_id = obj.object_id
+        msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
+        msg.modalities = list(obj.sensed)
+        msg.class_names = list(CLASSES)
+        msg.class_probabilities = obj.class_probabilities.tolist()
+        msg.attributes = [
+            AttributeProbabilities(name=name, values=list(ATTRIBUTES[name]), probabilities=p.tolist()) for name, p in obj.attributes().items()
+        ]
+        msg.model_id = self.model.model_id
+        msg.mean = obj.belief.mean.tolist()
+        msg.log_var = obj.belief.log_var.tolist()
+        msg.last_update = to_stamp(obj.last_update_ns)
+        msg.contributing_robots = list(obj.contributors)
+        return msg
+
+    def _latent(self, obj: TrackedObject) -> LatentEmbedding:
+        msg = LatentEmbedding()
+        msg.header.stamp = to_stamp(obj.last_update_ns)
+        msg.header.frame_id = self.frame
+        msg.robot_id = self.robot_id
+        msg.object_id = obj.object_id
+        msg.model_id = self.model.model_id
+        msg.sequence = obj.sequence
+        msg.modalities = list(obj.sensed)
+        msg.contributors = list(obj.contributors)
+        msg.mean = obj.belief.mean.tolist()
+        msg.log_var = obj.belief.log_var.tolist()
+        msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
+        return msg
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = FusionNode()
+            except (ParameterError, ParameterException) as exc:
+                rclpy.logging.get_logger("fusion").fatal(str(exc))
+                raise SystemExit(2) from None
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()

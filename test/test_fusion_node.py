@@ -1,0 +1,224 @@
+"""The fusion node as its own process under /robot1, fed ModalityEncodings and /tf by rclpy in this
+process over real DDS: one object sensed by all three sensors, its beliefs in map and one latent per
+update; encodings of another model or with NaN are dropped with a logged reason and the node runs on."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from geometry_msgs.msg import TransformStamped
+from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding, ObjectBeliefArray
+from tf2_msgs.msg import TFMessage
+
+from m2vae_fusion.nodes.fusion import PARAMETERS, MapTransforms, default_robot_id, stamp_ns, to_stamp
+from m2vae_fusion.resources import config_path
+from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.stack.model import PerceptionModel
+from test_beliefs import FEATURE_DIM, train_tiny_model
+
+MAP_TO_ODOM = (1.0, -0.5, 0.0)  # odom's origin in map; no rotation
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_model(tmp_path_factory.mktemp("fusion_node"))
+
+
+# ---------------------------------------------------------------- no DDS
+
+
+def test_parameter_file_lists_the_defaults() -> None:
+    params = yaml.safe_load(config_path("fusion.yaml").read_text())["/**"]["ros__parameters"]
+    assert params == {name: default for name, (default, _) in PARAMETERS.items() if default is not None}
+
+
+def test_stamps_robot_id_and_map_transforms() -> None:
+    assert stamp_ns(to_stamp(12_345_678_901)) == 12_345_678_901
+    assert default_robot_id("/robot1") == "robot1" and default_robot_id("/") != ""
+    transforms = MapTransforms()
+    assert transforms.lookup("robot1/odom") is None
+    msg = TFMessage()
+    for t_s, x in ((1.0, 0.1), (2.0, 0.2), (3.0, 0.3)):
+        msg.transforms.append(transform("map", "robot1/odom", (x, 0.0, 0.0), t_s))
+    msg.transforms.append(transform("robot1/odom", "robot1/base_link", (9.0, 0.0, 0.0), 1.0))  # not from map: ignored
+    transforms.add(msg)
+    assert transforms.lookup("robot1/base_link") is None
+    at = {s: transforms.lookup("robot1/odom", round(s * 1e9))[0, 3] for s in (0.5, 1.0, 2.5, 9.0)}
+    assert at == pytest.approx({0.5: 0.1, 1.0: 0.1, 2.5: 0.2, 9.0: 0.3})
+    assert transforms.lookup("/robot1/odom")[0, 3] == pytest.approx(0.3)
+
+
+# ---------------------------------------------------------------- the node over real DDS
+
+
+def transform(parent: str, child: str, xyz: tuple[float, float, float], t_s: float) -> TransformStamped:
+    t = TransformStamped()
+    t.header.frame_id, t.child_frame_id = parent, child
+    t.header.stamp = to_stamp(round(t_s * 1e9))
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = xyz
+    t.transform.rotation.w = 1.0
+    return t
+
+
+def modality_encoding(modality: str, model_id: str, position: tuple[float, float, float], t_s: float, seed: int) -> ModalityEncoding:
+    msg = ModalityEncoding()
+    msg.header.stamp = to_stamp(round(t_s * 1e9))
+    msg.header.frame_id = "robot1/odom"
+    msg.modality, msg.model_id = modality, model_id
+    msg.mean = np.random.default_rng(seed).standard_normal(FEATURE_DIM).tolist()
+    msg.log_var = [-2.0] * FEATURE_DIM
+    msg.position.x, msg.position.y, msg.position.z = position
+    msg.confidence = 0.9
+    return msg
+
+
+class Peer:
+    """rclpy in this process: publishes encodings and /tf, keeps every belief array and latent."""
+
+    def __init__(self, domain_id: int) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("test_fusion_peer", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.encodings = self.node.create_publisher(ModalityEncoding, "/robot1/encodings", reliable)
+        self.tf = self.node.create_publisher(TFMessage, "/tf", reliable)
+        self.beliefs: list[ObjectBeliefArray] = []
+        self.latents: list[tuple[float, LatentEmbedding]] = []  # (arrival, message)
+        self.node.create_subscription(ObjectBeliefArray, "/robot1/beliefs", self.beliefs.append, reliable)
+        self.node.create_subscription(LatentEmbedding, "/shared/latents", lambda m: self.latents.append((time.perf_counter(), m)), reliable)
+
+    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if proc.poll() is not None:
+                pytest.fail(f"fusion exited with {proc.returncode}:\n{proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.02)
+        return True
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def peer(ros_env):
+    peer = Peer(int(ros_env["ROS_DOMAIN_ID"]))
+    yield peer
+    peer.close()
+
+
+def fusion_argv(*ros_args: str) -> list[str]:
+    return [sys.executable, "-m", "m2vae_fusion.nodes.fusion", "--ros-args", "--params-file", str(config_path("fusion.yaml")), *ros_args]
+
+
+def test_fusion_node_fuses_one_object_and_drops_bad_encodings(processes, peer: Peer, model_dir: Path) -> None:
+    model_id = PerceptionModel.load(model_dir).model_id
+    proc = processes.start(*fusion_argv("-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "publish_rate_hz:=20.0"))
+
+    def matched() -> bool:
+        subscribed = peer.encodings.get_subscription_count() >= 1 and peer.tf.get_subscription_count() >= 1
+        return subscribed and peer.node.count_publishers("/shared/latents") >= 1
+
+    assert peer.spin_until(matched, 30, proc), "fusion node never subscribed to encodings and /tf"
+    # it does not fuse other robots' latents yet (issue 8), so it does not listen to its own either
+    assert peer.node.count_subscribers("/shared/latents") == 1  # this test's
+    peer.tf.publish(TFMessage(transforms=[transform("map", "robot1/odom", MAP_TO_ODOM, 0.0)]))
+    peer.spin_until(lambda: False, 0.2, proc)  # let /tf land first: the object is then in map from its first sensing
+
+    object_odom = (0.40, 0.25, 0.03)
+    sent = []
+    for k, modality in enumerate(("lidar", "camera", "ir")):
+        count = len(peer.latents)
+        sent.append(time.perf_counter())
+        peer.encodings.publish(modality_encoding(modality, model_id, object_odom, 5.0 + 0.1 * k, seed=k))
+        assert peer.spin_until(lambda: len(peer.latents) > count, 10, proc), f"no latent after the {modality} encoding"
+    latents = [m for _, m in peer.latents]
+    assert [m.sequence for m in latents] == [1, 2, 3]
+    assert [list(m.modalities) for m in latents] == [["lidar"], ["camera", "lidar"], ["camera", "lidar", "ir"]]
+    last = latents[-1]
+    assert (last.robot_id, last.header.frame_id, last.model_id, list(last.contributors)) == ("robot1", "map", model_id, ["robot1"])
+    assert len({m.object_id for m in latents}) == 1 and len(last.mean) == len(last.log_var) == 3
+    assert stamp_ns(last.header.stamp) == round(5.2e9)
+    expected = np.add(object_odom, MAP_TO_ODOM)
+    assert (last.position.x, last.position.y, last.position.z) == pytest.approx(tuple(expected))
+    latency_ms = [1e3 * (arrival - s) for s, (arrival, _) in zip(sent, peer.latents)]
+    print(f"encoding -> latent over DDS: {', '.join(f'{v:.1f}' for v in latency_ms)} ms")
+
+    def complete_belief() -> bool:
+        return bool(peer.beliefs) and len(peer.beliefs[-1].beliefs) == 1 and len(peer.beliefs[-1].beliefs[0].modalities) == 3
+
+    assert peer.spin_until(complete_belief, 5, proc), "no beliefs message with the object sensed by all three sensors"
+    array = peer.beliefs[-1]
+    (belief,) = array.beliefs
+    assert array.header.frame_id == "map" and belief.object_id == last.object_id
+    assert list(belief.modalities) == ["camera", "lidar", "ir"] and list(belief.class_names) == list(CLASSES)
+    assert sum(belief.class_probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert [a.name for a in belief.attributes] == ["colour", "shape", "surface"]
+    assert all(sum(a.probabilities) == pytest.approx(1.0, abs=1e-5) for a in belief.attributes)
+    assert list(belief.mean) == pytest.approx(list(last.mean)) and belief.model_id == model_id
+    assert (belief.position.x, belief.position.y) == pytest.approx(tuple(expected[:2]))
+    assert list(belief.contributing_robots) == ["robot1"] and stamp_ns(belief.last_update) == round(5.2e9)
+
+    # another model's encoding and a NaN one, each where no object is yet: no object, no latent
+    elsewhere = (2.0, 2.0, 0.03)
+    peer.encodings.publish(modality_encoding("camera", "m2vae-someoneelse", elsewhere, 6.0, seed=5))
+    nan = modality_encoding("lidar", model_id, elsewhere, 6.1, seed=6)
+    nan.mean[1] = float("nan")
+    peer.encodings.publish(nan)
+    count = len(peer.latents)
+    # the node runs on: a good encoding after them is fused into a second object
+    peer.encodings.publish(modality_encoding("ir", model_id, elsewhere, 6.2, seed=7))
+    assert peer.spin_until(lambda: len(peer.latents) > count, 10, proc), "node stopped fusing after the bad encodings"
+    (_, good), *more = peer.latents[count:]
+    assert not more and list(good.modalities) == ["ir"] and good.sequence == 1 and good.object_id != last.object_id
+    assert peer.spin_until(lambda: len(peer.beliefs[-1].beliefs) == 2, 5, proc)
+    assert proc.poll() is None
+
+    processes.stop_all()
+    log = proc.stdout.read()
+    assert "dropped a 'camera' encoding (stamp 6.000 s): model_id 'm2vae-someoneelse' is not the fusion model's" in log, log
+    assert "dropped a 'lidar' encoding (stamp 6.100 s): features contain NaN or inf" in log, log
+    assert "new object" in log and "Traceback" not in log, log
+
+
+def test_objects_sensed_before_the_map_is_known_move_to_map(processes, peer: Peer, model_dir: Path) -> None:
+    model_id = PerceptionModel.load(model_dir).model_id
+    proc = processes.start(*fusion_argv("-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "publish_rate_hz:=20.0"))
+    assert peer.spin_until(lambda: peer.encodings.get_subscription_count() >= 1 and peer.tf.get_subscription_count() >= 1, 30, proc)
+    peer.encodings.publish(modality_encoding("lidar", model_id, (0.4, 0.25, 0.03), 5.0, seed=1))
+    assert peer.spin_until(lambda: bool(peer.latents), 10, proc)
+    assert peer.latents[-1][1].header.frame_id == "robot1/odom"
+    assert peer.spin_until(lambda: bool(peer.beliefs) and len(peer.beliefs[-1].beliefs) == 1, 5, proc)
+    assert peer.beliefs[-1].header.frame_id == "robot1/odom" and peer.beliefs[-1].beliefs[0].position.x == pytest.approx(0.4)
+    peer.tf.publish(TFMessage(transforms=[transform("map", "robot1/odom", MAP_TO_ODOM, 5.0)]))
+    assert peer.spin_until(lambda: peer.beliefs[-1].header.frame_id == "map", 5, proc), "beliefs stayed in odom"
+    (belief,) = peer.beliefs[-1].beliefs
+    assert (belief.position.x, belief.position.y) == pytest.approx((1.4, -0.25))
+    # the next sensing of the object, still in odom coordinates, lands on it in map
+    peer.encodings.publish(modality_encoding("camera", model_id, (0.42, 0.25, 0.03), 5.1, seed=2))
+    assert peer.spin_until(lambda: len(peer.latents) == 2, 10, proc)
+    latent = peer.latents[-1][1]
+    assert latent.header.frame_id == "map" and list(latent.modalities) == ["camera", "lidar"] and latent.sequence == 2
+
+
+def test_bad_model_is_named(processes, tmp_path: Path) -> None:
+    proc = processes.start(*fusion_argv("-p", f"model:={tmp_path / 'nothing'}"))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert "parameter 'model': no perception model at" in out
