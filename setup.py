@@ -34,6 +34,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # the shipped perception model (m2vae_fusion/weights/<name>/: manifest + checkpoints)
+    package_data={PACKAGE: ["weights/*/*.json", "weights/*/*/*.pt", "weights/*/*/*/*.pt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

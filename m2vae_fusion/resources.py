@@ -33,3 +33,8 @@ def config_path(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     return path
+
+
+def default_model_dir() -> Path:
+    """The perception model shipped for the simulated AMiRo (package data; see README, Perception model)."""
+    return Path(__file__).resolve().parent / "weights" / "amiro"

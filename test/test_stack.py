@@ -179,3 +179,16 @@ def test_reproduce_sim_tiny(tmp_path: Path) -> None:
     assert set(results["meta_sensor"]) == {"raw", "m2vae"} and set(results["in_place"]) == {"with_reenc", "without_reenc"}
     assert set(results["per_subset"]) == {"camera", "lidar", "ir", "camera+lidar", "camera+ir", "lidar+ir", "camera+lidar+ir"}
     assert all(0 <= r <= 1 for r in [*results["meta_sensor"].values(), *results["in_place"].values(), *results["per_subset"].values()])
+
+
+def test_export_keeps_the_model_id_and_drops_optimiser_state(trained, tmp_path: Path) -> None:
+    from m2vae_fusion.stack.train import export_model
+
+    out = trained[0]
+    manifest = export_model(out, tmp_path / "exported")
+    model = PerceptionModel.load(tmp_path / "exported")
+    assert model.model_id == manifest["model_id"] == PerceptionModel.load(out).model_id
+    size = lambda folder: sum(f.stat().st_size for f in folder.rglob("*.pt"))
+    assert size(tmp_path / "exported") < size(out)
+    with pytest.raises(FileExistsError):
+        export_model(out, tmp_path / "exported")

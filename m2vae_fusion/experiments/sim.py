@@ -67,7 +67,7 @@ def table(results: dict[str, Any]) -> str:
         f"{'one sensor at a time, in-place fusion, no re-enc':<46}{in_place.get('without_reenc', float('nan')):>10.3f}{PAPER['in_place']['without_reenc']:>8.3f}",
         f"{'same, ' + str(results['in_place_repeated']['sensings']) + ' sensings, re-enc':<46}{results['in_place_repeated']['with_reenc']:>10.3f}{'':>8}",
         f"{'same, ' + str(results['in_place_repeated']['sensings']) + ' sensings, no re-enc':<46}{results['in_place_repeated'].get('without_reenc', float('nan')):>10.3f}{'':>8}",
-        "per subset (one MLP on z of every subset encoder):",
+        "per subset (the model's classifier: one MLP on z of every subset encoder):",
         "  " + ", ".join(f"{subset_key(s)} {results['per_subset'][subset_key(s)]:.3f}" for s in subsets()),
     ]
     return "\n".join(lines)

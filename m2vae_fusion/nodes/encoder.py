@@ -61,6 +61,7 @@ from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.features import observe
 from m2vae_fusion.perception.image_encodings import ImageFormatError
 from m2vae_fusion.perception.lidar_objects import Candidate
+from m2vae_fusion.resources import default_model_dir
 from m2vae_fusion.sim.readings import CameraImage, Scan, Transform
 from m2vae_fusion.stack.config import MODALITIES
 from m2vae_fusion.stack.model import PerceptionModel
@@ -74,7 +75,7 @@ except ImportError:
     BRIDGE = None
 # sensor_msgs_py is not needed: it converts PointCloud2, and LaserScan fields are plain arrays.
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "amiro"
+DEFAULT_MODEL = default_model_dir()
 ENCODING_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

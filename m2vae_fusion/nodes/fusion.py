@@ -57,11 +57,12 @@ from tf2_msgs.msg import TFMessage
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
 from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
 from m2vae_fusion.perception import frames
+from m2vae_fusion.resources import default_model_dir
 from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.stack.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, TrackedObject
 from m2vae_fusion.stack.model import PerceptionModel
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "amiro"
+DEFAULT_MODEL = default_model_dir()
 ENCODING_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)

@@ -18,8 +18,8 @@ from m2vae_fusion.core.errors import CheckpointError
 from m2vae_fusion.core.fusion import in_place_fusion
 from m2vae_fusion.core.gaussian import DiagonalGaussian
 from m2vae_fusion.core.model import MultiModalVAE
-from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
 from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.stack.classifier import LatentClassifier
 from m2vae_fusion.stack.config import MODALITIES, StackConfig
 from m2vae_fusion.stack.train import MANIFEST
 
@@ -49,12 +49,7 @@ class PerceptionModel:
         self.fusion: MultiModalVAE = load_checkpoint(root / manifest["fusion"], expected_model_config=self.config.fusion).model
         self._mean = {m: np.asarray(manifest["standardiser"][m]["mean"], np.float32) for m in MODALITIES}
         self._std = {m: np.asarray(manifest["standardiser"][m]["std"], np.float32) for m in MODALITIES}
-        c = manifest["classifier"]
-        self.classifier = GaussianNaiveBayes()
-        self.classifier.classes_ = np.asarray(c["classes"])
-        self.classifier.theta_ = np.asarray(c["theta"])
-        self.classifier.var_ = np.asarray(c["var"])
-        self.classifier.log_prior_ = np.asarray(c["log_prior"])
+        self.classifier = LatentClassifier.from_dict(manifest["classifier"])
 
     @classmethod
     def load(cls, path: Path | str) -> PerceptionModel:
@@ -110,7 +105,7 @@ class PerceptionModel:
 
     def class_probabilities(self, z: np.ndarray) -> np.ndarray:
         """p(class | z) for means z of shape (N, D_z); columns in CLASSES order."""
-        proba = self.classifier.predict_proba(np.atleast_2d(z))
+        proba = self.classifier.predict_proba(z)
         out = np.zeros((proba.shape[0], len(CLASSES)))
-        out[:, self.classifier.classes_.astype(int)] = proba
+        out[:, self.classifier.classes.astype(int)] = proba
         return out

@@ -2,8 +2,8 @@
 
 1. one beta-VAE per sensor on every view of that sensor in the bags;
 2. the tri-modal M2VAE (with the re-encoding loss of Eq. 19) on the standardised beta-VAE means of
-   the observations every sensor saw, then one naive Bayes classifier on z from every subset
-   encoder (the coherence protocol of Table I), fitted with the labels.
+   the observations every sensor saw, then one MLP classifier on z from every subset encoder (the
+   coherence protocol of Table I), fitted with the labels.
 
 The result is a folder: preprocessors/<sensor>/checkpoint.pt, fusion/checkpoint.pt and
 perception_model.json, the manifest the nodes load (m2vae_fusion.stack.model).
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from m2vae_fusion.core.atomic_file import write_text_atomic
-from m2vae_fusion.core.checkpoint import load_checkpoint
+from m2vae_fusion.core.checkpoint import load_checkpoint, save_checkpoint
 from m2vae_fusion.core.config import ModelConfig, to_dict
-from m2vae_fusion.core.errors import DataError
+from m2vae_fusion.core.errors import CheckpointError, DataError
 from m2vae_fusion.core.metrics import embed_all_subsets
-from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
 from m2vae_fusion.core.training import dataset_fingerprint, train
 from m2vae_fusion.experiments.runs import run_pool
+from m2vae_fusion.stack.classifier import LatentClassifier
 from m2vae_fusion.stack.config import MODALITIES, StackConfig
 from m2vae_fusion.stack.dataset import Observations
 
@@ -128,7 +128,7 @@ def train_fusion(
     model = result.model
     embeddings = embed_all_subsets(model, inputs)
     labels = observations.labels[complete]
-    classifier = GaussianNaiveBayes().fit(np.concatenate(list(embeddings.values())), np.tile(labels, len(embeddings)))
+    classifier = LatentClassifier.fit(np.concatenate(list(embeddings.values())), np.tile(labels, len(embeddings)), seed=config.fusion_train.seed)
     manifest = {
         "format": 1,
         "model_id": model_id(out, name),
@@ -137,10 +137,7 @@ def train_fusion(
         "preprocessors": {m: str(preprocessor_dir(out, m).relative_to(out) / "checkpoint.pt") for m in MODALITIES},
         "fusion": f"{name}/checkpoint.pt",
         "standardiser": stats,
-        "classifier": {
-            "classes": classifier.classes_.tolist(), "theta": classifier.theta_.tolist(), "var": classifier.var_.tolist(),
-            "log_prior": classifier.log_prior_.tolist(),
-        },
+        "classifier": classifier.to_dict(),
         "training": {"observations": int(complete.sum()), "dataset": observations.fingerprint()},
     }
     write_text_atomic(out / manifest_name(name), json.dumps(manifest, indent=1))
@@ -152,11 +149,34 @@ def manifest_name(fusion_name: str) -> str:
 
 
 def model_id(out: Path, fusion_name: str = "fusion") -> str:
-    """A short content hash of the four checkpoints: latents are only comparable between equal ids."""
+    """A short hash of the four models' weights: latents are only comparable between equal ids. It
+    hashes the weights, not the files, so an exported copy (without optimiser state) keeps its id."""
     digest = hashlib.sha256()
     for path in [preprocessor_dir(out, m) / "checkpoint.pt" for m in MODALITIES] + [out / fusion_name / "checkpoint.pt"]:
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        for name, tensor in sorted(load_checkpoint(path).model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
     return "m2vae-" + digest.hexdigest()[:12]
+
+
+def export_model(src: Path, dst: Path) -> dict[str, Any]:
+    """Copy a trained perception model for deployment: weights, configs and the manifest, without the
+    optimiser state, metrics and caches that only resuming needs (a third of the size)."""
+    manifest = json.loads((src / MANIFEST).read_text())
+    if dst.exists():
+        raise FileExistsError(f"{dst} already exists; remove it first")
+    fusion_name = Path(manifest["fusion"]).parent.name
+    manifest["model_id"] = model_id(src, fusion_name)
+    for relative in [*manifest["preprocessors"].values(), manifest["fusion"]]:
+        checkpoint = load_checkpoint(src / relative)
+        save_checkpoint(
+            dst / relative, checkpoint.model, model_config=checkpoint.model_config, train_config=checkpoint.train_config,
+            dataset_hash=checkpoint.dataset_hash, epoch=checkpoint.epoch,
+        )
+    if model_id(dst, fusion_name) != manifest["model_id"]:
+        raise CheckpointError(f"exported weights of {src} do not reproduce its model id {manifest['model_id']}")
+    write_text_atomic(dst / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
 
 
 STAGES = ("all", "preprocessors", "fusion")
@@ -180,6 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs-fusion", type=int, help="override the M2VAE's epochs (quick runs); the re-encoding warm-up scales with it")
     parser.add_argument("--jobs", type=int, default=2, help="processes for the three beta-VAEs (default: 2)")
     parser.add_argument("--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out")
+    parser.add_argument("--export", type=Path, metavar="DIR", help="afterwards, copy the model for deployment (weights and manifest, no optimiser state) to DIR")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,4 +224,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stage in ("all", "fusion"):
         manifest = train_fusion(config, observations.subset(complete), args.out, resume=not args.no_resume, progress=progress)
         print(f"perception model {manifest['model_id']}: {args.out / MANIFEST}")
+    if args.export:
+        manifest = export_model(args.out, args.export)
+        print(f"exported {manifest['model_id']} to {args.export}")
     return 0
