@@ -192,3 +192,11 @@ def test_export_keeps_the_model_id_and_drops_optimiser_state(trained, tmp_path: 
     assert size(tmp_path / "exported") < size(out)
     with pytest.raises(FileExistsError):
         export_model(out, tmp_path / "exported")
+
+
+def test_a_manifest_without_every_sensor_is_refused(trained, tmp_path: Path) -> None:
+    manifest = json.loads((trained[0] / "perception_model.json").read_text())
+    del manifest["preprocessors"]["ir"]
+    (tmp_path / "perception_model.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="exactly"):
+        PerceptionModel.load(tmp_path)

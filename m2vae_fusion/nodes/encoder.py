@@ -45,10 +45,7 @@ import numpy as np
 import rclpy
 import torch
 from m2vae_msgs.msg import ModalityEncoding
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
@@ -56,6 +53,7 @@ from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError
 from m2vae_fusion.data.bag_frames import image_from_msgs, scan_from_msg
+from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.nodes.sim import default_frame_prefix
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.features import observe
@@ -99,10 +97,6 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "frame_prefix": (None, "robot frame prefix (default: the namespace without its leading '/', plus '/')"),
     "threads": (1, "torch threads (one per process is fastest for these small networks)"),
 }
-
-
-class ParameterError(ValueError):
-    """A parameter or the model it names cannot be used; the message says which and why."""
 
 
 class Dropped(Exception):
@@ -322,16 +316,10 @@ class EncoderNode(Node):
     # ------------------------------------------------------------ parameters
 
     def _declare(self, name: str, default: Any = None) -> Any:
-        default = PARAMETERS[name][0] if default is None else default
-        return self.declare_parameter(name, default, ParameterDescriptor(description=PARAMETERS[name][1])).value
+        return declare(self, PARAMETERS, name, default)
 
     def _number(self, name: str) -> float:
-        """A float >= 0 that also takes integers (`-p rate_limit_hz:=5`)."""
-        descriptor = ParameterDescriptor(description=PARAMETERS[name][1], dynamic_typing=True)
-        value = self.declare_parameter(name, PARAMETERS[name][0], descriptor).value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ParameterError(f"parameter {name!r} must be a finite number >= 0, got {value!r}")
-        return float(value)
+        return declare_number(self, PARAMETERS, name, positive=False)
 
     def _load_model(self, path: str, expected_id: str) -> PerceptionModel:
         if not path:
@@ -466,19 +454,7 @@ class EncoderNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = EncoderNode()
-            except (ParameterError, ParameterException) as exc:
-                rclpy.logging.get_logger("encoder").fatal(str(exc))
-                raise SystemExit(2) from None
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    run_node("encoder", EncoderNode, args)
 
 
 if __name__ == "__main__":

@@ -47,14 +47,13 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
+from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
 from m2vae_fusion.perception import frames
 from m2vae_fusion.resources import default_model_dir
@@ -82,10 +81,6 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "robot_id": (None, "this robot's id in latents and beliefs (default: the namespace without '/', else the host name)"),
     "fusion_frame": ("auto", "auto: map once /tf has map -> odom, odom before; map: wait for map; odom: the encodings' frame"),
 }
-
-
-class ParameterError(ValueError):
-    """A parameter has a value the node cannot run with; the message names it."""
 
 
 def stamp_ns(stamp: Time) -> int:
@@ -178,16 +173,10 @@ class FusionNode(Node):
     # ------------------------------------------------------------ parameters
 
     def _declare(self, name: str, default: Any = None) -> Any:
-        default = PARAMETERS[name][0] if default is None else default
-        return self.declare_parameter(name, default, ParameterDescriptor(description=PARAMETERS[name][1])).value
+        return declare(self, PARAMETERS, name, default)
 
     def _number(self, name: str) -> float:
-        """A float > 0 that also takes integers (`-p publish_rate_hz:=5`)."""
-        descriptor = ParameterDescriptor(description=PARAMETERS[name][1], dynamic_typing=True)
-        value = self.declare_parameter(name, PARAMETERS[name][0], descriptor).value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ParameterError(f"parameter {name!r} must be a finite number > 0, got {value!r}")
-        return float(value)
+        return declare_number(self, PARAMETERS, name, positive=True)
 
     # ------------------------------------------------------------ encodings
 
@@ -312,19 +301,7 @@ class FusionNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = FusionNode()
-            except (ParameterError, ParameterException) as exc:
-                rclpy.logging.get_logger("fusion").fatal(str(exc))
-                raise SystemExit(2) from None
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    run_node("fusion", FusionNode, args)
 
 
 if __name__ == "__main__":

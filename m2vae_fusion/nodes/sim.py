@@ -27,17 +27,16 @@ import rclpy
 from geometry_msgs.msg import Twist
 from m2vae_msgs.msg import LabelledObjectArray
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock as WallClock
 from rclpy.clock import ClockType
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
+from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.resources import share_dir
 from m2vae_fusion.sim import ros_bridge as bridge
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
@@ -71,10 +70,6 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "publish_map_tf": (True, "publish map -> odom (the true odometry drift, standing in for localisation)"),
 }
 SENSOR_RATE_PARAMETERS = {"camera": "camera_rate_hz", "lidar": "lidar_rate_hz", "ir": "ir_rate_hz"}
-
-
-class ParameterError(ValueError):
-    """A parameter has a value the node cannot run with; the message names it."""
 
 
 class Schedule:
@@ -149,20 +144,10 @@ class SimNode(Node):
     # ------------------------------------------------------------ parameters
 
     def _declare(self, name: str, default: Any = None) -> Any:
-        """A typed parameter (rclpy rejects a value of another type, naming the parameter)."""
-        default = PARAMETERS[name][0] if default is None else default
-        return self.declare_parameter(name, default, ParameterDescriptor(description=PARAMETERS[name][1])).value
+        return declare(self, PARAMETERS, name, default)
 
     def _number(self, name: str, *, positive: bool, default: float | None = None) -> float:
-        """A float parameter that also takes integers (`-p real_time_factor:=0`), which rclpy's typed
-        declaration would refuse; > 0 if `positive`, else >= 0."""
-        descriptor = ParameterDescriptor(description=PARAMETERS[name][1], dynamic_typing=True)
-        value = self.declare_parameter(name, PARAMETERS[name][0] if default is None else default, descriptor).value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ParameterError(f"parameter {name!r} must be a finite number, got {value!r}")
-        if value < 0 or (positive and value == 0):
-            raise ParameterError(f"parameter {name!r} must be {'> 0' if positive else '>= 0'}, got {value}")
-        return float(value)
+        return declare_number(self, PARAMETERS, name, positive=positive, default=default)
 
     def _read_rates(self) -> Rates:
         physics = self._number("physics_rate_hz", positive=True)
@@ -275,19 +260,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = SimNode()
-            except (ParameterError, ParameterException) as exc:
-                rclpy.logging.get_logger("sim").fatal(str(exc))
-                raise SystemExit(2) from None
-            try:
-                rclpy.spin(node)
-            finally:
-                node.close()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    run_node("sim", SimNode, args, close=SimNode.close)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ class PerceptionModel:
         missing = {"model_id", "config", "preprocessors", "fusion", "standardiser", "classifier"} - set(manifest)
         if missing:
             raise CheckpointError(f"{manifest_path} lacks {sorted(missing)}")
+        sensors = set(manifest["preprocessors"]) if isinstance(manifest["preprocessors"], dict) else set()
+        if sensors != set(MODALITIES):
+            raise CheckpointError(f"{manifest_path}: preprocessors for {sorted(sensors)}; this version needs exactly {list(MODALITIES)}")
         return cls(manifest, manifest_path.parent)
 
     # ------------------------------------------------------------ features
