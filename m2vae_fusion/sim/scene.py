@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from m2vae_fusion.sim.sdf import Geometry, Link, Model, Sensor, Shape, World, matrix_quaternion
+from m2vae_fusion.sim.sdf import Geometry, Light, Link, Model, Sensor, Shape, matrix_quaternion
 
 VISUAL_GROUP = 0  # rendered by the camera (MuJoCo shows groups 0-2 by default)
 COLLISION_GROUP = 3  # hidden from the camera, hit by the range sensors
@@ -75,9 +75,8 @@ SDF_TO_MJ_CAMERA = np.array([[0, 0, -1, 0], [-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 
 class SceneBuilder:
     """Builds the MJCF text and remembers which MuJoCo geom came from which SDF shape."""
 
-    def __init__(self, world: World, offscreen: tuple[int, int], near: float, far: float) -> None:
-        self.world = world
-        self.root = ET.Element("mujoco", model=world.name)
+    def __init__(self, name: str, offscreen: tuple[int, int], near: float, far: float) -> None:
+        self.root = ET.Element("mujoco", model=name)
         ET.SubElement(self.root, "compiler", angle="radian")
         ET.SubElement(self.root, "statistic", extent="1", center="0 0 0")
         visual = ET.SubElement(self.root, "visual")
@@ -95,7 +94,7 @@ class SceneBuilder:
         self.footprints: dict[str, list[Footprint]] = {}  # model name -> its outlines
         self.materials = 0
 
-    def add_light(self, light) -> None:
+    def add_light(self, light: Light) -> None:
         d = np.asarray(light.direction, dtype=float)
         d = light.pose[:3, :3] @ (d / (np.linalg.norm(d) or 1.0))
         ET.SubElement(

@@ -51,9 +51,6 @@ def default_model_paths() -> tuple[Path, ...]:
     return (share_dir() / "models",)
 
 
-SENSOR_KINDS = {"camera": "camera", "gpu_lidar": "lidar"}
-
-
 class Simulator:
     """One robot driving in an SDF world; see the module docstring for the sensor models."""
 
@@ -84,7 +81,7 @@ class Simulator:
         size = self._camera_size()
 
         builder = SceneBuilder(
-            self.world, size or (64, 64),
+            self.world.name, size or (64, 64),
             near=self._camera.sensor.camera.near if self._camera else 0.02,
             far=self._camera.sensor.camera.far if self._camera else 100.0,
         )
