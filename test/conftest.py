@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,15 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from m2vae_fusion.ros_env import isolated_ros_env
+from m2vae_fusion.ros_env import MAX_SAFE_DOMAIN_ID, isolated_ros_env
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
+# Consecutive domains from a random start: every test module gets its own.
+_DOMAINS = itertools.count(random.randint(0, MAX_SAFE_DOMAIN_ID - 1))
+
+
+@pytest.fixture(scope="module")
 def ros_env() -> dict[str, str]:
-    """One fresh ROS_DOMAIN_ID for this test run, DDS discovery on localhost only."""
-    env = isolated_ros_env()
+    """A fresh ROS_DOMAIN_ID for each test module, DDS discovery on localhost only. Per module, not
+    per run: a process that a module had to SIGKILL leaves Fast DDS shared-memory ports behind that
+    stall data (not discovery) on that domain for a while, and the next module must not inherit that."""
+    env = isolated_ros_env(domain_id=next(_DOMAINS) % MAX_SAFE_DOMAIN_ID + 1)
     # The in-process rclpy context must see the same settings as the child processes.
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
         os.environ[key] = env[key]

@@ -208,13 +208,20 @@ def live(ros_env, tmp_path_factory):
     topics = ["camera/image_raw", "scan", "ir/scan", "odom", "/tf", "/tf_static"]
     try:
         anything = group.start(*m2vae_record("--out", str(everything), "--all", "--max-bag-duration", "1", "--ros-args", "-r", "__node:=record_all"))
+        sim = group.python("-m", "m2vae_fusion.nodes.sim", "--ros-args", "-p", "real_time_factor:=1", "-p", "seed:=2")
+        deadline = time.monotonic() + 90
+        # The other two start once the --all recorder (started before the sim) records: a recorder that
+        # subscribed while the sim's endpoints were still being discovered now and then received
+        # nothing in this test (open question, see the issue notes).
+        while not everything.exists():
+            assert sim.poll() is None and anything.poll() is None and time.monotonic() < deadline, "the sim never came up"
+            time.sleep(0.1)
+        time.sleep(1.0)
         one = group.start(*m2vae_record("--out", str(plain), "--wait", "60", *topics))
         parts = group.start(*m2vae_record(
             "--out", str(split), "--max-bag-size", str(SPLIT_MB), "--wait", "60", *topics,
             "--ros-args", "-p", "use_sim_time:=true", "-r", "__node:=record_split",
         ))
-        sim = group.python("-m", "m2vae_fusion.nodes.sim", "--ros-args", "-p", "real_time_factor:=1", "-p", "seed:=2")
-        deadline = time.monotonic() + 90
         # a bag folder appears once its recorder has found every topic
         while not (plain.exists() and split.exists()):
             for proc in (sim, anything, one, parts):
@@ -223,8 +230,8 @@ def live(ros_env, tmp_path_factory):
             assert time.monotonic() < deadline, "the recorders never started recording"
             time.sleep(0.1)
         started = time.time()
-        while len(finished := list(split.glob("*.mcap"))) < 3:  # three finished parts: ~2 s at 10 images/s
-            assert time.time() < started + 30, f"the split recorder finished only {len(finished)} parts in 30 s"
+        while len(finished := list(split.glob("*.mcap"))) < 4:  # four finished parts: ~3 s at 10 images/s
+            assert time.time() < started + 40, f"the split recorder finished only {len(finished)} parts in 40 s"
             time.sleep(0.1)
         window = (started, time.time())
         yield Live(
@@ -353,9 +360,10 @@ def test_bad_topic_name_is_named(processes, tmp_path):
 
 
 def test_never_published_topic_times_out(live: Live, processes, tmp_path):
-    proc = processes.start(*m2vae_record("--out", str(tmp_path / "bag"), "--wait", "1.5", "never/published", "scan"))
+    # long enough for a new participant to discover the running sim on a busy machine
+    proc = processes.start(*m2vae_record("--out", str(tmp_path / "bag"), "--wait", "6", "never/published", "scan"))
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out
-    assert "no publisher of /never/published appeared within 1.5 s" in out
+    assert "no publisher of /never/published appeared within 6 s" in out
     assert "topics with publishers: " in out and "/scan" in out.split("topics with publishers: ")[1]
     assert not (tmp_path / "bag").exists()
