@@ -77,8 +77,6 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     mnist.add_argument(
         "--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out"
     )
-
-
     sim = experiments.add_parser(
         "sim",
         help="simulated camera / LiDAR / reflectance experiment: meta-sensor and in-place fusion accuracy",
