@@ -10,7 +10,6 @@ state and the RNG states that make a resumed run continue bit-identically.
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path

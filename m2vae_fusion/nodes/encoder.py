@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 import torch
 from m2vae_msgs.msg import ModalityEncoding
 from rclpy.clock import Clock, ClockType

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from geometry_msgs.msg import Twist
 from m2vae_msgs.msg import LabelledObjectArray
 from nav_msgs.msg import Odometry
