@@ -29,6 +29,11 @@ def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = No
                 raise SystemExit(2) from None
             try:
                 rclpy.spin(node)
+            except RuntimeError:
+                # Ctrl-C shuts the context down from rclpy's signal handler; a message being taken at that
+                # moment fails inside rclpy. That is the shutdown, not an error of the node.
+                if rclpy.ok():
+                    raise
             finally:
                 (close or Node.destroy_node)(node)
     except (KeyboardInterrupt, ExternalShutdownException):

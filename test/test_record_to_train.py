@@ -40,19 +40,33 @@ def four_object_world(folder: Path) -> Path:
     return path
 
 
-def turn_in_place(seconds: float, rate: float = 0.9) -> None:
+def turn_once(rate: float = 0.9, timeout_s: float = 60.0) -> None:
+    """Turn the robot in place until its odometry has turned a full circle (in simulated time, so a
+    busy machine that runs the sim slower than real time still gets every view)."""
     import rclpy
     from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+
+    yaws: list[float] = []
+
+    def on_odom(msg: Odometry) -> None:
+        q = msg.pose.pose.orientation
+        yaws.append(2 * np.arctan2(q.z, q.w))
 
     with rclpy.init():
         node = rclpy.create_node("turner")
         publisher = node.create_publisher(Twist, "cmd_vel", 10)
+        node.create_subscription(Odometry, "odom", on_odom, 10)
         command = Twist()
         command.angular.z = rate
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        end = time.monotonic() + timeout_s
+        turned = 0.0
+        while turned < 2 * np.pi + 0.3:
+            assert time.monotonic() < end, f"the robot turned only {turned:.2f} rad in {timeout_s} s"
             publisher.publish(command)
-            time.sleep(0.1)
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if len(yaws) > 1:
+                turned = float(np.sum(np.abs(np.angle(np.exp(1j * np.diff(yaws))))))
         node.destroy_node()
 
 
@@ -60,7 +74,7 @@ def test_recorded_bag_trains_like_a_collected_one(processes, tmp_path: Path) -> 
     sim = processes.start("sim", "--ros-args", "-p", f"world:={four_object_world(tmp_path)}", "-p", "real_time_factor:=1.0")
     bag = tmp_path / "recorded"
     recorder = processes.start("m2vae", "record", "--out", str(bag), *TOPICS, "--wait", "30")
-    turn_in_place(seconds=7.0)  # about one turn: the camera faces every object once
+    turn_once()  # the camera faces every object once
     recorder.send_signal(signal.SIGINT)
     out, _ = recorder.communicate(timeout=30)
     assert recorder.returncode == 0, out
@@ -73,7 +87,9 @@ def test_recorded_bag_trains_like_a_collected_one(processes, tmp_path: Path) -> 
     # the LiDAR sees all four all the time; the camera the one in front and the IR ring those a beam
     # points at, so as the robot turns, several objects are seen by all three now and then
     every = {CLASSES.index(label) for label in LABELS}
-    assert set(observations.labels[observations.seen("lidar")]) == every
+    lidar_labels = set(observations.labels[observations.seen("lidar")])
+    # -1: a view placed more than the 6 cm gate from every object (a pose from /tf a few ms off while turning)
+    assert every <= lidar_labels <= every | {-1}
     assert complete.sum() >= 4 and len(set(observations.labels[complete])) >= 2 and set(observations.labels[complete]) <= every
 
     config = tiny_config(tmp_path / "tiny.yaml")
