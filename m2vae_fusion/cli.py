@@ -157,13 +157,7 @@ def reproduce_mog(args: argparse.Namespace) -> int:
     if args.seed is not None:
         experiment.train = dataclasses.replace(experiment.train, seed=args.seed)
     if args.epochs is not None:
-        # keep the re-encoding warm-up at the same fraction of training
-        scale = args.epochs / experiment.train.epochs
-        experiment.reencode = dataclasses.replace(
-            experiment.reencode,
-            start_epoch=round(experiment.reencode.start_epoch * scale),
-            ramp_epochs=round(experiment.reencode.ramp_epochs * scale),
-        )
+        experiment.reencode = experiment.reencode.rescaled(args.epochs / experiment.train.epochs)
         experiment.train = dataclasses.replace(experiment.train, epochs=args.epochs)
     if args.seeds is not None:
         experiment = dataclasses.replace(experiment, seeds=args.seeds, baseline_seeds=min(experiment.baseline_seeds, args.seeds))

@@ -81,6 +81,11 @@ class ReencodeConfig:
         if self.start_epoch < 0 or self.ramp_epochs < 0:
             raise ConfigError("reencode.start_epoch and reencode.ramp_epochs must be >= 0")
 
+    def rescaled(self, factor: float) -> ReencodeConfig:
+        """The same schedule for a run `factor` times as long: warm-up start and ramp keep their
+        fraction of training (quick runs with fewer epochs)."""
+        return dataclasses.replace(self, start_epoch=round(self.start_epoch * factor), ramp_epochs=round(self.ramp_epochs * factor))
+
     def weight(self, epoch: float) -> float:
         """alpha at (fractional) `epoch`: 0 before start_epoch, then a linear ramp to alpha."""
         if self.alpha == 0 or epoch < self.start_epoch:

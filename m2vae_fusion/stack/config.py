@@ -74,11 +74,7 @@ class StackConfig:
         if preprocessors is not None:
             config.preprocessors = dataclasses.replace(self.preprocessors, train=dataclasses.replace(self.preprocessors.train, epochs=preprocessors))
         if fusion is not None:
-            scale = fusion / self.fusion_train.epochs
-            reencode = self.fusion.reencode
-            config.fusion = dataclasses.replace(
-                self.fusion, reencode=dataclasses.replace(reencode, start_epoch=round(reencode.start_epoch * scale), ramp_epochs=round(reencode.ramp_epochs * scale))
-            )
+            config.fusion = dataclasses.replace(self.fusion, reencode=self.fusion.reencode.rescaled(fusion / self.fusion_train.epochs))
             config.fusion_train = dataclasses.replace(self.fusion_train, epochs=fusion)
         return config
 
