@@ -53,8 +53,6 @@ def test_load_yaml_names_the_file(tmp_path):
 
 
 def test_reencode_schedule_rescales_with_the_run_length():
-    from m2vae_fusion.core.config import ReencodeConfig
-
     schedule = ReencodeConfig(alpha=0.2, start_epoch=100, ramp_epochs=100)
     quick = schedule.rescaled(30 / 400)
     assert (quick.alpha, quick.start_epoch, quick.ramp_epochs) == (0.2, 8, 8)

@@ -58,7 +58,7 @@ def trained(bag: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     config = tiny_config(folder / "tiny.yaml")
     out = folder / "model"
     proc = subprocess.run(
-        ["m2vae", "train", "--bag", str(bag), "--out", str(out), "--config", str(config), "--jobs", "1"],
+        ["m2vae", "train", "--bag", str(bag), "--out", str(out), "--config", str(config)],  # default: 2 processes
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

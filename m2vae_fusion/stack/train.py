@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
 import json
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from m2vae_fusion.core.config import ModelConfig, to_dict
 from m2vae_fusion.core.errors import CheckpointError, DataError
 from m2vae_fusion.core.metrics import embed_all_subsets
 from m2vae_fusion.core.training import dataset_fingerprint, train
-from m2vae_fusion.experiments.runs import run_pool
 from m2vae_fusion.stack.classifier import LatentClassifier
 from m2vae_fusion.stack.config import MODALITIES, StackConfig
 from m2vae_fusion.stack.dataset import Observations
@@ -67,18 +66,16 @@ def train_preprocessors(
         if len(v) < config.preprocessors.train.batch_size:
             raise DataError(f"only {len(v)} {m} views in the bags: fewer than one batch ({config.preprocessors.train.batch_size}); record more data")
         log(f"stage 1: beta-VAE {m}: {len(v)} views of {v.shape[1]} values")
-    # the camera's Conv2D dominates: it gets a process of its own when there are two
+    # the camera's Conv2D dominates: it gets a process of its own when there are two. Each process is
+    # sent its own sensor's views only (the camera's are hundreds of MB).
     runs = sorted(MODALITIES, key=lambda m: -views[m].size)
-    worker = functools.partial(_pool_worker, config=config, views=views, out=out, resume=resume, progress=progress and jobs == 1)
     if jobs > 1:
-        records = run_pool(worker, runs, jobs)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {m: pool.submit(_train_preprocessor, m, config, views[m], out, resume, False) for m in runs}
+            records = {m: future.result() for m, future in futures.items()}
     else:
-        records = {m: worker(m) for m in runs}
+        records = {m: _train_preprocessor(m, config, views[m], out, resume, progress) for m in runs}
     return {m: records[m] for m in MODALITIES}
-
-
-def _pool_worker(modality: str, *, config: StackConfig, views: dict[str, np.ndarray], out: Path, resume: bool, progress: bool) -> dict[str, Any]:
-    return _train_preprocessor(modality, config, views[modality], out, resume, progress)
 
 
 @torch.no_grad()
