@@ -21,25 +21,13 @@ from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import look_at
 from m2vae_fusion.stack.model import PerceptionModel
 from m2vae_fusion.stack.views import view_vector
+from test_sim import one_object_world
 
 REPO = Path(__file__).resolve().parents[1]
 SENSORS = ("camera", "lidar", "ir")
 # The largest change of any class probability between two arrival orders of the three sensors, with the
 # shipped model: measured 0.13 at worst and 0.002 in the median over the 8 classes x 3 noise seeds.
 ORDER_TOLERANCE = 0.2
-
-
-def one_object_world(folder: Path, label: str, distance: float = 0.2) -> Path:
-    path = folder / f"{label}.sdf"
-    path.write_text(
-        f"""<?xml version="1.0"?>
-<sdf version="1.9"><world name="one">
-  <light type="directional" name="sun"><direction>-0.3 0.2 -0.9</direction><diffuse>0.8 0.8 0.8 1</diffuse></light>
-  <include><uri>model://amiro</uri><name>amiro</name></include>
-  <include><uri>model://{label}</uri><name>target</name><pose>{distance} 0 0 0 0 0.3</pose></include>
-</world></sdf>"""
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +85,7 @@ def test_nodes_classify_the_object_in_front(label: str, processes, tmp_path: Pat
     from m2vae_msgs.msg import ObjectBeliefArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    world = one_object_world(tmp_path, label)
+    world = one_object_world(tmp_path, label, yaw=0.3, distance=0.2)
     ns = ["-r", "__ns:=/robot1"]
     processes.start("sim", "--ros-args", *ns, "-p", f"world:={world}", "-p", "real_time_factor:=1.0")
     for sensor in SENSORS:

@@ -21,15 +21,15 @@ WORLDS = sorted((REPO / "worlds").glob("*.sdf"))
 MODELS = REPO / "models"
 
 
-def one_object_world(tmp_path: Path, label: str, yaw: float = 0.0, extra: str = "") -> Path:
-    """A world with the robot at the origin and one primitive at (0.5, 0)."""
+def one_object_world(tmp_path: Path, label: str, yaw: float = 0.0, extra: str = "", distance: float = 0.5) -> Path:
+    """A world with the robot at the origin and one primitive `distance` ahead of it."""
     path = tmp_path / f"{label}.sdf"
     path.write_text(
         f"""<?xml version="1.0"?>
 <sdf version="1.9"><world name="one">
   <light type="directional" name="sun"><direction>-0.3 0.2 -0.9</direction><diffuse>0.8 0.8 0.8 1</diffuse></light>
   <include><uri>model://amiro</uri><name>amiro</name></include>
-  <include><uri>model://{label}</uri><name>target</name><pose>0.5 0 0 0 0 {yaw}</pose></include>
+  <include><uri>model://{label}</uri><name>target</name><pose>{distance} 0 0 0 0 {yaw}</pose></include>
   {extra}
 </world></sdf>"""
     )
