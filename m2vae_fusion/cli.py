@@ -97,13 +97,21 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out")
 
 
+def save_results(results: dict, args: argparse.Namespace) -> None:
+    """A reproduction's results as results.json in --out, and at --json when given."""
+    from m2vae_fusion.experiments.runs import write_json
+
+    write_json(results, args.out / "results.json")
+    if args.json:
+        write_json(results, args.json)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     return {"mog": reproduce_mog, "mnist-e": reproduce_mnist_e, "sim": reproduce_sim}[args.experiment](args)
 
 
 def reproduce_sim(args: argparse.Namespace) -> int:
     from m2vae_fusion.experiments import sim
-    from m2vae_fusion.experiments.runs import write_json
     from m2vae_fusion.stack.config import load_stack_config
 
     if args.train_samples < 1 or args.test_samples < 1:
@@ -112,9 +120,7 @@ def reproduce_sim(args: argparse.Namespace) -> int:
     results = sim.reproduce_sim(config, args.out, args.seed, args.train_samples, args.test_samples, args.jobs, resume=not args.no_resume)
     print(sim.table(results))
     print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
-    write_json(results, args.out / "results.json")
-    if args.json:
-        write_json(results, args.json)
+    save_results(results, args)
     return 0
 
 
@@ -122,7 +128,6 @@ def reproduce_mnist_e(args: argparse.Namespace) -> int:
     import dataclasses
 
     from m2vae_fusion.experiments import mnist_e
-    from m2vae_fusion.experiments.runs import write_json
 
     experiment = mnist_e.load_experiment(args.config)
     if args.seed is not None:
@@ -137,9 +142,7 @@ def reproduce_mnist_e(args: argparse.Namespace) -> int:
         experiment, args.out, jobs=args.jobs, progress=sys.stderr.isatty(), resume=not args.no_resume
     )
     print(mnist_e.table_ii(results))
-    write_json(results, args.out / "results.json")
-    if args.json:
-        write_json(results, args.json)
+    save_results(results, args)
     if not args.no_figures:
         for path in mnist_e.draw_figures(experiment, results, args.out):
             print(f"figure: {path}")
@@ -151,7 +154,6 @@ def reproduce_mog(args: argparse.Namespace) -> int:
     import dataclasses
 
     from m2vae_fusion.experiments import mog
-    from m2vae_fusion.experiments.runs import write_json
 
     experiment = mog.load_experiment(args.config)
     if args.seed is not None:
@@ -168,9 +170,7 @@ def reproduce_mog(args: argparse.Namespace) -> int:
     )
     print(mog.table_i(results))
     print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
-    write_json(results, args.out / "results.json")
-    if args.json:
-        write_json(results, args.json)
+    save_results(results, args)
     if not args.no_figures:
         for path in mog.draw_figures(experiment, results, args.out):
             print(f"figure: {path}")
