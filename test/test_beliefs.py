@@ -35,7 +35,7 @@ def train_tiny_model(folder: Path) -> Path:
         return np.clip(level + 0.05 * rng.standard_normal((len(labels), dim)), 0, 1).astype(np.float32)
 
     # CLASSES = colour x shape x surface: bit 2 colour, bit 1 shape, bit 0 surface
-    observations = Observations(
+    observations = Observations.seen_by_all(
         {"camera": views(3 * 16 * 16, 2), "lidar": views(64, 1), "ir": views(6, 0)},
         labels, np.zeros((len(labels), 3)), np.arange(len(labels), dtype=float),
     )

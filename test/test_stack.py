@@ -79,10 +79,10 @@ def test_observations_carry_the_observed_label(bag: Path) -> None:
     observations = load_observations([bag], PerceptionConfig())
     complete = observations.complete()
     assert complete.sum() >= 0.9 * SAMPLES  # the target of every view is seen by all three sensors
-    assert observations.features["camera"].shape[1] == 3 * 64 * 64 and observations.features["lidar"].shape[1] == 64
+    assert observations.views["camera"].shape[1] == 3 * 64 * 64 and observations.views["lidar"].shape[1] == 64
     for m in ("camera", "lidar", "ir"):
-        seen = observations.features[m][observations.seen(m)]
-        assert seen.min() >= 0 and seen.max() <= 1
+        seen = observations.views[m]
+        assert len(seen) == observations.seen(m).sum() and seen.min() >= 0 and seen.max() <= 1
     # the complete views are the targets: their labels are the ones /ground_truth/observed names, in order
     from rosbags.highlevel import AnyReader
 

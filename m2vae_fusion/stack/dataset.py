@@ -24,23 +24,39 @@ from m2vae_fusion.sim.readings import ObjectState
 from m2vae_fusion.stack.views import view_vector
 
 MODALITIES = ("camera", "lidar", "ir")
+CACHE_FORMAT = 2  # 2: only the views each sensor has (1 stored NaN rows for the others)
 
 
 @dataclass
 class Observations:
-    """Flat float32 views per modality (NaN rows where the sensor did not see the object), labels
-    (class ids, -1 unlabelled), object positions in the map and stamps."""
+    """Labels (class ids, -1 unlabelled), object positions in the map and stamps, one per observed
+    object; and per sensor only the views it has: flat float32 `views[m]` of the observations
+    `rows[m]` (most candidates are seen by the LiDAR alone, so dense camera rows would be mostly empty)."""
 
-    features: dict[str, np.ndarray]
+    views: dict[str, np.ndarray]
+    rows: dict[str, np.ndarray]
     labels: np.ndarray
     positions: np.ndarray
     stamps: np.ndarray
+
+    @classmethod
+    def seen_by_all(cls, views: dict[str, np.ndarray], labels: np.ndarray, positions: np.ndarray, stamps: np.ndarray) -> Observations:
+        """Observations every sensor saw: views[m] has one row per observation."""
+        return cls(views, {m: np.arange(len(labels)) for m in views}, labels, positions, stamps)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def seen(self, modality: str) -> np.ndarray:
-        return ~np.isnan(self.features[modality][:, 0])
+        mask = np.zeros(len(self), bool)
+        mask[self.rows[modality]] = True
+        return mask
+
+    def dense(self, modality: str) -> np.ndarray:
+        """(N, dim) views in observation order, NaN rows where the sensor saw nothing."""
+        out = np.full((len(self), self.views[modality].shape[1]), np.nan, np.float32)
+        out[self.rows[modality]] = self.views[modality]
+        return out
 
     def complete(self) -> np.ndarray:
         """Rows where every sensor saw the object and a label is known."""
@@ -50,13 +66,19 @@ class Observations:
         return mask
 
     def subset(self, mask: np.ndarray) -> Observations:
-        return Observations({k: v[mask] for k, v in self.features.items()}, self.labels[mask], self.positions[mask], self.stamps[mask])
+        renumber = np.cumsum(mask) - 1
+        keep = {m: mask[r] for m, r in self.rows.items()}
+        return Observations(
+            {m: v[keep[m]] for m, v in self.views.items()}, {m: renumber[r[keep[m]]] for m, r in self.rows.items()},
+            self.labels[mask], self.positions[mask], self.stamps[mask],
+        )
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
-        for key in sorted(self.features):
+        for key in sorted(self.views):
             digest.update(key.encode())
-            digest.update(np.ascontiguousarray(self.features[key]).tobytes())
+            digest.update(np.ascontiguousarray(self.views[key]).tobytes())
+            digest.update(np.ascontiguousarray(self.rows[key]).tobytes())
         digest.update(self.labels.tobytes())
         return digest.hexdigest()[:20]
 
@@ -76,14 +98,16 @@ def extract(bag: BagFrames, config: PerceptionConfig, labels: Sequence[ObjectSta
         base_to_optical = tf.lookup(bag.static, "base_link", "camera_optical_frame")
     except KeyError as exc:
         raise DataError(f"/tf_static: {exc.args[0]}; the sensors' mounting transforms are needed") from None
-    rows: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
+    views: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
+    rows: dict[str, list[int]] = {m: [] for m in MODALITIES}
     label_rows, positions, stamps = [], [], []
     sizes = {"camera": 3 * config.features.crop_pixels**2, "lidar": 2 * config.features.lidar_samples, "ir": 6}
     for frame in bag.frames:
         for seen in observe(frame.image, frame.scan, frame.ir, base_to_lidar, base_to_ir, base_to_optical, config):
-            views = {"camera": seen.camera, "lidar": seen.lidar, "ir": seen.ir}
-            for modality, view in views.items():
-                rows[modality].append(np.full(sizes[modality], np.nan, np.float32) if view is None else view_vector(modality, view))
+            for modality, view in (("camera", seen.camera), ("lidar", seen.lidar), ("ir", seen.ir)):
+                if view is not None:
+                    views[modality].append(view_vector(modality, view))
+                    rows[modality].append(len(label_rows))
             position = tf.apply(frame.base_in_map, seen.position) if frame.base_in_map is not None else np.full(3, np.nan)
             label_rows.append(label_of(position, objects, gate) if frame.base_in_map is not None else -1)
             positions.append(position)
@@ -91,7 +115,9 @@ def extract(bag: BagFrames, config: PerceptionConfig, labels: Sequence[ObjectSta
     if not label_rows:
         raise DataError("no objects detected in any LiDAR scan of the bag(s)")
     return Observations(
-        {m: np.stack(v) for m, v in rows.items()}, np.asarray(label_rows, np.int64), np.asarray(positions, np.float64), np.asarray(stamps)
+        {m: np.stack(v) if v else np.zeros((0, sizes[m]), np.float32) for m, v in views.items()},
+        {m: np.asarray(r, np.int64) for m, r in rows.items()},
+        np.asarray(label_rows, np.int64), np.asarray(positions, np.float64), np.asarray(stamps),
     )
 
 
@@ -112,16 +138,20 @@ def load_observations(
 ) -> Observations:
     """`extract` over the bags, cached in cache_dir keyed by the bags, the perception config and labels."""
     key = hashlib.sha256(
-        json.dumps([bag_fingerprint(bags), to_dict(config), [to_dict_object(o) for o in labels or []], to_dict(topics)], sort_keys=True).encode()
+        json.dumps([CACHE_FORMAT, bag_fingerprint(bags), to_dict(config), [to_dict_object(o) for o in labels or []], to_dict(topics)], sort_keys=True).encode()
     ).hexdigest()[:20]
     cache = cache_dir / f"observations-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
-            return Observations({m: data[m] for m in MODALITIES}, data["labels"], data["positions"], data["stamps"])
+            return Observations(
+                {m: data[f"views_{m}"] for m in MODALITIES}, {m: data[f"rows_{m}"] for m in MODALITIES},
+                data["labels"], data["positions"], data["stamps"],
+            )
     observations = extract(read_frames(list(bags), topics), config, labels)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache, lambda f: np.savez(f, labels=observations.labels, positions=observations.positions, stamps=observations.stamps, **observations.features))
+        arrays = {f"views_{m}": v for m, v in observations.views.items()} | {f"rows_{m}": r for m, r in observations.rows.items()}
+        write_atomic(cache, lambda f: np.savez(f, labels=observations.labels, positions=observations.positions, stamps=observations.stamps, **arrays))
     return observations
 
 

@@ -25,7 +25,7 @@ from m2vae_fusion.stack.model import PerceptionModel
 
 def features_of(model: PerceptionModel, observations: Observations) -> dict[str, np.ndarray]:
     """Standardised beta-VAE means of every sensor (observations must be complete)."""
-    return {m: model.features(m, observations.features[m]) for m in MODALITIES}
+    return {m: model.features(m, observations.dense(m)) for m in MODALITIES}
 
 
 def subsets() -> list[tuple[str, ...]]:

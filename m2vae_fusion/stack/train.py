@@ -58,10 +58,9 @@ def train_preprocessors(
     rng = np.random.default_rng(config.preprocessors.train.seed)
     views = {}
     for m in MODALITIES:
-        seen = np.flatnonzero(observations.seen(m))
-        if len(seen) > config.preprocessors.max_views:
-            seen = np.sort(rng.choice(seen, config.preprocessors.max_views, replace=False))
-        views[m] = observations.features[m][seen]
+        views[m] = observations.views[m]
+        if len(views[m]) > config.preprocessors.max_views:
+            views[m] = views[m][np.sort(rng.choice(len(views[m]), config.preprocessors.max_views, replace=False))]
     for m, v in views.items():
         if len(v) < config.preprocessors.train.batch_size:
             raise DataError(f"only {len(v)} {m} views in the bags: fewer than one batch ({config.preprocessors.train.batch_size}); record more data")
@@ -84,11 +83,9 @@ def encode_views(out: Path, config: StackConfig, observations: Observations) -> 
     encoded = {}
     for m in MODALITIES:
         model = load_checkpoint(preprocessor_dir(out, m) / "checkpoint.pt", expected_model_config=config.preprocessor(m)).model
-        views = observations.features[m]
-        seen = observations.seen(m)
-        means = np.full((len(views), config.feature_dim), np.nan, np.float32)
-        if seen.any():
-            means[seen] = model.encode({m: torch.from_numpy(views[seen])}).mean.numpy()
+        means = np.full((len(observations), config.feature_dim), np.nan, np.float32)
+        if len(observations.views[m]):
+            means[observations.rows[m]] = model.encode({m: torch.from_numpy(observations.views[m])}).mean.numpy()
         encoded[m] = means
     return encoded
 
