@@ -11,9 +11,12 @@ HERE = Path(__file__).parent
 # checks this table against m2vae_fusion/nodes/ and package.xml.
 NODES = {
     "encoder": "m2vae_fusion.nodes.encoder:main",
+    "explorer": "m2vae_fusion.nodes.explorer:main",
     "fusion": "m2vae_fusion.nodes.fusion:main",
     "latent_monitor": "m2vae_fusion.nodes.latent_monitor:main",
+    "scoreboard": "m2vae_fusion.nodes.scoreboard:main",
     "sim": "m2vae_fusion.nodes.sim:main",
+    "viz": "m2vae_fusion.nodes.viz:main",
 }
 
 

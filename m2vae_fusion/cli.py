@@ -19,19 +19,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.bringup import demo
+
+    demo.add_arguments(parser)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    print(
-        "m2vae demo: the simulated-robot demo is not built yet (issue: bringup).\n"
-        "Running the most end-to-end parts that exist:\n"
-        "  1. the environment check, which sends a LatentEmbedding between two processes over real DDS;\n"
-        "  2. a quick MoG reproduction (30 epochs, one seed; `m2vae reproduce mog` runs the paper's 400).\n",
-        flush=True,
-    )
-    if cmd_doctor(args) != 0:
-        return 1
-    print()
-    quick = build_parser().parse_args(["reproduce", "mog", "--epochs", "30", "--seeds", "1", "--out", "runs/demo-mog"])
-    return cmd_reproduce(quick)
+    from m2vae_fusion.bringup import demo
+
+    return demo.run(args)
 
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
@@ -290,6 +287,30 @@ def cmd_record(args: argparse.Namespace) -> int:
     return recorder.run(args)
 
 
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.bringup import launcher
+
+    launcher.add_arguments(parser)
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from m2vae_fusion.bringup import launcher
+
+    return launcher.run(args)
+
+
+def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.viz import plot
+
+    plot.add_arguments(parser)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from m2vae_fusion.viz import plot
+
+    return plot.run(args)
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 COMMANDS: tuple[Command, ...] = (
@@ -299,12 +320,14 @@ COMMANDS: tuple[Command, ...] = (
         lambda p: None,
         cmd_doctor,
     ),
-    ("demo", "run the main job (what `make run` runs)", lambda p: None, cmd_demo),
+    ("demo", "the simulated-robot demo (what `make run` runs): explore the arena, classify the 8 objects, score them", add_demo_arguments, cmd_demo),
     ("reproduce", "reproduce the paper's experiments (mog, mnist-e, sim)", add_reproduce_arguments, cmd_reproduce),
     ("train", "train the perception model (beta-VAEs, M2VAE, classifier) from bags", add_train_arguments, cmd_train),
     ("sim", "embedded simulator tools: generate worlds, collect labelled bags, draw a sensor contact sheet", add_sim_arguments, cmd_sim),
     ("record", "record live ROS 2 topics into a bag (mcap, split by size/duration, Ctrl-C leaves a valid bag)", add_record_arguments, cmd_record),
     ("bench", "measure training throughput (train) and simulator speed (sim)", add_bench_arguments, cmd_bench),
+    ("plot", "draw the viz node's views to PNG: latent space, beliefs from a bag, training curves", add_plot_arguments, cmd_plot),
+    ("launch", "run a node graph (sim: the simulated robots) without ros2 launch, every node its own process", add_launch_arguments, cmd_launch),
 )
 
 

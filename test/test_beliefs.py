@@ -1,6 +1,8 @@
 """The fusion node's object table (m2vae_fusion.stack.beliefs) without ROS, on a tiny perception model
 trained in about a second on synthetic sensor views: association, in-place fusion in every order,
-the repeat rule, bursts, forgetting, attribute marginals and the checks on incoming encodings."""
+the repeat rule, bursts, forgetting, attribute marginals and the checks on incoming encodings; and
+other robots' latents: fused in place into the missing modalities only, never shared back (no
+echo), objects known from them alone, the checks and their counted reasons, the sharing rate."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import pytest
 
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, attribute_probabilities
+from m2vae_fusion.stack.beliefs import (
+    ATTRIBUTES, MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject, attribute_probabilities,
+)
 from m2vae_fusion.stack.config import MODALITIES, load_stack_config
 from m2vae_fusion.stack.dataset import Observations
-from m2vae_fusion.stack.model import PerceptionModel
+from m2vae_fusion.stack.model import Belief, PerceptionModel
 from m2vae_fusion.stack.train import train_fusion, train_preprocessors
 from test_stack import tiny_config
 
@@ -52,7 +56,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> PerceptionModel:
 
 @pytest.fixture
 def store(model: PerceptionModel) -> BeliefStore:
-    return BeliefStore(model)
+    """The default gate; forgetting after 60 s so the tests' stamps stay short."""
+    return BeliefStore(model, "robot1", BeliefStoreConfig(forget_after_s=60.0))
 
 
 def features(seed: int) -> np.ndarray:
@@ -75,22 +80,22 @@ def test_association_within_and_outside_the_gate(store: BeliefStore, model: Perc
     assert [o.object_id for o in result.updated] == [first.object_id] and not result.created
     assert first.sensed == ("camera", "lidar")
     np.testing.assert_allclose(first.position, [1.015, 2.02, 0.065])  # running mean of both
-    # 7 cm from that mean: beyond the 6 cm gate, a new object
-    result = store.update([encoding(model, "ir", position=(1.085, 2.02, 0.03))])
+    # 11 cm from that mean: beyond the 10 cm gate, a new object
+    result = store.update([encoding(model, "ir", position=(1.125, 2.02, 0.03))])
     assert result.created == [result.updated[0].object_id] != [first.object_id]
     assert len(store.objects) == 2
     # nearest wins when two objects are within the gate
-    result = store.update([encoding(model, "ir", seed=1, position=(1.06, 2.02, 0.03))])
+    result = store.update([encoding(model, "ir", seed=1, position=(1.10, 2.02, 0.03))])
     assert result.updated[0].object_id != first.object_id and result.updated[0].sensed == ("ir",)
     # a wider gate merges what the default separates
-    wide = BeliefStore(model, BeliefStoreConfig(gate=0.2))
+    wide = BeliefStore(model, "robot1", BeliefStoreConfig(gate=0.25))
     wide.update([encoding(model, "lidar", position=(1.0, 2.0, 0.0)), encoding(model, "ir", position=(1.15, 2.0, 0.0))])
     assert len(wide.objects) == 1
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(MODALITIES)))
 def test_every_order_covers_all_three_by_in_place_fusion(model: PerceptionModel, order: tuple[str, ...]) -> None:
-    store = BeliefStore(model)
+    store = BeliefStore(model, "robot1")
     seeds = {"camera": 1, "lidar": 2, "ir": 3}
     expected = None
     for step, modality in enumerate(order):
@@ -98,7 +103,7 @@ def test_every_order_covers_all_three_by_in_place_fusion(model: PerceptionModel,
         new = {modality: features(seeds[modality])}
         expected = model.fuse(expected, new) if expected else model.belief(new)
         assert set(obj.sensed) == set(order[: step + 1])
-    assert obj.sensed == MODALITIES and obj.sequence == 3 and obj.last_update_ns == 12 * S
+    assert obj.sensed == MODALITIES and obj.last_update_ns == 12 * S and obj.fused is obj.belief
     # Eq. 18 step by step, not a re-encoding of the stored raw features
     np.testing.assert_allclose(obj.belief.mean, expected.mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(obj.belief.log_var, expected.log_var, rtol=1e-5, atol=1e-6)
@@ -111,7 +116,7 @@ def test_a_repeat_fuses_the_mean_of_the_modality_s_measurements(store: BeliefSto
     (obj,) = store.update([encoding(model, "lidar", seed=2)]).updated
     before = obj.belief
     (obj,) = store.update([encoding(model, "camera", seed=3, stamp_s=11.0)]).updated
-    assert obj.sensed == ("camera", "lidar") and obj.sequence == 3
+    assert obj.sensed == ("camera", "lidar")
     camera = obj.evidence["camera"]
     assert camera.count == 2
     np.testing.assert_array_equal(camera.last, features(3))
@@ -149,7 +154,7 @@ def test_a_burst_is_one_update_per_object(store: BeliefStore, model: PerceptionM
     result = store.update(burst)
     assert len(result.updated) == 2 == len(result.created) and not result.rejected
     near, far = result.updated
-    assert near.sensed == ("camera", "lidar") and near.sequence == 1 and near.last_update_ns == round(10.3 * S)
+    assert near.sensed == ("camera", "lidar") and near.last_update_ns == round(10.3 * S)
     assert far.sensed == ("lidar",)
     # a new object seen by two sensors in one burst: their joint subset encoder, no fusion chain
     camera = ((features(1).astype(np.float64) + features(3)) / 2).astype(np.float32)
@@ -167,7 +172,7 @@ def test_forgetting_drops_only_stale_objects(store: BeliefStore, model: Percepti
     assert store.forget(60 * S) == [] and len(store.objects) == 2  # exactly forget_after_s old: kept
     assert store.forget(61 * S) == [first] and list(store.objects) == [second]
     assert store.forget(91 * S) == [second] and not store.objects
-    quick = BeliefStore(model, BeliefStoreConfig(forget_after_s=1.0))
+    quick = BeliefStore(model, "robot1", BeliefStoreConfig(forget_after_s=1.0))
     quick.update([encoding(model, "ir", stamp_s=5.0)])
     assert quick.forget(round(6.5 * S)) and not quick.objects
 
@@ -202,13 +207,13 @@ def test_attribute_marginals(store: BeliefStore, model: PerceptionModel) -> None
 def test_bad_encodings_are_rejected_and_change_nothing(store: BeliefStore, model: PerceptionModel, changes: dict, kind: str, reason: str) -> None:
     changes = dict(changes)
     (obj,) = store.update([encoding(model, "lidar")]).updated
-    snapshot = (obj.belief, obj.position.copy(), obj.sequence)
+    snapshot = (obj.belief, obj.position.copy(), obj.last_update_ns)
     bad = encoding(model, changes.pop("modality", "camera"), **changes)
     result = store.update([bad, encoding(model, "ir", position=(5.0, 5.0, 0.0))])
     (rejection,) = result.rejected
-    assert rejection.encoding is bad and rejection.kind == kind and reason in rejection.reason
+    assert rejection.item is bad and rejection.kind == kind and reason in rejection.reason
     assert [o.sensed for o in result.updated] == [("ir",)]  # the good one of the burst still goes through
-    assert (obj.belief, obj.sequence) == snapshot[::2] and np.array_equal(obj.position, snapshot[1])
+    assert (obj.belief, obj.last_update_ns) == snapshot[::2] and np.array_equal(obj.position, snapshot[1])
 
 
 def test_transform_reexpresses_positions(store: BeliefStore, model: PerceptionModel) -> None:
@@ -220,7 +225,215 @@ def test_transform_reexpresses_positions(store: BeliefStore, model: PerceptionMo
     np.testing.assert_allclose(obj.position, [0.5, 1.0, 0.05])
 
 
-@pytest.mark.parametrize("values", [{"gate": 0.0}, {"gate": float("nan")}, {"forget_after_s": -1.0}])
+@pytest.mark.parametrize(
+    "values", [{"gate": 0.0}, {"gate": float("nan")}, {"forget_after_s": -1.0}, {"latent_rate_hz": 0}, {"foreign_rate_hz": float("inf")}]
+)
 def test_config_is_checked(values) -> None:
     with pytest.raises(ConfigError, match=next(iter(values))):
         BeliefStoreConfig(**values)
+
+
+# ---------------------------------------------------------------- other robots' latents
+
+
+def shared(obj: TrackedObject, robot_id: str, model_id: str) -> Latent:
+    """The latent a robot sends of `obj` (as the node's latent_message, without ROS)."""
+    return Latent(
+        robot_id, obj.object_id, model_id, obj.sequence, obj.own_sensed, obj.contributors, obj.belief.mean.copy(), obj.belief.log_var.copy(),
+        obj.position.copy(), obj.own_update_ns,
+    )
+
+
+def latent(model: PerceptionModel, robot_id: str = "robot1", object_id: str = "object_1", sequence: int = 1, modalities=("camera",),
+           position=(1.0, 2.0, 0.03), stamp_s: float = 10.0, seed: int = 0, **changes) -> Latent:
+    rng = np.random.default_rng(seed)
+    dim = model.config.fusion.latent_dim
+    fields = dict(
+        robot_id=robot_id, object_id=object_id, model_id=model.model_id, sequence=sequence, modalities=tuple(modalities),
+        contributors=(robot_id,), mean=rng.standard_normal(dim).astype(np.float32), log_var=np.full(dim, -1.0, np.float32),
+        position=np.asarray(position, float), stamp_ns=round(stamp_s * S),
+    )
+    fields.update(changes)
+    return Latent(**fields)
+
+
+@pytest.fixture
+def robots(model: PerceptionModel) -> tuple[BeliefStore, BeliefStore]:
+    """robot1 has sensed one object with all three sensors, robot2 the same one without a camera."""
+    robot1, robot2 = BeliefStore(model, "robot1"), BeliefStore(model, "robot2")
+    robot1.update([encoding(model, m, seed=k) for k, m in enumerate(MODALITIES)])
+    robot2.update([encoding(model, m, seed=10 + k, robot_id="robot2", position=(1.01, 2.0, 0.03)) for k, m in enumerate(("lidar", "ir"))])
+    return robot1, robot2
+
+
+def test_a_foreign_latent_fills_the_missing_modality_in_place(robots, model: PerceptionModel) -> None:
+    robot1, robot2 = robots
+    (own1,) = robot1.due_latents(0.0)
+    (obj,) = robot2.objects.values()
+    own2 = obj.belief
+    result = robot2.add_latents([shared(own1, "robot1", model.model_id)], 0.0)
+    assert result.updated == [obj] and not result.created and not result.rejected
+    assert obj.sensed == MODALITIES and obj.contributing_robots == ("robot2", "robot1")
+    # Eq. 18: robot1's z decoded into the camera only, encoded with robot2's own LiDAR and IR means
+    expected = model.fuse(Belief(own1.belief.mean, own1.belief.log_var, ("camera",)), {m: obj.evidence[m].mean.astype(np.float32) for m in ("lidar", "ir")})
+    np.testing.assert_allclose(obj.fused.mean, expected.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(obj.class_probabilities, model.class_probabilities(expected.mean[None])[0], rtol=1e-5)
+    # the own belief, which robot2 shares, has nothing of robot1's: no echo
+    assert obj.belief is own2 and obj.own_sensed == ("lidar", "ir") and obj.contributors == ("robot2",)
+    (out,) = robot2.due_latents(0.0)
+    back = shared(out, "robot2", model.model_id)
+    assert back.modalities == ("lidar", "ir") and back.contributors == ("robot2",) and np.array_equal(back.mean, own2.mean)
+    # robot1 sensed all of it itself: robot2's latent covers nothing missing and is not used
+    (obj1,) = robot1.objects.values()
+    assert robot1.add_latents([back], 0.0).updated == [obj1]
+    assert obj1.used is None and obj1.fused is obj1.belief and obj1.contributing_robots == ("robot1",)
+    # robot2's own sensing goes on fusing into its own belief; the foreign latent stays in the fused one
+    robot2.update([encoding(model, "lidar", seed=20, robot_id="robot2", position=(1.0, 2.0, 0.03), stamp_s=11.0)])
+    assert obj.own_sensed == ("lidar", "ir") and obj.sensed == MODALITIES and obj.used.robot_id == "robot1"
+
+
+def test_own_sensing_wins_over_the_foreign_reconstruction(robots, model: PerceptionModel) -> None:
+    _, robot2 = robots
+    (obj,) = robot2.objects.values()
+    own = {m: obj.evidence[m].mean.astype(np.float32) for m in ("lidar", "ir")}
+    # covers the camera and the LiDAR: only the camera is decoded from it
+    x = latent(model, modalities=("camera", "lidar"), seed=3)
+    robot2.add_latents([x], 0.0)
+    expected = model.fuse(Belief(x.mean, x.log_var, ("camera",)), own)
+    np.testing.assert_allclose(obj.fused.mean, expected.mean, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(obj.fused.mean, model.fuse(Belief(x.mean, x.log_var, ("camera", "lidar")), {"ir": own["ir"]}).mean, atol=1e-4)
+    # a latent of modalities robot2 has sensed itself changes nothing
+    before = obj.fused
+    robot2.add_latents([latent(model, robot_id="robot3", modalities=("lidar", "ir"), seed=4)], 0.0)
+    assert np.array_equal(obj.fused.mean, before.mean) and obj.used.robot_id == "robot1"
+
+
+def test_the_latent_covering_most_missing_modalities_is_used_newest_among_equals(model: PerceptionModel) -> None:
+    store = BeliefStore(model, "robot2")
+    store.update([encoding(model, "lidar", robot_id="robot2")])
+    (obj,) = store.objects.values()
+    store.add_latents([latent(model, robot_id="robot3", modalities=("camera",), stamp_s=12.0)], 0.0)
+    assert obj.used.robot_id == "robot3" and obj.sensed == MODALITIES[:2]
+    store.add_latents([latent(model, robot_id="robot1", modalities=("camera", "ir"), stamp_s=11.0)], 0.0)
+    assert obj.used.robot_id == "robot1" and obj.sensed == MODALITIES and obj.contributing_robots == ("robot2", "robot1")
+    store.add_latents([latent(model, robot_id="robot4", modalities=("camera", "ir", "lidar"), stamp_s=11.5)], 0.0)
+    assert obj.used.robot_id == "robot4"  # two missing, as robot1's, and newer
+    assert obj.last_update_ns == round(11.5 * S) == max(obj.own_update_ns, obj.used.stamp_ns)
+
+
+def test_an_object_known_from_a_foreign_latent_only(store: BeliefStore, model: PerceptionModel) -> None:
+    x = latent(model, robot_id="robot2", modalities=("ir", "camera"), position=(3.0, 1.0, 0.03))
+    result = store.add_latents([x], 0.0)
+    (object_id,) = result.created
+    obj = store.objects[object_id]
+    assert obj.belief is None and obj.sensed == ("camera", "ir") and obj.contributing_robots == ("robot2",)
+    np.testing.assert_array_equal(obj.fused.mean, x.mean)
+    np.testing.assert_allclose(obj.class_probabilities, model.class_probabilities(x.mean[None])[0])
+    np.testing.assert_allclose(obj.position, x.position)
+    assert store.due_latents(0.0) == []  # nothing of its own to share
+    # its next latent goes to the same object even a little further away; the position follows it
+    store.add_latents([latent(model, robot_id="robot2", sequence=2, modalities=("ir", "camera"), position=(3.05, 1.03, 0.03), stamp_s=11.0)], 0.0)
+    assert list(store.objects) == [object_id] and obj.position[0] == pytest.approx(3.05)
+    # own sensing of it: associated, shared from then on (own modalities only)
+    (same,) = store.update([encoding(model, "lidar", position=(3.04, 1.0, 0.03), stamp_s=12.0)]).updated
+    assert same is obj and obj.own_sensed == ("lidar",) and obj.sensed == MODALITIES and obj.position[0] == pytest.approx(3.04)
+    (due,) = store.due_latents(0.0)
+    assert due is obj and obj.sequence == 1 and shared(obj, "robot1", model.model_id).modalities == ("lidar",)
+
+
+@pytest.mark.parametrize(
+    "changes, kind, reason",
+    [
+        ({"robot_id": "robot1"}, "own", "robot_id 'robot1' is this robot's"),
+        ({"contributors": ("robot2", "robot1")}, "echo", "include this robot 'robot1'"),
+        ({"model_id": "m2vae-000000000000"}, "model_id", "model_id 'm2vae-000000000000' is not the fusion model's"),
+        ({"mean": np.zeros(2, np.float32)}, "size", "shapes (2,) and (3,)"),
+        ({"log_var": np.zeros(4, np.float32)}, "size", "shapes (3,) and (4,)"),
+        ({"mean": np.array([0.0, np.nan, 0.0], np.float32)}, "non_finite", "NaN or inf"),
+        ({"log_var": np.array([0.0, -np.inf, 0.0], np.float32)}, "non_finite", "NaN or inf"),
+        ({"position": np.array([0.0, np.inf, 0.0])}, "non_finite", "position"),
+        ({"mean": np.array([0.0, 2 * MAX_ABS_MEAN, 0.0], np.float32)}, "magnitude", "|mean| up to 200"),
+        ({"log_var": np.array([0.0, -2 * MAX_ABS_LOG_VAR, 0.0], np.float32)}, "magnitude", "|log_var| up to 60"),
+        ({"modalities": ("radar",)}, "modality", "['radar'] are not distinct ones"),
+        ({"modalities": ()}, "modality", "modalities []"),
+        ({"modalities": ("camera", "camera")}, "modality", "not distinct"),
+    ],
+)
+def test_bad_latents_are_rejected_with_a_counted_reason(store: BeliefStore, model: PerceptionModel, changes: dict, kind: str, reason: str) -> None:
+    (obj,) = store.update([encoding(model, "lidar")]).updated
+    bad = latent(model, **{"robot_id": "robot2", **changes})
+    good = latent(model, robot_id="robot3", position=(5.0, 5.0, 0.0))
+    result = store.add_latents([bad, good], 0.0)
+    (rejection,) = result.rejected
+    assert rejection.item is bad and rejection.kind == kind and reason in rejection.reason, rejection.reason
+    assert store.latent_rejections == {kind: 1}
+    assert [o.sensed for o in result.updated] == [("camera",)] and obj.used is None and obj.fused is obj.belief
+
+
+def test_duplicate_and_stale_latents_are_rejected(store: BeliefStore, model: PerceptionModel) -> None:
+    first = latent(model, robot_id="robot2", sequence=5, stamp_s=10.0)
+    assert not store.add_latents([first], 0.0).rejected
+    (obj,) = store.objects.values()
+
+    def kinds(*latents: Latent) -> list[str]:
+        return [r.kind for r in store.add_latents(latents, 0.0).rejected]
+
+    assert kinds(first) == ["duplicate"]  # the same message again
+    assert kinds(latent(model, robot_id="robot2", sequence=4, stamp_s=12.0)) == ["duplicate"]  # an older sequence
+    assert kinds(latent(model, robot_id="robot2", sequence=6, stamp_s=9.0)) == ["stale"]  # an older sensing
+    assert obj.used is first
+    newer = latent(model, robot_id="robot2", sequence=6, stamp_s=10.0, seed=1)  # a later belief of the same sensing time
+    assert kinds(newer) == [] and obj.used is newer
+    # per (robot, object): another robot's sequence 1 is not a duplicate
+    assert kinds(latent(model, robot_id="robot3", sequence=1, stamp_s=1.0)) == []
+    assert store.latent_rejections == {"duplicate": 2, "stale": 1}
+
+
+def test_foreign_latents_are_rate_limited_per_robot(model: PerceptionModel) -> None:
+    store = BeliefStore(model, "robot1", BeliefStoreConfig(foreign_rate_hz=2.0))
+    flood = [latent(model, robot_id="robot2", object_id=f"object_{k}", position=(k, 0.0, 0.0)) for k in range(5)]
+    result = store.add_latents([*flood, latent(model, robot_id="robot3")], 100.0)
+    assert [r.item.object_id for r in result.rejected] == ["object_2", "object_3", "object_4"]  # a burst of two
+    assert {r.kind for r in result.rejected} == {"rate"} and "more than 2 latents per second" in result.rejected[0].reason
+    assert len(store.objects) == 3  # two of robot2's and robot3's
+    again = [latent(model, robot_id="robot2", object_id=f"object_{k}", position=(k, 0.0, 0.0)) for k in (3, 4)]
+    assert len(store.add_latents(again, 100.3).rejected) == 2  # 0.6 tokens back: none yet
+    assert [r.item.object_id for r in store.add_latents(again, 100.6).rejected] == ["object_4"]
+
+
+def test_own_latents_are_shared_at_once_then_at_most_at_the_rate(model: PerceptionModel) -> None:
+    store = BeliefStore(model, "robot1", BeliefStoreConfig(latent_rate_hz=2.0))
+    (obj,) = store.update([encoding(model, "lidar")]).updated
+    assert store.due_latents(50.0) == [obj] and obj.sequence == 1
+    assert store.due_latents(50.1) == []  # unchanged
+    store.update([encoding(model, "camera", stamp_s=10.1)])
+    store.update([encoding(model, "ir", stamp_s=10.2)])
+    assert store.due_latents(50.3) == []  # changed, but the last went 0.3 s ago
+    assert store.due_latents(50.5) == [obj] and obj.sequence == 2 and obj.own_sensed == MODALITIES
+    assert store.due_latents(60.0) == []
+    store.add_latents([latent(model, robot_id="robot2", modalities=("camera",))], 60.0)
+    assert store.due_latents(60.0) == []  # foreign information does not change what is shared
+
+
+def test_forgetting_drops_old_foreign_latents(store: BeliefStore, model: PerceptionModel) -> None:
+    store.update([encoding(model, "lidar", stamp_s=50.0)])
+    (own,) = store.objects.values()
+    store.add_latents([latent(model, robot_id="robot2", modalities=("camera",), stamp_s=5.0)], 0.0)
+    store.add_latents([latent(model, robot_id="robot2", object_id="object_9", position=(4.0, 0.0, 0.0), stamp_s=8.0)], 0.0)
+    assert own.sensed == ("camera", "lidar") and len(store.objects) == 2
+    assert store.forget(66 * S) == []  # the foreign latents are 61 and 58 s old
+    assert own.sensed == ("lidar",) and own.used is None and own.fused is own.belief and len(store.objects) == 2
+    assert store.forget(69 * S) == ["object_2"]  # known from a foreign latent only
+    # a replay of the forgotten one is stale, not news
+    (rejection,) = store.add_latents([latent(model, robot_id="robot2", object_id="object_9", stamp_s=8.0)], 0.0).rejected
+    assert rejection.kind == "stale" and "forgetting horizon" in rejection.reason
+
+
+def test_transform_moves_foreign_latents_with_the_objects(store: BeliefStore, model: PerceptionModel) -> None:
+    store.add_latents([latent(model, robot_id="robot2", position=(1.0, 0.0, 0.0))], 0.0)
+    (obj,) = store.objects.values()
+    odom_in_map = np.eye(4)
+    odom_in_map[:3, 3] = [0.5, 0.0, 0.0]
+    store.transform(odom_in_map)
+    np.testing.assert_allclose([obj.position, obj.used.position], [[1.5, 0.0, 0.0]] * 2)
+    assert obj.used is obj.foreign[("robot2", "object_1")]

@@ -1,6 +1,8 @@
-"""The fusion node as its own process under /robot1, fed ModalityEncodings and /tf by rclpy in this
-process over real DDS: one object sensed by all three sensors, its beliefs in map and one latent per
-update; encodings of another model or with NaN are dropped with a logged reason and the node runs on."""
+"""The fusion node as its own process under /robot1, fed ModalityEncodings, /tf and other robots'
+LatentEmbeddings by rclpy in this process over real DDS: one object sensed by all three sensors, its
+beliefs in map and its latents; encodings of another model or with NaN are dropped with a logged
+reason and the node runs on; a foreign latent makes an object of its own, fuses into the object once
+sensed here, and bad or foreign-frame latents are dropped with a logged reason."""
 
 from __future__ import annotations
 
@@ -95,6 +97,7 @@ class Peer:
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.encodings = self.node.create_publisher(ModalityEncoding, "/robot1/encodings", reliable)
         self.tf = self.node.create_publisher(TFMessage, "/tf", reliable)
+        self.shared = self.node.create_publisher(LatentEmbedding, "/shared/latents", reliable)
         self.beliefs: list[ObjectBeliefArray] = []
         self.latents: list[tuple[float, LatentEmbedding]] = []  # (arrival, message)
         self.node.create_subscription(ObjectBeliefArray, "/robot1/beliefs", self.beliefs.append, reliable)
@@ -129,15 +132,14 @@ def fusion_argv(*ros_args: str) -> list[str]:
 
 def test_fusion_node_fuses_one_object_and_drops_bad_encodings(processes, peer: Peer, model_dir: Path) -> None:
     model_id = PerceptionModel.load(model_dir).model_id
-    proc = processes.start(*fusion_argv("-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "publish_rate_hz:=20.0"))
+    proc = processes.start(*fusion_argv("-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "publish_rate_hz:=20.0", "-p", "latent_rate_hz:=20.0"))
 
     def matched() -> bool:
         subscribed = peer.encodings.get_subscription_count() >= 1 and peer.tf.get_subscription_count() >= 1
         return subscribed and peer.node.count_publishers("/shared/latents") >= 1
 
     assert peer.spin_until(matched, 30, proc), "fusion node never subscribed to encodings and /tf"
-    # it does not fuse other robots' latents yet (issue 8), so it does not listen to its own either
-    assert peer.node.count_subscribers("/shared/latents") == 1  # this test's
+    assert peer.node.count_subscribers("/shared/latents") == 2  # this test's and the node's, for other robots' latents
     peer.tf.publish(TFMessage(transforms=[transform("map", "robot1/odom", MAP_TO_ODOM, 0.0)]))
     peer.spin_until(lambda: False, 0.2, proc)  # let /tf land first: the object is then in map from its first sensing
 
@@ -195,6 +197,82 @@ def test_fusion_node_fuses_one_object_and_drops_bad_encodings(processes, peer: P
     assert "dropped a 'camera' encoding (stamp 6.000 s): model_id 'm2vae-someoneelse' is not the fusion model's" in log, log
     assert "dropped a 'lidar' encoding (stamp 6.100 s): features contain NaN or inf" in log, log
     assert "new object" in log and "Traceback" not in log, log
+
+
+def latent_embedding(robot_id: str, object_id: str, model_id: str, sequence: int, modalities: list[str], position: tuple[float, float, float],
+                     t_s: float, frame: str = "map", seed: int = 0) -> LatentEmbedding:
+    msg = LatentEmbedding()
+    msg.header.stamp, msg.header.frame_id = to_stamp(round(t_s * 1e9)), frame
+    msg.robot_id, msg.object_id, msg.model_id, msg.sequence = robot_id, object_id, model_id, sequence
+    msg.modalities, msg.contributors = modalities, [robot_id]
+    msg.mean = np.random.default_rng(seed).standard_normal(3).tolist()  # the tiny model's D_z
+    msg.log_var = [-1.0] * 3
+    msg.position.x, msg.position.y, msg.position.z = position
+    return msg
+
+
+def test_foreign_latents_are_fused_and_bad_ones_dropped(processes, peer: Peer, model_dir: Path) -> None:
+    model_id = PerceptionModel.load(model_dir).model_id
+    proc = processes.start(*fusion_argv("-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "publish_rate_hz:=20.0"))
+    assert peer.spin_until(lambda: peer.shared.get_subscription_count() >= 1 and peer.tf.get_subscription_count() >= 1, 30, proc)
+    peer.tf.publish(TFMessage(transforms=[transform("map", "robot1/odom", MAP_TO_ODOM, 0.0)]))
+    peer.spin_until(lambda: False, 0.2, proc)
+    where = (2.0, 2.0, 0.03)  # in map
+    good = latent_embedding("robot2", "object_7", model_id, 1, ["ir", "camera"], where, 5.0)
+    nan = latent_embedding("robot2", "object_8", model_id, 1, ["camera"], (3.0, 3.0, 0.03), 5.0)
+    nan.log_var[2] = float("nan")
+    for msg in (
+        latent_embedding("robot3", "object_1", "m2vae-someoneelse", 1, ["camera"], (3.0, 3.0, 0.03), 5.0),
+        nan,
+        latent_embedding("robot2", "object_9", model_id, 1, ["camera"], (3.0, 3.0, 0.03), 5.0, frame="robot2/odom"),
+        latent_embedding("robot1", "replayed", model_id, 1, ["camera"], (3.0, 3.0, 0.03), 5.0),  # its own id: ignored
+        good,
+        good,  # a duplicate
+    ):
+        peer.shared.publish(msg)
+
+    def beliefs(count: int) -> bool:
+        return bool(peer.beliefs) and len(peer.beliefs[-1].beliefs) == count
+
+    assert peer.spin_until(lambda: beliefs(1), 10, proc), "no belief from the foreign latent"
+    (belief,) = peer.beliefs[-1].beliefs
+    assert peer.beliefs[-1].header.frame_id == "map" and list(belief.modalities) == ["camera", "ir"]
+    assert list(belief.contributing_robots) == ["robot2"] and list(belief.mean) == pytest.approx(list(good.mean))
+    assert (belief.position.x, belief.position.y) == pytest.approx(where[:2]) and stamp_ns(belief.last_update) == round(5e9)
+
+    def own_latents() -> list[LatentEmbedding]:  # the peer hears its own publications too
+        return [m for _, m in peer.latents if m.robot_id == "robot1" and m.object_id != "replayed"]
+
+    assert not own_latents()  # nothing of its own to share
+    # sensed here (LiDAR, in odom): the same object; robot1 shares its LiDAR only, publishes all three
+    odom = tuple(np.subtract(where, MAP_TO_ODOM))
+    peer.encodings.publish(modality_encoding("lidar", model_id, odom, 6.0, seed=1))
+    assert peer.spin_until(lambda: bool(own_latents()), 10, proc), "no own latent after the own sensing"
+    (own,) = own_latents()
+    assert (own.robot_id, list(own.modalities), list(own.contributors), own.sequence) == ("robot1", ["lidar"], ["robot1"], 1)
+    assert peer.spin_until(lambda: beliefs(1) and len(peer.beliefs[-1].beliefs[0].modalities) == 3, 5, proc)
+    (belief,) = peer.beliefs[-1].beliefs
+    assert belief.object_id == own.object_id and list(belief.contributing_robots) == ["robot1", "robot2"]
+    assert stamp_ns(belief.last_update) == round(6e9)
+
+    processes.stop_all()
+    log = proc.stdout.read()
+    assert "dropped latent robot3/object_1 #1 (stamp 5.000 s): model_id 'm2vae-someoneelse' is not the fusion model's" in log, log
+    assert "dropped latent robot2/object_8 #1 (stamp 5.000 s): mean or log_var contain NaN or inf" in log, log
+    assert "dropped latent robot2/object_9 #1 (stamp 5.000 s): its frame 'robot2/odom' is not the fusion frame 'map'" in log, log
+    assert "dropped latent robot2/object_7 #1 (stamp 5.000 s): sequence 1 is not above 1" in log, log
+    assert "robot1/replayed" not in log and "from robot robot2's object_7 (camera, ir)" in log and "Traceback" not in log, log
+
+
+def test_sharing_and_fusing_other_robots_can_be_switched_off(processes, peer: Peer, model_dir: Path) -> None:
+    argv = fusion_argv("-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "share_latents:=false", "-p", "fuse_foreign:=false")
+    proc = processes.start(*argv)
+    assert peer.spin_until(lambda: peer.encodings.get_subscription_count() >= 1, 30, proc)
+    # only this test's own subscriber and publisher are on the shared topic
+    assert peer.node.count_subscribers("/shared/latents") == 1 and peer.node.count_publishers("/shared/latents") == 1
+    peer.encodings.publish(modality_encoding("lidar", PerceptionModel.load(model_dir).model_id, (0.4, 0.25, 0.03), 5.0, seed=1))
+    assert peer.spin_until(lambda: bool(peer.beliefs) and len(peer.beliefs[-1].beliefs) == 1, 10, proc)
+    assert not peer.latents
 
 
 def test_objects_sensed_before_the_map_is_known_move_to_map(processes, peer: Peer, model_dir: Path) -> None:

@@ -1,12 +1,15 @@
 """fusion: one latent belief per object from the sensor encoder nodes' encodings, fused in place
-(paper Sec. III-B, Eq. 18) and classified into the 8 object classes with colour / shape / surface
-marginals. The rules (association gate, repeats, bursts, forgetting) are m2vae_fusion.stack.beliefs';
-this node converts messages and frames around it.
+(paper Sec. III-B, Eq. 18), combined with the latents other robots share, and classified into the
+8 object classes with colour / shape / surface marginals. The rules (association gate, repeats,
+bursts, forgetting, which foreign latent is used and how, the checks on foreign latents) are
+m2vae_fusion.stack.beliefs'; this node converts messages and frames around it.
 
 Subscribes: encodings (m2vae_msgs/ModalityEncoding, reliable), /tf (map -> odom; not with
-  fusion_frame odom).
-Publishes: beliefs (m2vae_msgs/ObjectBeliefArray, every 1/publish_rate_hz, all current objects),
-  /shared/latents (m2vae_msgs/LatentEmbedding, one per belief update, sequence counting per object).
+  fusion_frame odom), shared_topic (m2vae_msgs/LatentEmbedding of other robots; with fuse_foreign).
+Publishes: beliefs (m2vae_msgs/ObjectBeliefArray, every 1/publish_rate_hz, all current objects,
+  each with the foreign latent it uses fused in), shared_topic (with share_latents: the belief from
+  this robot's own sensing only, contributors [robot_id]; per object when it changed, at once the
+  first time and then at most latent_rate_hz; sequence counting per object).
 
 Encodings are buffered and fused in bursts every batch_period_s. An encoding is dropped, with a
 warning naming the reason (at most one per reason every 5 s, with a count of those left unsaid),
@@ -24,9 +27,20 @@ Time: stamps are the sensors'. An object is forgotten when its newest sensing is
 older than the newest stamp fused so far plus the wall time since that stamp arrived, so
 forgetting works on simulated, recorded and live data alike without use_sim_time.
 
-Latents of other robots: the node publishes its own on /shared/latents but does not subscribe to
-that topic, so it never fuses other robots' latents (nor its own back). Fusing foreign latents
-(decode them into their modalities and fuse in place) is the multi-robot issue's work (issue 8).
+Several robots (issue 8): each robot runs its own nodes in its own namespace, and every fusion
+node publishes on and listens to the one shared topic. It never re-fuses its own information: it
+ignores latents with its own robot_id, rejects those listing it among their contributors, and only
+shares what it sensed itself. Foreign latents are buffered like encodings and fused in the same
+bursts; one is dropped, with a warning as for encodings (same rate limit, counted by kind in
+BeliefStore.latent_rejections), when BeliefStore.check_latent rejects it (model id, sizes,
+NaN/inf, magnitudes, modalities, echo, duplicate or stale sequence/stamp, more than
+foreign_rate_limit_hz from one robot) or when its frame is not the fusion frame: positions from
+other robots are only comparable in a common frame, so the node takes foreign latents in map (or
+in exactly its own fusion frame) and transforms none. Before its first own encoding, a node that
+waits for map (fusion_frame map, or auto once /tf has any map transform) takes map as its frame
+from a foreign latent, so a robot learns objects it has never sensed. Robots are assumed to stamp
+in one time base (synchronised clocks or one simulation); the forgetting clock follows own
+sensings, and foreign stamps only while there has been no own sensing.
 
 Parameters (defaults in config/fusion.yaml): see PARAMETERS below.
 
@@ -57,7 +71,7 @@ from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
 from m2vae_fusion.perception import frames
 from m2vae_fusion.resources import default_model_dir
 from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, TrackedObject
+from m2vae_fusion.stack.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
 from m2vae_fusion.stack.model import PerceptionModel
 
 DEFAULT_MODEL = default_model_dir()
@@ -73,12 +87,17 @@ TF_HISTORY = 200  # per child frame: 10 s of the sim's 20 Hz /tf
 # lists every other default and test/test_fusion_node.py keeps the two equal.
 PARAMETERS: dict[str, tuple[object, str]] = {
     "model": (None, f"perception model folder or its perception_model.json (default: {DEFAULT_MODEL})"),
-    "gate": (0.06, "association gate [m]: an encoding within this distance (in the plane) of an object's position belongs to it"),
-    "forget_after_s": (60.0, "drop objects whose newest sensing is older than this [s]"),
+    "gate": (0.1, "association gate [m]: an encoding within this distance (in the plane) of an object's position belongs to it"),
+    "forget_after_s": (600.0, "drop objects whose newest sensing is older than this [s]"),
     "publish_rate_hz": (2.0, "beliefs messages per second"),
     "batch_period_s": (0.02, "encodings are buffered and fused in one go this often [s]"),
     "robot_id": (None, "this robot's id in latents and beliefs (default: the namespace without '/', else the host name)"),
     "fusion_frame": ("auto", "auto: map once /tf has map -> odom, odom before; map: wait for map; odom: the encodings' frame"),
+    "share_latents": (True, "publish the belief from own sensing on shared_topic for other robots"),
+    "fuse_foreign": (True, "fuse the latents other robots publish on shared_topic"),
+    "latent_rate_hz": (2.0, "own latents per object per second, at most (the first one goes at once)"),
+    "foreign_rate_limit_hz": (20.0, "foreign latents accepted per foreign robot per second, at most (one second's burst)"),
+    "shared_topic": ("/shared/latents", "the topic all robots share latents on"),
 }
 
 
@@ -113,6 +132,10 @@ class MapTransforms:
             bisect.insort(history, (stamp_ns(t.header.stamp), matrix), key=lambda entry: entry[0])
             del history[:-TF_HISTORY]
 
+    def known(self) -> bool:
+        """Whether /tf had any map -> child transform."""
+        return bool(self._history)
+
     def lookup(self, child: str, at_ns: int | None = None) -> np.ndarray | None:
         """map -> child at the newest stamp at or before `at_ns` (None: the newest; before the whole
         history: the oldest), or None when /tf never had it."""
@@ -134,7 +157,10 @@ class FusionNode(Node):
         except (CheckpointError, ConfigError) as exc:
             raise ParameterError(f"parameter 'model': {exc}") from None
         try:
-            config = BeliefStoreConfig(gate=self._number("gate"), forget_after_s=self._number("forget_after_s"))
+            config = BeliefStoreConfig(
+                gate=self._number("gate"), forget_after_s=self._number("forget_after_s"), latent_rate_hz=self._number("latent_rate_hz"),
+                foreign_rate_hz=self._number("foreign_rate_limit_hz"),
+            )
         except ConfigError as exc:
             raise ParameterError(f"parameter {exc}") from None
         publish_period = 1.0 / self._number("publish_rate_hz")
@@ -145,28 +171,39 @@ class FusionNode(Node):
         self.fusion_frame_mode = self._declare("fusion_frame")
         if self.fusion_frame_mode not in FUSION_FRAMES:
             raise ParameterError(f"parameter 'fusion_frame' must be one of {list(FUSION_FRAMES)}, got {self.fusion_frame_mode!r}")
+        self.share_latents = self._declare("share_latents")
+        fuse_foreign = self._declare("fuse_foreign")
+        shared_topic = self._declare("shared_topic")
+        if not shared_topic:
+            raise ParameterError("parameter 'shared_topic' must not be empty")
         self.add_on_set_parameters_callback(
             lambda _: SetParametersResult(successful=False, reason="fusion reads its parameters at start-up only: restart it")
         )
 
-        self.store = BeliefStore(self.model, config)
-        self.frame = ""  # the store's frame: decided by the first encoding, map once known
+        self.store = BeliefStore(self.model, self.robot_id, config)
+        self.frame = ""  # the store's frame: decided by the first encoding (or foreign latent), map once known
         self.map_transforms = MapTransforms()
         self.pending: list[ModalityEncoding] = []
+        self.pending_latents: list[LatentEmbedding] = []
         self._drops: dict[str, tuple[float, int]] = {}  # reason kind -> (last logged, dropped since)
         self._data_time: tuple[int, int] | None = None  # (newest stamp fused, monotonic ns when it came)
+        self._own_data = False  # whether _data_time comes from an own sensing
 
         self.create_subscription(ModalityEncoding, "encodings", self._on_encoding, ENCODING_QOS)
         if self.fusion_frame_mode != "odom":
             self.create_subscription(TFMessage, "/tf", self.map_transforms.add, TF_QOS)
+        if fuse_foreign:
+            self.create_subscription(LatentEmbedding, shared_topic, self._on_latent, LATENT_QOS)
         self.beliefs_pub = self.create_publisher(ObjectBeliefArray, "beliefs", BELIEF_QOS)
-        self.latents_pub = self.create_publisher(LatentEmbedding, "/shared/latents", LATENT_QOS)
+        self.latents_pub = self.create_publisher(LatentEmbedding, shared_topic, LATENT_QOS) if self.share_latents else None
         self.create_timer(batch_period, self._on_batch)
         self.create_timer(publish_period, self._on_publish)
+        sharing = f"sharing on {self.resolve_topic_name(shared_topic)} at most {config.latent_rate_hz:g} Hz per object" if self.share_latents else "not sharing"
+        foreign = f"fusing other robots' latents (at most {config.foreign_rate_hz:g} Hz per robot)" if fuse_foreign else "not fusing other robots' latents"
         self.get_logger().info(
             f"fusing {', '.join(self.store.modalities)} encodings from {self.resolve_topic_name('encodings')} with model "
             f"{self.model.model_id} ({model_path}) as robot {self.robot_id!r}: gate {config.gate:g} m, forget after "
-            f"{config.forget_after_s:g} s, fusion frame {self.fusion_frame_mode}"
+            f"{config.forget_after_s:g} s, fusion frame {self.fusion_frame_mode}; {sharing}; {foreign}"
         )
 
     # ------------------------------------------------------------ parameters
@@ -182,33 +219,72 @@ class FusionNode(Node):
     def _on_encoding(self, msg: ModalityEncoding) -> None:
         self.pending.append(msg)
 
+    def _on_latent(self, msg: LatentEmbedding) -> None:
+        if msg.robot_id != self.robot_id:  # its own, back from the shared topic: not even a rejection
+            self.pending_latents.append(msg)
+
     def _on_batch(self) -> None:
-        if not self.pending:
-            return
+        if self.pending:
+            self._fuse_encodings()
+        if self.pending_latents:
+            self._fuse_latents()
+        if self.latents_pub is not None:
+            for obj in self.store.due_latents(time.monotonic()):
+                self.latents_pub.publish(latent_message(obj, self.robot_id, self.model.model_id, self.frame))
+
+    def _fuse_encodings(self) -> None:
         messages = self.pending[:]
         self.pending.clear()
         encodings = []
         for msg in messages:
             converted = self._encoding(msg)
             if isinstance(converted, str):
-                self._drop("frame", msg.modality, stamp_ns(msg.header.stamp), converted)
+                self._drop("frame", f"a {msg.modality!r} encoding", stamp_ns(msg.header.stamp), converted)
             else:
                 encodings.append(converted)
         start = time.perf_counter()
         result = self.store.update(encodings)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         for rejection in result.rejected:
-            self._drop(rejection.kind, rejection.encoding.modality, rejection.encoding.stamp_ns, rejection.reason)
-        for obj in result.updated:
-            self.latents_pub.publish(self._latent(obj))
+            self._drop(rejection.kind, f"a {rejection.item.modality!r} encoding", rejection.item.stamp_ns, rejection.reason)
         for object_id in result.created:
             self.get_logger().info(f"new object {object_id} at {np.round(self.store.objects[object_id].position, 3).tolist()} in {self.frame}")
         if result.updated:
-            newest = max(obj.last_update_ns for obj in result.updated)
-            if self._data_time is None or newest > self._data_time[0]:
-                self._data_time = (newest, time.monotonic_ns())
+            self._advance_data_time(max(obj.own_update_ns for obj in result.updated), own=True)
             fused = len(encodings) - len(result.rejected)
             self.get_logger().debug(f"fused {fused} encodings into {len(result.updated)} objects in {elapsed_ms:.1f} ms")
+
+    def _fuse_latents(self) -> None:
+        messages = self.pending_latents[:]
+        self.pending_latents.clear()
+        latents = []
+        for msg in messages:
+            converted = self._foreign(msg)
+            if isinstance(converted, str):
+                self.store.latent_rejections["frame"] += 1
+                self._drop("latent frame", latent_name(msg.robot_id, msg.object_id, msg.sequence), stamp_ns(msg.header.stamp), converted)
+            else:
+                latents.append(converted)
+        result = self.store.add_latents(latents, time.monotonic())
+        for rejection in result.rejected:
+            x = rejection.item
+            self._drop(f"latent {rejection.kind}", latent_name(x.robot_id, x.object_id, x.sequence), x.stamp_ns, rejection.reason)
+        for object_id in result.created:
+            obj = self.store.objects[object_id]
+            self.get_logger().info(
+                f"new object {object_id} at {np.round(obj.position, 3).tolist()} in {self.frame} from robot {obj.used.robot_id}'s "
+                f"{obj.used.object_id} ({', '.join(obj.sensed)})"
+            )
+        if result.updated:
+            self._advance_data_time(max(obj.last_update_ns for obj in result.updated), own=False)
+
+    def _advance_data_time(self, newest_ns: int, own: bool) -> None:
+        """The forgetting clock follows own sensings; foreign stamps only until the first of them
+        (another robot's clock must not make this one forget what it sensed)."""
+        if own and not self._own_data:
+            self._data_time, self._own_data = (newest_ns, time.monotonic_ns()), True
+        elif (own or not self._own_data) and (self._data_time is None or newest_ns > self._data_time[0]):
+            self._data_time = (newest_ns, time.monotonic_ns())
 
     def _encoding(self, msg: ModalityEncoding) -> Encoding | str:
         """The message with its position in the fusion frame, or why that cannot be done."""
@@ -230,6 +306,21 @@ class FusionNode(Node):
             return f"its frame {frame!r} is not the fusion frame {self.frame!r}"
         return Encoding(msg.modality, msg.model_id, np.asarray(msg.mean, np.float32), position, at_ns, self.robot_id)
 
+    def _foreign(self, msg: LatentEmbedding) -> Latent | str:
+        """The message as the store takes it, or why its position is not in the fusion frame."""
+        frame = msg.header.frame_id.lstrip("/")
+        if self.fusion_frame_mode != "odom":
+            self._switch_to_map()
+            if not self.frame and frame == MAP and (self.fusion_frame_mode == MAP or self.map_transforms.known()):
+                self.frame = MAP
+        if frame != self.frame:
+            return f"its frame {frame!r} is not the fusion frame {self.frame or '(none yet)'!r}"
+        return Latent(
+            msg.robot_id, msg.object_id, msg.model_id, msg.sequence, tuple(msg.modalities), tuple(msg.contributors),
+            np.asarray(msg.mean, np.float32), np.asarray(msg.log_var, np.float32), np.array([msg.position.x, msg.position.y, msg.position.z]),
+            stamp_ns(msg.header.stamp),
+        )
+
     def _switch_to_map(self) -> None:
         """Objects held in odom move to map once /tf has map -> odom."""
         if self.frame in ("", MAP):
@@ -241,14 +332,14 @@ class FusionNode(Node):
         self.get_logger().info(f"map -> {self.frame} known: {len(self.store.objects)} objects move from {self.frame} to map")
         self.frame = MAP
 
-    def _drop(self, kind: str, modality: str, at_ns: int, reason: str) -> None:
+    def _drop(self, kind: str, what: str, at_ns: int, reason: str) -> None:
         now = time.monotonic()
         last, unsaid = self._drops.get(kind, (-math.inf, 0))
         if now - last < DROP_LOG_PERIOD_S:
             self._drops[kind] = (last, unsaid + 1)
             return
         more = f" ({unsaid} more dropped for this reason since the last warning)" if unsaid else ""
-        self.get_logger().warning(f"dropped a {modality!r} encoding (stamp {at_ns * 1e-9:.3f} s): {reason}{more}")
+        self.get_logger().warning(f"dropped {what} (stamp {at_ns * 1e-9:.3f} s): {reason}{more}")
         self._drops[kind] = (now, 0)
 
     # ------------------------------------------------------------ output
@@ -270,33 +361,41 @@ class FusionNode(Node):
         msg = ObjectBelief()
         msg.object_id = obj.object_id
         msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
-        msg.modalities = list(obj.sensed)
+        msg.modalities = list(obj.sensed)  # own and from the used foreign latent
         msg.class_names = list(CLASSES)
         msg.class_probabilities = obj.class_probabilities.tolist()
         msg.attributes = [
             AttributeProbabilities(name=name, values=list(ATTRIBUTES[name]), probabilities=p.tolist()) for name, p in obj.attributes().items()
         ]
         msg.model_id = self.model.model_id
-        msg.mean = obj.belief.mean.tolist()
-        msg.log_var = obj.belief.log_var.tolist()
+        msg.mean = obj.fused.mean.tolist()
+        msg.log_var = obj.fused.log_var.tolist()
         msg.last_update = to_stamp(obj.last_update_ns)
-        msg.contributing_robots = list(obj.contributors)
+        msg.contributing_robots = list(obj.contributing_robots)
         return msg
 
-    def _latent(self, obj: TrackedObject) -> LatentEmbedding:
-        msg = LatentEmbedding()
-        msg.header.stamp = to_stamp(obj.last_update_ns)
-        msg.header.frame_id = self.frame
-        msg.robot_id = self.robot_id
-        msg.object_id = obj.object_id
-        msg.model_id = self.model.model_id
-        msg.sequence = obj.sequence
-        msg.modalities = list(obj.sensed)
-        msg.contributors = list(obj.contributors)
-        msg.mean = obj.belief.mean.tolist()
-        msg.log_var = obj.belief.log_var.tolist()
-        msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
-        return msg
+
+def latent_message(obj: TrackedObject, robot_id: str, model_id: str, frame: str) -> LatentEmbedding:
+    """The LatentEmbedding this robot shares of `obj`: its belief from own sensing only (no echo)."""
+    if obj.belief is None:
+        raise ValueError(f"{obj.object_id} has no own sensing to share")
+    msg = LatentEmbedding()
+    msg.header.stamp = to_stamp(obj.own_update_ns)
+    msg.header.frame_id = frame
+    msg.robot_id = robot_id
+    msg.object_id = obj.object_id
+    msg.model_id = model_id
+    msg.sequence = obj.sequence
+    msg.modalities = list(obj.own_sensed)
+    msg.contributors = list(obj.contributors)
+    msg.mean = obj.belief.mean.tolist()
+    msg.log_var = obj.belief.log_var.tolist()
+    msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
+    return msg
+
+
+def latent_name(robot_id: str, object_id: str, sequence: int) -> str:
+    return f"latent {robot_id}/{object_id} #{sequence}"
 
 
 def main(args: list[str] | None = None) -> None:

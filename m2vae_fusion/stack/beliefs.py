@@ -1,12 +1,14 @@
 """The fusion node's object table without ROS: one latent belief per object, association of sensor
-encodings to objects, in-place fusion (paper Sec. III-B, Eq. 18), classification and forgetting.
+encodings and of other robots' latents to objects, in-place fusion (paper Sec. III-B, Eq. 18),
+classification and forgetting.
 
-Rules (the fusion node is a thin adapter around `BeliefStore.update` and `BeliefStore.forget`):
+Rules (the fusion node is a thin adapter around `BeliefStore.update`, `add_latents`, `due_latents`
+and `forget`):
 
 - Association: an encoding belongs to the object whose position is nearest in the plane (x, y),
   if that is within `gate` metres; otherwise it starts a new object. The plane, because objects
   stand on the floor and a sensor's estimate of the centre's height says nothing about identity.
-  An object's position is the running mean of the positions of every encoding associated to it.
+  An object's position is the running mean of the positions of every own encoding associated to it.
 - A modality the belief has not sensed yet: in-place fusion, Eq. 18 - the stored z is decoded
   into the already-sensed modalities and re-encoded together with the new features through the
   subset encoder of their union (`PerceptionModel.fuse`).
@@ -25,18 +27,56 @@ Rules (the fusion node is a thin adapter around `BeliefStore.update` and `Belief
   classified in one batch.
 - Classification: one classifier on z for every subset of sensors (the M2VAE's coherent latent),
   8 classes of m2vae_fusion.sim.classes plus colour / shape / surface marginals summed from them.
-- Forgetting: an object whose newest fused sensing is more than `forget_after_s` older than
-  "now" (the caller's clock, in the stamps' time base) is dropped.
+- Forgetting: foreign latents stamped more than `forget_after_s` before "now" (the caller's clock,
+  in the stamps' time base) are dropped, and so is an object with neither own sensing nor a
+  foreign latent newer than that.
 - Encodings are checked before anything changes: model id, modality, feature count, finite
   features and position. A rejected encoding leaves the table untouched and comes back with its
   reason.
+
+Several robots (LatentEmbedding on a shared topic):
+
+- Two beliefs per object. The own belief (`TrackedObject.belief`) comes from this robot's own
+  encodings only, by the rules above; it is the one this robot shares (`due_latents`), with
+  contributors = the own robots and modalities = the own sensed ones. The fused belief
+  (`TrackedObject.fused`) is what the object is classified and published by: the own belief
+  combined with one foreign latent by in-place fusion, Eq. 18 - the foreign z (the stored belief)
+  is decoded into its modalities that this robot has not sensed itself, and encoded together with
+  the own sensing (each own modality's mean features, as for repeats) through the subset encoder
+  of the union. No echo by construction: nothing foreign ever enters the own belief, so a robot's
+  information cannot come back to it through another robot, however the robots are connected.
+- Sharing (`due_latents`): an own belief that changed since it was last shared is due at once
+  the first time, then at most `latent_rate_hz` times a second; `sequence` counts its latents.
+- Own sensing wins for a modality that both sensed: the foreign reconstruction of it is not
+  used. That bounds another robot's influence on an object sensed here to the modalities this
+  robot lacks; a foreign latent that covers no missing modality is not used at all.
+- Which foreign latent, when several robots share one object: the newest accepted latent per
+  (robot, its object id) is kept, and the one covering most of the modalities this robot has not
+  sensed is used, the newest stamp among equals. An object known from foreign latents only is
+  published with the used latent's belief and position and is never shared (no own sensing).
+- Association of a foreign latent: to the object its (robot, object id) went to before, if that
+  object still exists; else by position with the same gate as encodings (both in the store's
+  frame, which the caller makes sure of); else it creates an object held from foreign
+  information only. Own encodings near such an object associate to it as to any other.
+- Checks on foreign latents, each rejection with a kind counted in `latent_rejections`: own
+  (robot id is ours), echo (our robot id among its contributors), model_id, size (mean and
+  log_var of length D_z), non_finite (mean, log_var, position), magnitude (|mean| <= MAX_ABS_MEAN,
+  |log_var| <= MAX_ABS_LOG_VAR: far beyond anything an encoder of the N(0, I)-regularised latent
+  produces, so only corrupt or hostile values go), modality (unknown, none or repeated),
+  duplicate (sequence not above the highest accepted for that (robot, object id): repeats and
+  replays), stale (stamp older than the newest accepted for it - an equal stamp passes, since a
+  late older sensing fused by the sender changes its belief without a newer stamp - or older than
+  the forgetting horizon, so a replay stays stale after its record is forgotten) and rate (more
+  than `foreign_rate_hz` accepted per foreign robot per second on average, token bucket with a
+  one-second burst). Rate is checked last, so only latents that would be accepted take tokens.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,6 +86,8 @@ from m2vae_fusion.stack.model import Belief, PerceptionModel
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {"colour": COLOURS, "shape": SHAPES, "surface": SURFACES}
 _CLASS_ATTRIBUTES = [parse_class(label) for label in CLASSES]
+MAX_ABS_MEAN = 100.0  # 100 standard deviations of the prior N(0, I)
+MAX_ABS_LOG_VAR = 30.0  # sigma from 3e-7 to 3e6
 
 
 def attribute_probabilities(class_probabilities: np.ndarray) -> dict[str, np.ndarray]:
@@ -61,11 +103,13 @@ def attribute_probabilities(class_probabilities: np.ndarray) -> dict[str, np.nda
 
 @dataclass(frozen=True)
 class BeliefStoreConfig:
-    gate: float = 0.06  # m, in the plane
-    forget_after_s: float = 60.0
+    gate: float = 0.1  # m, in the plane; below half the closest spacing of two objects (world_gen: 0.15 m) plus noise
+    forget_after_s: float = 600.0  # objects stay put: a robot's round of the room may take minutes
+    latent_rate_hz: float = 2.0  # own latents shared per object per second, at most
+    foreign_rate_hz: float = 20.0  # foreign latents accepted per foreign robot per second, at most
 
     def __post_init__(self) -> None:
-        for name in ("gate", "forget_after_s"):
+        for name in ("gate", "forget_after_s", "latent_rate_hz", "foreign_rate_hz"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
@@ -84,9 +128,29 @@ class Encoding:
 
 
 @dataclass(frozen=True)
+class Latent:
+    """Another robot's shared belief of one of its objects (a LatentEmbedding), position in the store's frame."""
+
+    robot_id: str
+    object_id: str  # the sender's
+    model_id: str
+    sequence: int
+    modalities: tuple[str, ...]
+    contributors: tuple[str, ...]
+    mean: np.ndarray  # (D_z,)
+    log_var: np.ndarray  # (D_z,)
+    position: np.ndarray  # (3,) m
+    stamp_ns: int  # the sender's newest sensing in it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.robot_id, self.object_id
+
+
+@dataclass(frozen=True)
 class Rejection:
-    encoding: Encoding
-    kind: str  # "model_id" | "modality" | "size" | "non_finite"
+    item: Encoding | Latent
+    kind: str  # encodings: model_id | modality | size | non_finite; latents also own | echo | magnitude | duplicate | stale | rate
     reason: str
 
 
@@ -111,18 +175,34 @@ class Evidence:
 @dataclass
 class TrackedObject:
     object_id: str
-    position: np.ndarray  # (3,) running mean, in the store's frame
-    belief: Belief
-    class_probabilities: np.ndarray  # (8,) in CLASSES order
-    last_update_ns: int
-    contributors: tuple[str, ...]  # robot ids, in order of first contribution
+    position: np.ndarray  # (3,) in the store's frame: running mean of own encodings, else the used latent's
+    belief: Belief | None  # own sensing only, what this robot shares; None: known from foreign latents only
+    fused: Belief  # `belief` with the used foreign latent (Eq. 18): what is classified and published
+    class_probabilities: np.ndarray  # (8,) of `fused`, in CLASSES order
+    last_update_ns: int  # newest sensing in `fused`, own or foreign
+    own_update_ns: int  # newest own sensing (0 while there is none)
+    contributors: tuple[str, ...]  # robot ids of the own encodings, in order of first contribution
     evidence: dict[str, Evidence]
-    position_count: int = 1
-    sequence: int = 1  # belief updates so far: the LatentEmbedding sequence number
+    position_count: int = 1  # own encodings averaged into `position`
+    sequence: int = 0  # own latents shared so far: the LatentEmbedding sequence number of the last
+    foreign: dict[tuple[str, str], Latent] = field(default_factory=dict)  # newest per (robot, its object id)
+    used: Latent | None = None  # the foreign latent in `fused`
+    shared_at_s: float | None = None  # caller's clock when the own belief was last shared
+    unshared: bool = False  # the own belief changed since
 
     @property
     def sensed(self) -> tuple[str, ...]:
-        return self.belief.sensed
+        """Modalities in the fused belief, own and foreign."""
+        return self.fused.sensed
+
+    @property
+    def own_sensed(self) -> tuple[str, ...]:
+        return self.belief.sensed if self.belief else ()
+
+    @property
+    def contributing_robots(self) -> tuple[str, ...]:
+        """Robots whose sensing is in the fused belief: the own ones, then the used latent's."""
+        return tuple(dict.fromkeys([*self.contributors, *(self.used.contributors if self.used else ())]))
 
     def attributes(self) -> dict[str, np.ndarray]:
         return attribute_probabilities(self.class_probabilities)
@@ -130,7 +210,7 @@ class TrackedObject:
 
 @dataclass
 class UpdateResult:
-    updated: list[TrackedObject] = field(default_factory=list)  # each object once, in order of first encoding
+    updated: list[TrackedObject] = field(default_factory=list)  # each object once, in order of first item
     created: list[str] = field(default_factory=list)  # object ids among `updated` that are new
     rejected: list[Rejection] = field(default_factory=list)
 
@@ -141,16 +221,44 @@ class _NewObject:
     position_count: int = 1
 
 
-class BeliefStore:
-    """The object table of one fusion node; `update` with bursts of encodings, `forget` now and then."""
+class TokenBucket:
+    """At most `rate` takes per second on average, bursts of up to `capacity`."""
 
-    def __init__(self, model: PerceptionModel, config: BeliefStoreConfig | None = None) -> None:
+    def __init__(self, rate: float, capacity: float, now_s: float) -> None:
+        self.rate, self.capacity = rate, capacity
+        self.tokens, self.at_s = capacity, now_s
+
+    def take(self, now_s: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now_s - self.at_s) * self.rate)
+        self.at_s = max(self.at_s, now_s)
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class BeliefStore:
+    """The object table of one robot's fusion node: `update` with bursts of own encodings,
+    `add_latents` with other robots' latents, `due_latents` for what to share, `forget` now and then."""
+
+    def __init__(self, model: PerceptionModel, robot_id: str, config: BeliefStoreConfig | None = None) -> None:
+        if not robot_id:
+            raise ConfigError("robot_id must not be empty")
         self.model = model
+        self.robot_id = robot_id
         self.config = config or BeliefStoreConfig()
         self.modalities: tuple[str, ...] = tuple(model.config.fusion.modality_names)
         self.feature_dim: int = model.config.feature_dim
+        self.latent_dim: int = model.config.fusion.latent_dim
         self.objects: dict[str, TrackedObject] = {}
+        self.latent_rejections: Counter[str] = Counter()
         self._next_id = 1
+        self._accepted: dict[tuple[str, str], tuple[int, int]] = {}  # (robot, its object id) -> (sequence, stamp_ns)
+        self._links: dict[tuple[str, str], str] = {}  # (robot, its object id) -> our object id
+        self._buckets: dict[str, TokenBucket] = {}
+        self._horizon_ns = -1  # stamps before it are forgotten: latents that old are stale
+
+    # ------------------------------------------------------------ own encodings
 
     def check(self, encoding: Encoding) -> Rejection | None:
         """Why `encoding` cannot be fused, or None."""
@@ -164,13 +272,10 @@ class BeliefStore:
             return Rejection(e, "size", f"features have shape {features.shape}, the model takes ({self.feature_dim},)")
         if not np.all(np.isfinite(features)):
             return Rejection(e, "non_finite", "features contain NaN or inf")
-        position = np.asarray(e.position)
-        if position.shape != (3,) or not np.all(np.isfinite(position)):
-            return Rejection(e, "non_finite", f"position {tuple(position.ravel())} is not 3 finite numbers")
-        return None
+        return self._check_position(e, e.position)
 
     def update(self, encodings: Iterable[Encoding]) -> UpdateResult:
-        """Associate and fuse a burst of encodings; see the module docstring for the rules."""
+        """Associate and fuse a burst of own encodings; see the module docstring for the rules."""
         result = UpdateResult()
         accepted = []
         for encoding in encodings:
@@ -194,24 +299,27 @@ class BeliefStore:
                 else:
                     evidence[object_id][e.modality] = Evidence.first(features)
             inputs = {m: evidence[object_id][m].mean.astype(np.float32) for m in dict.fromkeys(e.modality for e in group)}
-            beliefs[object_id] = self.model.fuse(obj.belief, inputs) if obj else self.model.belief(inputs)
-        probabilities = self.model.class_probabilities(np.stack([b.mean for b in beliefs.values()]))
-        for (object_id, group), p in zip(groups.items(), probabilities, strict=True):
+            beliefs[object_id] = self.model.fuse(obj.belief, inputs) if obj and obj.belief else self.model.belief(inputs)
+        for object_id, group in groups.items():
             stamp_ns = max(e.stamp_ns for e in group)
             robots = tuple(dict.fromkeys(e.robot_id for e in group))
             obj = self.objects.get(object_id)
             if obj is None:
                 draft = new[object_id]
-                obj = TrackedObject(object_id, draft.position, beliefs[object_id], p, stamp_ns, robots, evidence[object_id], draft.position_count)
+                belief = beliefs[object_id]
+                obj = TrackedObject(
+                    object_id, draft.position, belief, belief, np.zeros(len(CLASSES)), stamp_ns, stamp_ns, robots, evidence[object_id],
+                    draft.position_count,
+                )
                 self.objects[object_id] = obj
                 result.created.append(object_id)
             else:
                 obj.belief = beliefs[object_id]
-                obj.class_probabilities = p
-                obj.last_update_ns = max(obj.last_update_ns, stamp_ns)
+                obj.own_update_ns = max(obj.own_update_ns, stamp_ns)
                 obj.contributors = tuple(dict.fromkeys([*obj.contributors, *robots]))
-                obj.sequence += 1
+            obj.unshared = True
             result.updated.append(obj)
+        self._refuse(result.updated)
         return result
 
     def _associate(self, encodings: list[Encoding]) -> tuple[dict[str, list[Encoding]], dict[str, _NewObject]]:
@@ -223,10 +331,10 @@ class BeliefStore:
             position = np.asarray(e.position, np.float64)
             object_id = self._nearest(position, new)
             if object_id is None:
-                object_id = f"object_{self._next_id}"
-                self._next_id += 1
+                object_id = self._new_id()
                 new[object_id] = _NewObject(position.copy())
             else:
+                # an object known from foreign latents only has position_count 0: its first own encoding sets it
                 target = new.get(object_id) or self.objects[object_id]
                 target.position_count += 1
                 target.position = target.position + (position - target.position) / target.position_count
@@ -241,16 +349,161 @@ class BeliefStore:
                 best, best_distance = object_id, distance
         return best
 
+    def _new_id(self) -> str:
+        object_id = f"object_{self._next_id}"
+        self._next_id += 1
+        return object_id
+
+    # ------------------------------------------------------------ other robots' latents
+
+    def check_latent(self, latent: Latent) -> Rejection | None:
+        """Why `latent` cannot be fused, or None (the rate limit aside: `add_latents` applies it)."""
+        x = latent
+        if x.robot_id == self.robot_id:
+            return Rejection(x, "own", f"robot_id {x.robot_id!r} is this robot's")
+        if self.robot_id in x.contributors:
+            return Rejection(x, "echo", f"its contributors {list(x.contributors)} include this robot {self.robot_id!r}")
+        if x.model_id != self.model.model_id:
+            return Rejection(x, "model_id", f"model_id {x.model_id!r} is not the fusion model's {self.model.model_id!r}")
+        mean, log_var = np.asarray(x.mean), np.asarray(x.log_var)
+        if mean.shape != (self.latent_dim,) or log_var.shape != (self.latent_dim,):
+            return Rejection(x, "size", f"mean and log_var have shapes {mean.shape} and {log_var.shape}, the model's latent is ({self.latent_dim},)")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(log_var))):
+            return Rejection(x, "non_finite", "mean or log_var contain NaN or inf")
+        if np.abs(mean).max() > MAX_ABS_MEAN or np.abs(log_var).max() > MAX_ABS_LOG_VAR:
+            return Rejection(
+                x, "magnitude", f"|mean| up to {np.abs(mean).max():.3g} or |log_var| up to {np.abs(log_var).max():.3g} "
+                f"(bounds {MAX_ABS_MEAN:g}, {MAX_ABS_LOG_VAR:g})",
+            )
+        unknown = [m for m in x.modalities if m not in self.modalities]
+        if unknown or not x.modalities or len(set(x.modalities)) != len(x.modalities):
+            return Rejection(x, "modality", f"modalities {list(x.modalities)} are not distinct ones of {list(self.modalities)}")
+        rejection = self._check_position(x, x.position)
+        if rejection:
+            return rejection
+        sequence, stamp_ns = self._accepted.get(x.key, (-1, -1))
+        if x.sequence <= sequence:
+            return Rejection(x, "duplicate", f"sequence {x.sequence} is not above {sequence}, the last accepted for {x.robot_id}/{x.object_id}")
+        if x.stamp_ns < stamp_ns:
+            return Rejection(x, "stale", f"stamp {x.stamp_ns * 1e-9:.3f} s is older than {stamp_ns * 1e-9:.3f} s, the last accepted for {x.robot_id}/{x.object_id}")
+        if x.stamp_ns < self._horizon_ns:
+            return Rejection(x, "stale", f"stamp {x.stamp_ns * 1e-9:.3f} s is older than the forgetting horizon {self._horizon_ns * 1e-9:.3f} s")
+        return None
+
+    def add_latents(self, latents: Iterable[Latent], now_s: float) -> UpdateResult:
+        """Check, associate and fuse other robots' latents (`now_s`: the caller's monotonic clock, for
+        the rate limit); see the module docstring for the rules."""
+        result = UpdateResult()
+        touched: dict[str, TrackedObject] = {}
+        rate = self.config.foreign_rate_hz
+        for latent in latents:
+            rejection = self.check_latent(latent)
+            if rejection is None and not self._buckets.setdefault(latent.robot_id, TokenBucket(rate, max(1.0, rate), now_s)).take(now_s):
+                rejection = Rejection(latent, "rate", f"robot {latent.robot_id!r} sends more than {rate:g} latents per second")
+            if rejection:
+                self.latent_rejections[rejection.kind] += 1
+                result.rejected.append(rejection)
+                continue
+            self._accepted[latent.key] = (latent.sequence, latent.stamp_ns)
+            object_id = self._links.get(latent.key)
+            if object_id not in self.objects:
+                object_id = self._nearest(np.asarray(latent.position, np.float64), {})
+            if object_id is None:
+                object_id = self._new_id()
+                belief = self._latent_belief(latent)
+                self.objects[object_id] = TrackedObject(
+                    object_id, np.array(latent.position, np.float64), None, belief, np.zeros(len(CLASSES)), latent.stamp_ns, 0, (), {},
+                    position_count=0,
+                )
+                result.created.append(object_id)
+            self._links[latent.key] = object_id
+            obj = self.objects[object_id]
+            obj.foreign[latent.key] = latent
+            touched[object_id] = obj
+        result.updated = list(touched.values())
+        self._refuse(result.updated)
+        return result
+
+    def _latent_belief(self, latent: Latent) -> Belief:
+        return Belief(
+            np.asarray(latent.mean, np.float32), np.asarray(latent.log_var, np.float32), tuple(m for m in self.modalities if m in latent.modalities)
+        )
+
+    def _refuse(self, objects: list[TrackedObject]) -> None:
+        """Fused beliefs (own + the chosen foreign latent, Eq. 18) and their classes, in one batch."""
+        if not objects:
+            return
+        for obj in objects:
+            own = set(obj.own_sensed)
+            missing = {key: len(set(x.modalities) - own) for key, x in obj.foreign.items()}
+            candidates = [x for key, x in obj.foreign.items() if missing[key]]
+            obj.used = max(candidates, key=lambda x: (missing[x.key], x.stamp_ns), default=None)
+            if obj.used is None:
+                obj.fused = obj.belief
+            elif obj.belief is None:
+                obj.fused = self._latent_belief(obj.used)
+                obj.position = np.array(obj.used.position, np.float64)
+            else:
+                # own sensing wins: fuse decodes only the foreign modalities not in `own`
+                obj.fused = self.model.fuse(self._latent_belief(obj.used), {m: obj.evidence[m].mean.astype(np.float32) for m in obj.own_sensed})
+            obj.last_update_ns = max(obj.own_update_ns, obj.used.stamp_ns if obj.used else 0)
+        probabilities = self.model.class_probabilities(np.stack([obj.fused.mean for obj in objects]))
+        for obj, p in zip(objects, probabilities, strict=True):
+            obj.class_probabilities = p
+
+    def _check_position(self, item: Encoding | Latent, position: np.ndarray) -> Rejection | None:
+        position = np.asarray(position)
+        if position.shape != (3,) or not np.all(np.isfinite(position)):
+            return Rejection(item, "non_finite", f"position {tuple(position.ravel())} is not 3 finite numbers")
+        return None
+
+    # ------------------------------------------------------------ sharing, forgetting, frames
+
+    def due_latents(self, now_s: float) -> list[TrackedObject]:
+        """Objects whose own belief is to be shared now (`now_s`: the caller's monotonic clock): changed
+        since it was last shared and that at least 1 / latent_rate_hz ago, or never shared. Each
+        returned object's `sequence` is advanced: the caller must send them."""
+        period = 1.0 / self.config.latent_rate_hz
+        due = [
+            obj for obj in self.objects.values()
+            if obj.belief is not None and obj.unshared and (obj.shared_at_s is None or now_s - obj.shared_at_s >= period)
+        ]
+        for obj in due:
+            obj.sequence += 1
+            obj.shared_at_s, obj.unshared = now_s, False
+        return due
+
     def forget(self, now_ns: int) -> list[str]:
-        """Drop objects not updated for more than forget_after_s before `now_ns`; returns their ids."""
+        """Drop foreign latents stamped more than forget_after_s before `now_ns`, then objects with
+        neither own sensing nor a foreign latent newer than that (re-fusing the others that lost a
+        latent); returns the dropped objects' ids."""
         horizon = now_ns - round(self.config.forget_after_s * 1e9)
-        stale = [object_id for object_id, obj in self.objects.items() if obj.last_update_ns < horizon]
+        self._horizon_ns = max(self._horizon_ns, horizon)
+        stale, changed = [], []
+        for object_id, obj in self.objects.items():
+            old = [key for key, x in obj.foreign.items() if x.stamp_ns < horizon]
+            for key in old:
+                del obj.foreign[key]
+            if obj.own_update_ns < horizon and not obj.foreign:
+                stale.append(object_id)
+            elif old:
+                changed.append(obj)
         for object_id in stale:
             del self.objects[object_id]
+        self._refuse(changed)
+        self._accepted = {key: value for key, value in self._accepted.items() if value[1] >= horizon}
+        self._links = {key: object_id for key, object_id in self._links.items() if object_id in self.objects}
         return stale
 
     def transform(self, parent_to_frame: np.ndarray) -> None:
         """Re-express every position in a parent frame (4x4 parent_to_frame, tf convention), e.g. when
         the node switches from odom to map."""
+
+        def moved(position: np.ndarray) -> np.ndarray:
+            return parent_to_frame[:3, :3] @ position + parent_to_frame[:3, 3]
+
         for obj in self.objects.values():
-            obj.position = parent_to_frame[:3, :3] @ obj.position + parent_to_frame[:3, 3]
+            obj.position = moved(obj.position)
+            obj.foreign = {key: replace(x, position=moved(np.asarray(x.position, np.float64))) for key, x in obj.foreign.items()}
+            if obj.used is not None:
+                obj.used = obj.foreign[obj.used.key]

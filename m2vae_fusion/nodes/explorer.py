@@ -1,0 +1,154 @@
+"""explorer: the demo's behaviour. Finds objects in the LiDAR scan and drives the robot to look at each
+from a few sides at the distance the perception model was trained on, round after round
+(m2vae_fusion.behaviour.explorer holds the rules; this node converts messages around them).
+
+Subscribes: scan (sensor_msgs/LaserScan), odom (nav_msgs/Odometry: the pose and the time base; the
+  behaviour runs on the odometry's stamps, so simulated time needs no use_sim_time), /tf_static (the
+  LiDAR's mounting on the odometry's child frame).
+Publishes: cmd_vel (geometry_msgs/Twist) every 1/control_rate_hz while odometry is fresh; a zero twist
+  on shutdown.
+
+Parameters (defaults in config/explorer.yaml): PARAMETERS below. Read at start-up only.
+
+Usage: ros2 run m2vae_fusion explorer --ros-args -r __ns:=/robot1 --params-file config/explorer.yaml
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import LaserScan
+from tf2_msgs.msg import TFMessage
+
+from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
+from m2vae_fusion.core.errors import ConfigError
+from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.nodes.encoder import DropLog, Dropped, scan_reading, transform_of
+from m2vae_fusion.perception import frames
+from m2vae_fusion.perception.lidar_objects import detect_objects
+from m2vae_fusion.sim.readings import Transform
+
+TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+ODOM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+POSE_HISTORY = 100  # odometry samples kept to find the pose at a scan's stamp (5 s at 20 Hz)
+STALE_ODOM_S = 1.0  # wall seconds without odometry after which the node stops commanding
+
+_DESCRIPTIONS = {
+    "view_distance": "robot centre to object centre when looking [m]; keep it in the model's training range (0.16-0.25 m)",
+    "views_per_object": "sides each object is looked at from per round",
+    "view_spacing": "angle between neighbouring sides [rad]",
+    "dwell_s": "seconds standing still at each side so every sensor sends a few views",
+    "linear_speed": "forward speed [m/s]",
+    "angular_speed": "turn rate [rad/s]",
+    "goal_tolerance": "a viewpoint is reached within this distance [m]",
+    "heading_tolerance": "facing the object within this angle [rad]",
+    "clearance": "paths keep at least this distance from every object's centre [m]",
+    "merge_distance": "LiDAR candidates this close to a known object are that object [m]",
+    "min_sightings": "scans that must have seen an object before it is visited",
+    "max_range": "LiDAR candidates farther than this are ignored [m]",
+    "stuck_timeout_s": "a viewpoint that got no closer for this many seconds is given up",
+}
+PARAMETERS: dict[str, tuple[object, str]] = {
+    **{f.name: (f.default, _DESCRIPTIONS[f.name]) for f in dataclasses.fields(ExplorerConfig)},
+    "control_rate_hz": (20.0, "velocity commands per second"),
+}
+
+
+class ExplorerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("explorer")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(ExplorerConfig):
+            if isinstance(f.default, float):
+                values[f.name] = declare_number(self, PARAMETERS, f.name, positive=False)
+            else:
+                values[f.name] = declare(self, PARAMETERS, f.name)
+        try:
+            self.explorer = Explorer(ExplorerConfig(**values))
+        except ConfigError as exc:
+            raise ParameterError(f"parameter {str(exc).removeprefix('explorer.')}") from None
+        rate = declare_number(self, PARAMETERS, "control_rate_hz", positive=True)
+
+        self.static: dict[str, Transform] = {}
+        self.stamps: list[float] = []
+        self.poses: list[tuple[float, float, float]] = []
+        self.base_frame = ""
+        self.odom_wall = -float("inf")
+        self.drops = DropLog(self.get_logger().warning, self.get_logger().info)
+        self.cmd_pub = self.create_publisher(Twist, "cmd_vel", 10)
+        self.create_subscription(Odometry, "odom", self._on_odom, ODOM_QOS)
+        self.create_subscription(LaserScan, "scan", self._on_scan, qos_profile_sensor_data)
+        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC_QOS)
+        self.create_timer(1.0 / rate, self._on_control)
+        self.get_logger().info(
+            f"exploring: looking at objects from {self.explorer.config.views_per_object} sides at "
+            f"{self.explorer.config.view_distance:g} m; commands on {self.resolve_topic_name('cmd_vel')} at {rate:g} Hz"
+        )
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        for t in msg.transforms:
+            self.static[t.child_frame_id] = transform_of(t)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if self.stamps and stamp < self.stamps[-1]:  # a restarted simulation: forget the old run
+            self.stamps.clear()
+            self.poses.clear()
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        yaw = float(np.arctan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z)))
+        self.stamps.append(stamp)
+        self.poses.append((p.x, p.y, yaw))
+        del self.stamps[:-POSE_HISTORY], self.poses[:-POSE_HISTORY]
+        self.base_frame = msg.child_frame_id
+        self.odom_wall = time.monotonic()
+
+    def _on_scan(self, msg: LaserScan) -> None:
+        if not self.stamps:
+            return
+        try:
+            scan = scan_reading(msg)
+            mounting = frames.lookup(self.static.values(), self.base_frame, msg.header.frame_id)
+        except Dropped as exc:
+            self.drops.report(exc)
+            return
+        except KeyError as exc:
+            self.drops.report(Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True))
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        i = min(bisect.bisect_left(self.stamps, stamp), len(self.stamps) - 1)
+        if i > 0 and abs(self.stamps[i - 1] - stamp) < abs(self.stamps[i] - stamp):
+            i -= 1
+        points = [frames.apply(mounting, [c.x, c.y, 0.0])[:2] for c in detect_objects(scan)]
+        self.explorer.observe(*self.poses[i], np.array(points).reshape(-1, 2))
+
+    def _on_control(self) -> None:
+        if not self.stamps or time.monotonic() - self.odom_wall > STALE_ODOM_S:
+            return
+        linear, angular = self.explorer.step(*self.poses[-1], self.stamps[-1])
+        twist = Twist()
+        twist.linear.x, twist.angular.z = float(linear), float(angular)
+        self.cmd_pub.publish(twist)
+
+    def stop(self) -> None:
+        """A zero twist, so the robot does not drive on until the base's command timeout."""
+        try:
+            self.cmd_pub.publish(Twist())
+        except RuntimeError:  # the context may already be shut down by Ctrl-C; the base's timeout stops it then
+            pass
+        self.destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node("explorer", ExplorerNode, args, close=ExplorerNode.stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The demo's exploration behaviour: in the embedded simulator (no DDS) it looks at every object of the
+arena from several sides at the model's training distance without pushing into anything; its geometry
+rules on their own; the node's parameter table matches config/explorer.yaml."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
+from m2vae_fusion.core.errors import ConfigError
+from m2vae_fusion.perception import frames
+from m2vae_fusion.perception.lidar_objects import detect_objects
+from m2vae_fusion.resources import config_path
+from m2vae_fusion.sim.simulator import SimConfig, Simulator
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def explore(world: Path, seconds: float, dt: float = 0.05) -> tuple[dict[str, set[int]], int, Explorer]:
+    """Run the explorer on the simulator's odometry and LiDAR; returns per object the sides (30-degree
+    bins of the angle object -> robot) it was looked at from at 0.16-0.25 m, facing it within 0.15 rad;
+    and how many control steps a command to move was blocked by an obstacle."""
+    with Simulator(SimConfig(world=world, seed=0)) as sim:
+        mounting = frames.lookup(sim.static_transforms(), "base_link", "lidar_link")
+        explorer = Explorer()
+        sides: dict[str, set[int]] = {o.name: set() for o in sim.objects}
+        blocked = 0
+        for k in range(round(seconds / dt)):
+            odometry = sim.odometry()
+            if k % 2 == 0:  # the LiDAR's 10 Hz
+                points = [frames.apply(mounting, [c.x, c.y, 0.0])[:2] for c in detect_objects(sim.lidar())]
+                explorer.observe(odometry.x, odometry.y, odometry.yaw, np.array(points).reshape(-1, 2))
+                pose = sim.robot_pose
+                for o in sim.objects:
+                    distance = math.hypot(o.x - pose.x, o.y - pose.y)
+                    bearing = (math.atan2(o.y - pose.y, o.x - pose.x) - pose.yaw + math.pi) % (2 * math.pi) - math.pi
+                    if 0.16 <= distance <= 0.25 and abs(bearing) < 0.15:
+                        sides[o.name].add(round(math.degrees(math.atan2(pose.y - o.y, pose.x - o.x)) / 30) % 12)
+            linear, angular = explorer.step(odometry.x, odometry.y, odometry.yaw, k * dt)
+            before = sim.robot_pose
+            sim.set_cmd_vel(linear, angular)
+            sim.step(dt)
+            blocked += int(linear != 0 and sim.robot_pose == before)
+    return sides, blocked, explorer
+
+
+def test_looks_at_every_object_from_several_sides() -> None:
+    sides, blocked, explorer = explore(REPO / "worlds" / "arena.sdf", seconds=150.0)
+    assert blocked == 0
+    assert {name: len(s) for name, s in sides.items()} == {name: len(s) for name, s in sides.items() if len(s) >= 2}, sides
+    assert len(sides) == 8 and explorer.views_taken >= 8 * 3
+
+
+def test_waits_and_turns_while_nothing_is_known() -> None:
+    explorer = Explorer()
+    assert explorer.step(0.0, 0.0, 0.0, 0.0) == (0.0, pytest.approx(0.5))
+    explorer.observe(0.0, 0.0, 0.0, np.array([[0.5, 0.0]]))
+    assert explorer.step(0.0, 0.0, 0.0, 0.1)[0] == 0.0  # seen once: not yet a target (min_sightings 3)
+
+
+def test_goes_to_the_near_side_then_faces_the_object_and_dwells() -> None:
+    explorer = Explorer(ExplorerConfig(dwell_s=1.0))
+    for _ in range(3):
+        explorer.observe(0.0, 0.0, 0.0, np.array([[0.6, 0.0]]))
+    linear, angular = explorer.step(0.0, 0.0, 0.0, 0.0)
+    np.testing.assert_allclose(explorer.plan[0].position, [0.4, 0.0], atol=1e-12)  # the side facing the robot first
+    assert linear > 0 and angular == pytest.approx(0.0)
+    # at the viewpoint, facing away: turn on the spot toward the object
+    linear, angular = explorer.step(0.4, 0.0, math.pi, 1.0)
+    assert linear == 0.0 and abs(angular) == pytest.approx(explorer.config.angular_speed)
+    assert explorer.step(0.4, 0.0, 0.0, 2.0) == (0.0, 0.0) and explorer.dwell_until == pytest.approx(3.0)
+    assert explorer.step(0.4, 0.0, 0.0, 2.5) == (0.0, 0.0) and explorer.views_taken == 0
+    explorer.step(0.4, 0.0, 0.0, 3.1)
+    assert explorer.views_taken == 1 and len(explorer.plan) == 2
+
+
+def test_a_path_through_an_object_gets_a_detour_beside_it() -> None:
+    explorer = Explorer()
+    for _ in range(3):
+        explorer.observe(0.0, 0.0, 0.0, np.array([[0.5, 0.0], [1.0, 0.0]]))
+    (waypoint,) = explorer._detours(np.array([0.0, 0.0]), np.array([0.8, 0.0]))
+    assert math.hypot(*(waypoint - np.array([0.5, 0.0]))) == pytest.approx(explorer.config.view_distance)
+    assert abs(waypoint[1]) > explorer.config.clearance
+    assert explorer._detours(np.array([0.0, 0.3]), np.array([0.8, 0.3])) == []
+
+
+def test_an_unreachable_viewpoint_is_given_up() -> None:
+    explorer = Explorer(ExplorerConfig(stuck_timeout_s=2.0))
+    for _ in range(3):
+        explorer.observe(0.0, 0.0, 0.0, np.array([[0.6, 0.0]]))
+    explorer.step(0.0, 0.0, 0.0, 0.0)
+    first = explorer.plan[0]
+    for t in np.arange(0.1, 2.6, 0.1):  # the robot does not move
+        explorer.step(0.0, 0.0, 0.0, float(t))
+    assert explorer.plan and explorer.plan[0] is not first and explorer.landmarks[0].failures == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"view_distance": 0.0}, "view_distance"), ({"views_per_object": 0}, "views_per_object"), ({"dwell_s": -1.0}, "dwell_s"),
+     ({"clearance": 0.3}, "clearance"), ({"linear_speed": math.nan}, "linear_speed")],
+)
+def test_bad_config_names_the_field(changes: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=f"explorer.{field}"):
+        ExplorerConfig(**changes)
+
+
+def test_yaml_lists_every_parameter_default() -> None:
+    from m2vae_fusion.nodes.explorer import PARAMETERS
+
+    params = yaml.safe_load(config_path("explorer.yaml").read_text())["/**"]["ros__parameters"]
+    assert params == {name: default for name, (default, _) in PARAMETERS.items()}
