@@ -298,7 +298,7 @@ def test_node_encodes_the_object_in_front_at_its_true_position(node_in_process, 
 
 def test_node_limits_objects_and_rate_and_waits_for_odom(node_in_process, sim_messages, monkeypatch):
     m = sim_messages
-    node, published, logged = node_in_process("lidar", frame_prefix="robot1", max_objects=2, rate_limit_hz=0.5, max_distance=1.0)
+    node, published, logged = node_in_process("lidar", frame_prefix="robot1", max_objects=2, rate_limit_hz=0.5, max_distance=1.0, max_bearing=math.pi)
     node._on_tf_static(m.static)
     node._on_tf(m.odom(1.9))
     for _ in range(3):
@@ -314,14 +314,17 @@ def test_node_limits_objects_and_rate_and_waits_for_odom(node_in_process, sim_me
     assert math.dist(positions[0], robot) < math.dist(positions[1], robot)
 
 
-def test_node_encodes_only_objects_within_its_distances(node_in_process, sim_messages):
+def test_node_encodes_only_objects_within_its_distances_and_bearing(node_in_process, sim_messages):
     m = sim_messages
-    for distances, expected in (({}, 1), ({"max_distance": 1.0}, 3), ({"min_distance": 0.2, "max_distance": 0.5}, 2)):
-        node, published, _ = node_in_process("lidar", frame_prefix="robot1", max_objects=3, **distances)
+    everywhere = {"max_bearing": math.pi}
+    # objects at 0.18 m (ahead), then 0.42 m (both 90 degrees to the side), 0.73 m, ...
+    cases = (({}, 1), ({"max_distance": 1.0, **everywhere}, 3), ({"min_distance": 0.2, "max_distance": 0.5, **everywhere}, 2), ({"max_distance": 1.0}, 1))
+    for limits, expected in cases:
+        node, published, _ = node_in_process("lidar", frame_prefix="robot1", max_objects=3, **limits)
         node._on_tf_static(m.static)
         node._on_tf(m.odom(2.0))
         node._on_scan(m.scan)
-        assert len(published) == expected, distances  # objects at 0.18 m (in front), 0.42, 0.42, 0.73, ... m
+        assert len(published) == expected, limits
 
 
 def test_node_drops_bad_messages_and_goes_on(node_in_process):

@@ -13,6 +13,7 @@ import yaml
 
 from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
 from m2vae_fusion.core.errors import ConfigError
+from m2vae_fusion.nodes.explorer import scan_returns
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.lidar_objects import detect_objects
 from m2vae_fusion.resources import config_path
@@ -21,11 +22,11 @@ from m2vae_fusion.sim.simulator import SimConfig, Simulator
 REPO = Path(__file__).resolve().parents[1]
 
 
-def explore(world: Path, seconds: float, dt: float = 0.05) -> tuple[dict[str, set[int]], int, Explorer]:
+def explore(world: Path, seconds: float, robot: str = "amiro", dt: float = 0.05) -> tuple[dict[str, set[int]], int, Explorer]:
     """Run the explorer on the simulator's odometry and LiDAR; returns per object the sides (30-degree
     bins of the angle object -> robot) it was looked at from at 0.16-0.25 m, facing it within 0.15 rad;
     and how many control steps a command to move was blocked by an obstacle."""
-    with Simulator(SimConfig(world=world, seed=0)) as sim:
+    with Simulator(SimConfig(world=world, robot=robot, seed=0)) as sim:
         mounting = frames.lookup(sim.static_transforms(), "base_link", "lidar_link")
         explorer = Explorer()
         sides: dict[str, set[int]] = {o.name: set() for o in sim.objects}
@@ -33,8 +34,9 @@ def explore(world: Path, seconds: float, dt: float = 0.05) -> tuple[dict[str, se
         for k in range(round(seconds / dt)):
             odometry = sim.odometry()
             if k % 2 == 0:  # the LiDAR's 10 Hz
-                points = [frames.apply(mounting, [c.x, c.y, 0.0])[:2] for c in detect_objects(sim.lidar())]
-                explorer.observe(odometry.x, odometry.y, odometry.yaw, np.array(points).reshape(-1, 2))
+                scan = sim.lidar()
+                points = [frames.apply(mounting, [c.x, c.y, 0.0])[:2] for c in detect_objects(scan)]
+                explorer.observe(odometry.x, odometry.y, odometry.yaw, np.array(points).reshape(-1, 2), scan_returns(scan, mounting))
                 pose = sim.robot_pose
                 for o in sim.objects:
                     distance = math.hypot(o.x - pose.x, o.y - pose.y)
@@ -54,6 +56,25 @@ def test_looks_at_every_object_from_several_sides() -> None:
     assert blocked == 0
     assert {name: len(s) for name, s in sides.items()} == {name: len(s) for name, s in sides.items() if len(s) >= 2}, sides
     assert len(sides) == 8 and explorer.views_taken >= 8 * 3
+
+
+def test_two_robots_between_them_look_at_every_object_of_a_wider_arena() -> None:
+    # arena_two_robots: objects up to 1.4 m out, some 10 cm from a wall, the other robot standing in the way
+    sides = [explore(REPO / "worlds" / "arena_two_robots.sdf", seconds=180.0, robot=robot)[0] for robot in ("amiro_1", "amiro_2")]
+    assert all(sides[0][name] or sides[1][name] for name in sides[0]), sides
+
+
+def test_a_candidate_on_a_wall_is_not_visited() -> None:
+    explorer = Explorer()
+    wall = np.stack([np.full(61, 0.8), np.linspace(-0.6, 0.6, 61)], axis=1)  # a wall 0.8 m ahead
+    for _ in range(5):
+        explorer.observe(0.0, 0.0, 0.0, np.array([[0.83, 0.1]]), wall)  # a piece of it taken for an object
+    assert explorer.step(0.0, 0.0, 0.0, 0.0) == (0.0, pytest.approx(0.5)) and explorer.landmarks[0].wall is True
+    free = Explorer()
+    for _ in range(5):
+        free.observe(0.0, 0.0, 0.0, np.array([[0.83, 0.1]]), np.array([[0.80, 0.1], [0.81, 0.12], [0.81, 0.08]]))
+    free.step(0.0, 0.0, 0.0, 0.0)
+    assert free.landmarks[0].wall is False and free.plan
 
 
 def test_waits_and_turns_while_nothing_is_known() -> None:
@@ -97,7 +118,7 @@ def test_an_unreachable_viewpoint_is_given_up() -> None:
     first = explorer.plan[0]
     for t in np.arange(0.1, 2.6, 0.1):  # the robot does not move
         explorer.step(0.0, 0.0, 0.0, float(t))
-    assert explorer.plan and explorer.plan[0] is not first and explorer.landmarks[0].failures == 1
+    assert explorer.plan and explorer.plan[0] is not first and explorer.landmarks[0].failed_rounds == 1
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding, ObjectBeliefArray
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.nodes.fusion import PARAMETERS, MapTransforms, default_robot_id, stamp_ns, to_stamp
+from dds_probe import DdsProbe
 from m2vae_fusion.resources import config_path
 from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.stack.model import PerceptionModel
@@ -80,20 +80,13 @@ def modality_encoding(modality: str, model_id: str, position: tuple[float, float
     return msg
 
 
-class Peer:
+class Peer(DdsProbe):
     """rclpy in this process: publishes encodings and /tf, keeps every belief array and latent."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("test_fusion_peer", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "test_fusion_peer", "fusion")
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.encodings = self.node.create_publisher(ModalityEncoding, "/robot1/encodings", reliable)
         self.tf = self.node.create_publisher(TFMessage, "/tf", reliable)
@@ -102,21 +95,6 @@ class Peer:
         self.latents: list[tuple[float, LatentEmbedding]] = []  # (arrival, message)
         self.node.create_subscription(ObjectBeliefArray, "/robot1/beliefs", self.beliefs.append, reliable)
         self.node.create_subscription(LatentEmbedding, "/shared/latents", lambda m: self.latents.append((time.perf_counter(), m)), reliable)
-
-    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if proc.poll() is not None:
-                pytest.fail(f"fusion exited with {proc.returncode}:\n{proc.stdout.read()}")
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.02)
-        return True
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture

@@ -36,33 +36,26 @@ def start_launcher(processes, graph: Path, log_dir: Path, *extra: str) -> subpro
     return processes.start("m2vae", "launch", str(graph), "--headless", "--log-dir", str(log_dir), "--grace", "3", *extra)
 
 
-def sessions_of_children(pid: int) -> set[int]:
-    """The process-group/session ids the launcher's children lead (each node has its own)."""
-    children = set()
+def process_stats() -> dict[int, list[str]]:
+    """pid -> the fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ...)."""
+    stats = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
             except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) == pid:  # ppid
-                children.add(int(entry.name))
-    return children
+                continue  # the process ended meanwhile
+            stats[int(entry.name)] = stat[stat.rindex(")") + 2 :].split()
+    return stats
+
+
+def sessions_of_children(pid: int) -> set[int]:
+    """The process-group/session ids the launcher's children lead (each node has its own)."""
+    return {child for child, fields in process_stats().items() if int(fields[1]) == pid}
 
 
 def alive_in_sessions(sessions: set[int]) -> list[int]:
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z" and int(fields[3]) in sessions:  # state, ppid, pgrp, session
-                alive.append(int(entry.name))
-    return alive
+    return [p for p, fields in process_stats().items() if fields[0] != "Z" and int(fields[3]) in sessions]
 
 
 def node_names(node) -> set[str]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +17,13 @@ from m2vae_msgs.msg import AttributeProbabilities, LabelledObject, LabelledObjec
 
 from m2vae_fusion.cli import main as m2vae
 from m2vae_fusion.nodes.viz import PARAMETERS
+from dds_probe import DdsProbe
 from m2vae_fusion.resources import config_path, default_model_dir
 from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.stack.model import PerceptionModel
 from m2vae_fusion.viz import HEATMAPS
 from m2vae_fusion.viz.latent_view import (
-    LatentView, belief_points, compute_background, discriminant_directions, fit_plane, grid_points, kernel_average,
+    LatentView, belief_points, compute_background, discriminant_directions, fit_plane, kernel_average,
 )
 from m2vae_fusion.viz.markers import CUBE_SIDE, CYLINDER_DIAMETER, MIN_ALPHA, RGB, MarkerBook, alpha_for, object_marker
 
@@ -242,43 +241,21 @@ def test_latent_image_is_rgb_and_draws_the_beliefs(model: PerceptionModel, backg
 # ---------------------------------------------------------------- the node over real DDS
 
 
-class Probe:
+class Probe(DdsProbe):
     """rclpy in this process: publishes beliefs, keeps markers and latent images."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from visualization_msgs.msg import MarkerArray
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("test_viz_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "test_viz_probe", "viz")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.beliefs = self.node.create_publisher(ObjectBeliefArray, "/robot1/beliefs", reliable)
         self.markers: list[MarkerArray] = []
         self.images: list[Image] = []
         self.node.create_subscription(MarkerArray, "/robot1/markers", self.markers.append, reliable)
         self.node.create_subscription(Image, "/robot1/latent_image", self.images.append, reliable)
-
-    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if proc.poll() is not None:
-                pytest.fail(f"viz exited with {proc.returncode}:\n{proc.stdout.read()}")
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.02)
-        return True
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture

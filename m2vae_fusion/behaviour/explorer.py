@@ -3,15 +3,17 @@ at it from a few sides at the distance the perception model was trained on, then
 from new sides. Everything is in the odometry frame; one call of `Explorer.step` per control tick turns
 the newest pose (and, when a scan came, its object candidates) into a velocity command.
 
-The behaviour is deliberately simple (no map, no planner): objects are the only obstacles it knows, a
-straight path that passes too close to one gets a detour waypoint beside it, and a goal it cannot reach
-in `stuck_timeout_s` is given up. That is enough for the arenas of this package; a robot in a real room
+The behaviour is deliberately simple (no planner): scan returns mark cells of a coarse occupancy grid,
+a viewpoint with an occupied cell within the robot's radius (a wall, another object, another robot) is
+skipped, a straight path that passes too close to a known object gets a detour waypoint beside it, and
+a goal it cannot reach in `stuck_timeout_s` is given up. That is enough for the arenas of this package; a robot in a real room
 wants Nav2 instead, with this node's goals as its input.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,11 +35,12 @@ class ExplorerConfig:
     merge_distance: float = 0.1  # m, candidates this close to a known object are that object
     min_sightings: int = 3  # scans that must have seen an object before it becomes a target
     max_range: float = 1.5  # m, candidates farther than this are ignored (noisy, often clutter)
-    stuck_timeout_s: float = 6.0  # give a goal up when it got no closer for this long
+    stuck_timeout_s: float = 4.0  # give a goal up when it got no closer for this long
+    robot_radius: float = 0.07  # m, a viewpoint needs this much free space around it (AMiRo: 5 cm body)
 
     def __post_init__(self) -> None:
         for name in ("view_distance", "view_spacing", "linear_speed", "angular_speed", "goal_tolerance", "heading_tolerance",
-                     "clearance", "merge_distance", "max_range", "stuck_timeout_s"):
+                     "clearance", "merge_distance", "max_range", "stuck_timeout_s", "robot_radius"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"explorer.{name} must be a finite number > 0, got {value!r}")
@@ -47,6 +50,8 @@ class ExplorerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"explorer.{name} must be an integer >= 1, got {value!r}")
+        if self.robot_radius >= self.view_distance - 0.03:
+            raise ConfigError(f"explorer.robot_radius ({self.robot_radius}) must leave room between the robot and the object at view_distance ({self.view_distance})")
         if self.clearance >= self.view_distance:
             raise ConfigError(f"explorer.clearance ({self.clearance}) must be smaller than explorer.view_distance ({self.view_distance})")
 
@@ -54,13 +59,15 @@ class ExplorerConfig:
 @dataclass
 class Landmark:
     """An object seen in the scans: running mean of its centre, how often it was seen, how many rounds
-    of views it has had and which side (angle from the object to the robot) the next round starts at."""
+    of views it has had, which side (angle from the object to the robot) the next round starts at, and
+    how many rounds in a row got no view of it (no reachable side, or the robot got stuck)."""
 
     position: np.ndarray
     sightings: int = 1
     rounds: int = 0
     next_side: float | None = None
-    failures: int = 0
+    failed_rounds: int = 0
+    wall: bool | None = None  # a piece of wall or clutter, not an object: decided when first planned
 
 
 @dataclass
@@ -72,6 +79,15 @@ class Goal:
     waypoints: list[np.ndarray] = field(default_factory=list)
 
 
+CELL = 0.02  # m, occupancy grid resolution
+MAX_FAILED_ROUNDS = 2  # an object that got no view in this many rounds in a row is left alone
+# A free-standing object leaves this ring around its centre estimate empty (its surface is within 4 cm,
+# a neighbour's beyond 11 cm at the closest spacing of world_gen); a piece of wall or clutter does not.
+RING = (0.065, 0.085)
+OCCUPIED_HITS = 3  # returns in a cell over the remembered scans before it counts as occupied
+REMEMBERED_SCANS = 30  # the grid holds the newest scans only (3 s at 10 Hz): odometry drifts, old hits smear
+
+
 def wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
@@ -80,6 +96,8 @@ class Explorer:
     def __init__(self, config: ExplorerConfig | None = None) -> None:
         self.config = config or ExplorerConfig()
         self.landmarks: list[Landmark] = []
+        self.hits: dict[tuple[int, int], int] = {}  # occupancy grid: returns per cell in the remembered scans
+        self._scans: deque[list[tuple[int, int]]] = deque()
         self.plan: list[Goal] = []  # the current object's remaining sides
         self.dwell_until: float | None = None
         self._best = (math.inf, 0.0)  # (closest distance to the current goal, time it was reached)
@@ -87,13 +105,27 @@ class Explorer:
 
     # ------------------------------------------------------------ perception
 
-    def observe(self, x: float, y: float, yaw: float, candidates: np.ndarray) -> None:
-        """Object candidates (K, 2) in the robot's frame, seen at pose (x, y, yaw) in odom."""
+    def observe(self, x: float, y: float, yaw: float, candidates: np.ndarray, returns: np.ndarray | None = None) -> None:
+        """Object candidates (K, 2) and every scan return (M, 2) in the robot's frame, seen at pose
+        (x, y, yaw) in odom."""
         c, s = math.cos(yaw), math.sin(yaw)
+        rotation = np.array([[c, -s], [s, c]])
+        if returns is not None and len(returns):
+            points = np.asarray(returns, float).reshape(-1, 2)
+            points = points[np.hypot(points[:, 0], points[:, 1]) <= self.config.max_range] @ rotation.T + (x, y)
+            cells = list(map(tuple, np.floor(points / CELL).astype(int)))
+            for cell in cells:
+                self.hits[cell] = self.hits.get(cell, 0) + 1
+            self._scans.append(cells)
+            if len(self._scans) > REMEMBERED_SCANS:
+                for cell in self._scans.popleft():
+                    self.hits[cell] -= 1
+                    if not self.hits[cell]:
+                        del self.hits[cell]
         for bx, by in np.asarray(candidates, float).reshape(-1, 2):
             if math.hypot(bx, by) > self.config.max_range:
                 continue
-            p = np.array([x + c * bx - s * by, y + s * bx + c * by])
+            p = rotation @ (bx, by) + (x, y)
             distances = [float(np.linalg.norm(lm.position - p)) for lm in self.landmarks]
             if distances and min(distances) <= self.config.merge_distance:
                 lm = self.landmarks[int(np.argmin(distances))]
@@ -101,6 +133,16 @@ class Explorer:
                 lm.position = lm.position + (p - lm.position) / min(lm.sightings, 50)
             else:
                 self.landmarks.append(Landmark(p))
+
+    def occupied(self, position: np.ndarray, radius: float, inner: float = 0.0) -> bool:
+        """Is there an occupied cell between `inner` and `radius` from `position` (odom)?"""
+        reach = int(math.ceil(radius / CELL))
+        ci, cj = (int(math.floor(v / CELL)) for v in position)
+        for i in range(ci - reach, ci + reach + 1):
+            for j in range(cj - reach, cj + reach + 1):
+                if self.hits.get((i, j), 0) >= OCCUPIED_HITS and inner <= math.hypot((i + 0.5) * CELL - position[0], (j + 0.5) * CELL - position[1]) <= radius:
+                    return True
+        return False
 
     # ------------------------------------------------------------ control
 
@@ -112,7 +154,7 @@ class Explorer:
                 return 0.0, 0.0
             self.dwell_until = None
             self.views_taken += 1
-            self.plan.pop(0)
+            self.landmarks[self.plan.pop(0).landmark].failed_rounds = 0
             self._best = (math.inf, now)
         if not self.plan and not self._plan_next(here):
             return 0.0, self.config.angular_speed / 3  # nothing known yet: turn slowly so the scans cover the room
@@ -149,8 +191,9 @@ class Explorer:
 
     def _give_up(self, now: float) -> tuple[float, float]:
         goal = self.plan.pop(0)
-        self.landmarks[goal.landmark].failures += 1
-        if self.landmarks[goal.landmark].failures >= 2 * self.config.views_per_object:
+        lm = self.landmarks[goal.landmark]
+        lm.failed_rounds += 1
+        if lm.failed_rounds >= MAX_FAILED_ROUNDS:
             self.plan = [g for g in self.plan if g.landmark != goal.landmark]
         self._best = (math.inf, now)
         return 0.0, 0.0
@@ -158,13 +201,20 @@ class Explorer:
     # ------------------------------------------------------------ planning
 
     def _plan_next(self, here: np.ndarray) -> bool:
-        """Plan the sides of the next object: the fewest rounds so far, then the nearest; objects given up
-        on (every side failed twice) are left out."""
-        limit = 2 * self.config.views_per_object
-        ready = [i for i, lm in enumerate(self.landmarks) if lm.sightings >= self.config.min_sightings and lm.failures < limit]
+        """Plan the sides of the next object: the fewest rounds so far, then the nearest. Left out: pieces
+        of wall or clutter (something in the ring around them) and objects that got no view in
+        MAX_FAILED_ROUNDS rounds in a row."""
+        ready = [
+            i for i, lm in enumerate(self.landmarks)
+            if lm.sightings >= self.config.min_sightings and lm.failed_rounds < MAX_FAILED_ROUNDS
+        ]
         ready.sort(key=lambda i: (self.landmarks[i].rounds, float(np.linalg.norm(self.landmarks[i].position - here))))
         for index in ready:
             lm = self.landmarks[index]
+            if lm.wall is None:
+                lm.wall = self.occupied(lm.position, RING[1], inner=RING[0])
+            if lm.wall:
+                continue
             lm.rounds += 1
             toward_robot = here - lm.position
             first = lm.next_side if lm.next_side is not None else math.atan2(toward_robot[1], toward_robot[0])
@@ -174,20 +224,31 @@ class Explorer:
             for k in range(self.config.views_per_object):
                 side = first + k * self.config.view_spacing
                 position = lm.position + self.config.view_distance * np.array([math.cos(side), math.sin(side)])
-                if self._blocked(position, index):
-                    lm.failures += 1
+                waypoints = self._detours(start, position)
+                legs = zip([start, *waypoints], [*waypoints, position])
+                # a side inside or behind a wall or another obstacle is skipped
+                if self._blocked(position, index) or not all(self._path_free(a, b) for a, b in legs):
                     continue
-                self.plan.append(Goal(index, position, self._detours(start, position)))
+                self.plan.append(Goal(index, position, waypoints))
                 start = position
             if self.plan:
                 self._best = (math.inf, 0.0)
                 return True
+            lm.failed_rounds += 1
         return False
 
     def _blocked(self, position: np.ndarray, own: int) -> bool:
-        return any(
+        return self.occupied(position, self.config.robot_radius) or any(
             i != own and float(np.linalg.norm(lm.position - position)) < self.config.clearance for i, lm in enumerate(self.landmarks)
         )
+
+    def _path_free(self, start: np.ndarray, end: np.ndarray) -> bool:
+        """No occupied cell within robot_radius of the segment, after the robot has left its start."""
+        length = float(np.linalg.norm(end - start))
+        for t in np.arange(self.config.robot_radius, length + CELL, CELL):
+            if self.occupied(start + (end - start) * min(t / max(length, 1e-9), 1.0), self.config.robot_radius):
+                return False
+        return True
 
     def _detours(self, start: np.ndarray, end: np.ndarray) -> list[np.ndarray]:
         """One waypoint beside the object nearest to the straight path when it passes too close to one."""

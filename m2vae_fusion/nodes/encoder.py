@@ -94,6 +94,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "max_objects": (3, "encode the nearest N object candidates the sensor sees in one scan"),
     "min_distance": (0.1, "encode only objects at least this far from the LiDAR [m]"),
     "max_distance": (0.3, "encode only objects at most this far from the LiDAR [m]: keep it near the distances the model was trained at (0.16-0.25 m for the shipped one); farther views are out of its distribution"),
+    "max_bearing": (0.35, "encode only objects within this angle of the LiDAR's forward axis [rad]: the model was trained on objects ahead (+-0.1 rad); pi: all around"),
     "sync_tolerance_s": (0.1, "pair a scan with the image / IR reading nearest in time within this many seconds"),
     "frame_prefix": (None, "robot frame prefix (default: the namespace without its leading '/', plus '/')"),
     "threads": (1, "torch threads (one per process is fastest for these small networks)"),
@@ -277,6 +278,7 @@ class EncoderNode(Node):
             raise ParameterError(f"parameter 'max_objects' must be >= 1, got {self.max_objects}")
         self.tolerance = self._number("sync_tolerance_s")
         self.distances = (self._number("min_distance"), self._number("max_distance"))
+        self.max_bearing = self._number("max_bearing")
         if self.distances[0] >= self.distances[1]:
             raise ParameterError(f"parameter 'min_distance' ({self.distances[0]}) must be smaller than 'max_distance' ({self.distances[1]})")
         threads = self._declare("threads")
@@ -313,7 +315,7 @@ class EncoderNode(Node):
         self.get_logger().info(
             f"encoding {self.modality} with model {self.model.model_id} (feature_dim {self.model.config.feature_dim}) from "
             f"{', '.join(self.resolve_topic_name(t) for t in inputs)} to {self.resolve_topic_name('encodings')} in {self.odom_frame}; "
-            f"nearest {self.max_objects} objects at {self.distances[0]:g}-{self.distances[1]:g} m, rate limit {rate:g} Hz{' (none)' if rate == 0 else ''}"
+            f"nearest {self.max_objects} objects at {self.distances[0]:g}-{self.distances[1]:g} m within {self.max_bearing:g} rad of ahead, rate limit {rate:g} Hz{' (none)' if rate == 0 else ''}"
             + (f", images converted by {'cv_bridge' if BRIDGE is not None else 'm2vae_fusion.perception.image_encodings'}" if self.modality == "camera" else "")
         )
 
@@ -419,7 +421,10 @@ class EncoderNode(Node):
         ir = sensor.data if self.modality == "ir" else None
         observations = observe(image, scan.data, ir, mounting["lidar"], mounting["ir"], mounting["camera"], self.model.config.perception)
         near, far = self.distances
-        seen = [o for o in observations if getattr(o, self.modality) is not None and near <= o.candidate.distance <= far][: self.max_objects]
+        seen = [
+            o for o in observations
+            if getattr(o, self.modality) is not None and near <= o.candidate.distance <= far and abs(o.candidate.bearing) <= self.max_bearing
+        ][: self.max_objects]
         if not seen:
             return [], np.zeros((0, 3))
         features, log_var = self.model.encode_views(self.modality, np.stack([view_vector(self.modality, getattr(o, self.modality)) for o in seen]))

@@ -34,7 +34,7 @@ from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, r
 from m2vae_fusion.nodes.encoder import DropLog, Dropped, scan_reading, transform_of
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.lidar_objects import detect_objects
-from m2vae_fusion.sim.readings import Transform
+from m2vae_fusion.sim.readings import Scan, Transform
 
 TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 ODOM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -55,11 +55,20 @@ _DESCRIPTIONS = {
     "min_sightings": "scans that must have seen an object before it is visited",
     "max_range": "LiDAR candidates farther than this are ignored [m]",
     "stuck_timeout_s": "a viewpoint that got no closer for this many seconds is given up",
+    "robot_radius": "a viewpoint needs this much free space around it in the scans [m]",
 }
 PARAMETERS: dict[str, tuple[object, str]] = {
     **{f.name: (f.default, _DESCRIPTIONS[f.name]) for f in dataclasses.fields(ExplorerConfig)},
     "control_rate_hz": (20.0, "velocity commands per second"),
 }
+
+
+def scan_returns(scan: Scan, mounting: np.ndarray) -> np.ndarray:
+    """Every finite return of a scan as (M, 2) points in the robot's frame."""
+    angles = scan.angle_min + np.arange(len(scan.ranges)) * scan.angle_increment
+    hit = np.isfinite(scan.ranges)
+    points = np.stack([scan.ranges[hit] * np.cos(angles[hit]), scan.ranges[hit] * np.sin(angles[hit]), np.zeros(int(hit.sum()))], axis=1)
+    return frames.apply(mounting, points)[:, :2] if len(points) else np.zeros((0, 2))
 
 
 class ExplorerNode(Node):
@@ -126,8 +135,8 @@ class ExplorerNode(Node):
         i = min(bisect.bisect_left(self.stamps, stamp), len(self.stamps) - 1)
         if i > 0 and abs(self.stamps[i - 1] - stamp) < abs(self.stamps[i] - stamp):
             i -= 1
-        points = [frames.apply(mounting, [c.x, c.y, 0.0])[:2] for c in detect_objects(scan)]
-        self.explorer.observe(*self.poses[i], np.array(points).reshape(-1, 2))
+        candidates = [frames.apply(mounting, [c.x, c.y, 0.0])[:2] for c in detect_objects(scan)]
+        self.explorer.observe(*self.poses[i], np.array(candidates).reshape(-1, 2), scan_returns(scan, mounting))
 
     def _on_control(self) -> None:
         if not self.stamps or time.monotonic() - self.odom_wall > STALE_ODOM_S:

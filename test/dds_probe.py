@@ -1,0 +1,40 @@
+"""rclpy inside a test process on the test's own domain: a node with its own context and executor that
+tests give publishers and subscriptions, spun until a condition holds while a node under test runs."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+
+
+class DdsProbe:
+    def __init__(self, domain_id: int, name: str, under_test: str) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.rclpy = rclpy
+        self.under_test = under_test
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc: subprocess.Popen) -> bool:
+        """Spin until `done()`; False after `timeout_s`; fails the test when `proc` exits meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if proc.poll() is not None:
+                pytest.fail(f"{self.under_test} exited with {proc.returncode}:\n{proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.02)
+        return True
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
