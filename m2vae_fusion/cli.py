@@ -174,33 +174,25 @@ def reproduce_mog(args: argparse.Namespace) -> int:
     return 0
 
 
+# `m2vae bench NAME`: the module that holds each benchmark. Each has add_bench_arguments(parser) and
+# run_bench(args) -> (results dict, table text); `--json PATH` is added here for every one.
+BENCHES: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
+    "train": ("m2vae_fusion.experiments.bench", "training samples per second of every model on MNIST-E, one torch thread"),
+    "sim": ("m2vae_fusion.sim.bench", "embedded simulator speed: real-time factor with all sensors, data collection rate, on one core"),
+}
+
+
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    import importlib
+
     benches = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    train = benches.add_parser(
-        "train",
-        help="training samples per second of every model on MNIST-E, one torch thread",
-        description="Train each model of the MNIST-E experiment for a few epochs on the same pairs and batch size, "
-        "one torch thread, one after the other, and print samples per second and the ratio to the M2VAE.",
-    )
-    train.add_argument("--config", type=Path, help="MNIST-E experiment YAML for data, networks and models (default: config/reproduce/mnist_e.yaml)")
-    train.add_argument("--epochs", type=int, default=1, help="epochs per model (default: 1)")
-    train.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    train.add_argument("--samples", type=int, help="use the first N training pairs (default: all)")
-    train.add_argument("--models", nargs="+", help="models to measure (default: from the config)")
-    train.add_argument("--json", type=Path, help="also write the results as JSON to this path")
-    train.set_defaults(bench_run=bench_train)
-    sim = benches.add_parser(
-        "sim",
-        help="embedded simulator speed: real-time factor with all sensors, data collection rate, on one core",
-        description="Pin this process to one core, run the embedded simulator with every sensor at its SDF rate "
-        "and report simulated seconds per wall second (target >= 10x), then collect a labelled bag and report "
-        "observations per second (target >= 100).",
-    )
-    sim.add_argument("--world", type=Path, help="world SDF (default: the package's worlds/arena.sdf)")
-    sim.add_argument("--seconds", type=float, default=30.0, help="simulated seconds to run (default: 30)")
-    sim.add_argument("--samples", type=int, default=500, help="observations to collect (default: 500)")
-    sim.add_argument("--json", type=Path, help="also write the results as JSON to this path")
-    sim.set_defaults(bench_run=bench_sim)
+    for name, (module_name, help_text) in BENCHES.items():
+        module = importlib.import_module(module_name)
+        bench = benches.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        bench.formatter_class = argparse.RawDescriptionHelpFormatter
+        module.add_bench_arguments(bench)
+        bench.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+        bench.set_defaults(bench_run=module.run_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -211,24 +203,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results, args.json)
     return 0
-
-
-def bench_train(args: argparse.Namespace):
-    from m2vae_fusion.experiments import bench, mnist_e
-
-    experiment = mnist_e.load_experiment(args.config)
-    if args.models:
-        experiment.models = args.models
-    results = bench.bench_train(experiment, epochs=args.epochs, batch_size=args.batch_size, samples=args.samples)
-    return results, bench.table(results)
-
-
-def bench_sim(args: argparse.Namespace):
-    from m2vae_fusion.resources import share_dir
-    from m2vae_fusion.sim import bench
-
-    results = bench.bench_sim(args.world or share_dir() / "worlds" / "arena.sdf", args.seconds, args.samples)
-    return results, bench.table(results)
 
 
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
@@ -325,7 +299,7 @@ COMMANDS: tuple[Command, ...] = (
     ("train", "train the perception model (beta-VAEs, M2VAE, classifier) from bags", add_train_arguments, cmd_train),
     ("sim", "embedded simulator tools: generate worlds, collect labelled bags, draw a sensor contact sheet", add_sim_arguments, cmd_sim),
     ("record", "record live ROS 2 topics into a bag (mcap, split by size/duration, Ctrl-C leaves a valid bag)", add_record_arguments, cmd_record),
-    ("bench", "measure training throughput (train) and simulator speed (sim)", add_bench_arguments, cmd_bench),
+    ("bench", f"benchmarks, measured side by side and reported as ratios: {', '.join(BENCHES)}", add_bench_arguments, cmd_bench),
     ("plot", "draw the viz node's views to PNG: latent space, beliefs from a bag, training curves", add_plot_arguments, cmd_plot),
     ("launch", "run a node graph (sim: the simulated robots) without ros2 launch, every node its own process", add_launch_arguments, cmd_launch),
 )

@@ -15,7 +15,7 @@ PACKAGE = REPO / "m2vae_fusion"
 # Python modules that come from ROS packages, by ROS package name.
 ROS_PACKAGES = {
     "rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "geometry_msgs", "nav_msgs",
-    "visualization_msgs", "rosgraph_msgs", "tf2_msgs", "m2vae_msgs", "cv_bridge", "sensor_msgs_py",
+    "visualization_msgs", "diagnostic_msgs", "rosgraph_msgs", "tf2_msgs", "m2vae_msgs", "cv_bridge", "sensor_msgs_py",
     "rosbag2_py", "launch", "launch_ros", "ament_index_python",
 }
 

@@ -7,18 +7,17 @@ other in this process; the epoch times it logs exclude checkpoint writing.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.core.training import train
-from m2vae_fusion.experiments.mnist_e import MnistEExperiment, load_data
+
+if TYPE_CHECKING:  # torch loads only when a benchmark runs, not for `m2vae --help`
+    from m2vae_fusion.experiments.mnist_e import MnistEExperiment
 
 
 def bench_train(
@@ -29,6 +28,12 @@ def bench_train(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Samples per second of a training epoch (mean over `epochs`) per model, and its ratio to the first model."""
+    import numpy as np
+    import torch
+
+    from m2vae_fusion.core.training import train
+    from m2vae_fusion.experiments.mnist_e import load_data
+
     if epochs < 1 or batch_size < 1 or (samples is not None and samples < 1):
         raise ConfigError(f"bench train: epochs, batch size and samples must be >= 1, got {epochs}, {batch_size}, {samples}")
     split = load_data(experiment, log).train
@@ -70,3 +75,21 @@ def table(results: dict[str, Any]) -> str:
     for name, rate in results["samples_per_second"].items():
         rows.append(f"{name:<12} {rate:>10.0f} {results['ratio'][name]:>16.2f}")
     return "\n".join(rows)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="MNIST-E experiment YAML for data, networks and models (default: config/reproduce/mnist_e.yaml)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per model (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    parser.add_argument("--samples", type=int, help="use the first N training pairs (default: all)")
+    parser.add_argument("--models", nargs="+", help="models to measure (default: from the config)")
+
+
+def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from m2vae_fusion.experiments import mnist_e
+
+    experiment = mnist_e.load_experiment(args.config)
+    if args.models:
+        experiment.models = args.models
+    results = bench_train(experiment, epochs=args.epochs, batch_size=args.batch_size, samples=args.samples)
+    return results, table(results)

@@ -7,6 +7,7 @@ wall second), never compared with stored absolute times.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -15,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from m2vae_fusion.sim.collect import collect
-from m2vae_fusion.sim.simulator import SimConfig, Simulator
 
 
 @contextmanager
@@ -34,6 +33,8 @@ def one_core() -> Iterator[int]:
 def run_realtime(world: Path, sim_seconds: float, physics_rate: float = 100.0) -> dict[str, Any]:
     """Drive in a slow circle for `sim_seconds`, stepping physics at `physics_rate` and firing each
     sensor at its own rate, as the sim node does; returns the time spent per sensor."""
+    from m2vae_fusion.sim.simulator import SimConfig, Simulator
+
     with Simulator(SimConfig(world=world)) as sim:
         sensors = {kind: getattr(sim, kind) for kind in sim.sensors}
         periods = {kind: 1.0 / spec.rate_hz for kind, spec in sim.sensors.items()}
@@ -67,6 +68,8 @@ def run_realtime(world: Path, sim_seconds: float, physics_rate: float = 100.0) -
 
 
 def bench_sim(world: Path, sim_seconds: float = 30.0, samples: int = 500) -> dict[str, Any]:
+    from m2vae_fusion.sim.collect import collect
+
     if sim_seconds <= 0 or samples < 1:
         raise ValueError(f"bench sim: --seconds must be > 0 and --samples >= 1, got {sim_seconds}, {samples}")
     with one_core() as core, tempfile.TemporaryDirectory(prefix="m2vae-bench-sim-") as tmp:
@@ -101,3 +104,16 @@ def table(results: dict[str, Any]) -> str:
         f"sensors: {rates}; wall time spent: {shares}",
     ]
     return "\n".join(lines)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--world", type=Path, help="world SDF (default: the package's worlds/arena.sdf)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="simulated seconds to run (default: 30)")
+    parser.add_argument("--samples", type=int, default=500, help="observations to collect (default: 500)")
+
+
+def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from m2vae_fusion.resources import share_dir
+
+    results = bench_sim(args.world or share_dir() / "worlds" / "arena.sdf", args.seconds, args.samples)
+    return results, table(results)
