@@ -177,8 +177,11 @@ def reproduce_mog(args: argparse.Namespace) -> int:
 # `m2vae bench NAME`: the module that holds each benchmark. Each has add_bench_arguments(parser) and
 # run_bench(args) -> (results dict, table text); `--json PATH` is added here for every one.
 BENCHES: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
-    "train": ("m2vae_fusion.experiments.bench", "training samples per second of every model on MNIST-E, one torch thread"),
+    "train": ("m2vae_fusion.experiments.bench", "training samples per second of every model and a same-size beta-VAE on MNIST-E, interleaved; --ddp: 1 vs N torchrun processes"),
     "sim": ("m2vae_fusion.sim.bench", "embedded simulator speed: real-time factor with all sensors, data collection rate, on one core"),
+    "nodes": ("m2vae_fusion.experiments.bench_nodes", "encoder nodes over real DDS vs the bare path: latency p50/p99, ratio, CPU at 30 Hz"),
+    "fusion": ("m2vae_fusion.experiments.bench_fusion", "one in-place fusion update (Eq. 18) vs one subset-encoder forward; batched vs single updates"),
+    "scale": ("m2vae_fusion.experiments.bench_scale", "fusion work per burst with 10..10 000 objects and 1..16 robots; LatentEmbedding bytes"),
 }
 
 
@@ -238,15 +241,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from m2vae_fusion.stack import train
+    from m2vae_fusion.stack import train_command
 
-    train.add_arguments(parser)
+    train_command.add_arguments(parser)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from m2vae_fusion.stack import train
+    from m2vae_fusion.stack import train_command
 
-    return train.run(args)
+    return train_command.run(args)
 
 
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
@@ -271,6 +274,18 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from m2vae_fusion.bringup import launcher
 
     return launcher.run(args)
+
+
+def add_fuzz_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.robustness import fuzz
+
+    fuzz.add_arguments(parser)
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from m2vae_fusion.robustness import fuzz
+
+    return fuzz.run(args)
 
 
 def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
@@ -302,6 +317,7 @@ COMMANDS: tuple[Command, ...] = (
     ("bench", f"benchmarks, measured side by side and reported as ratios: {', '.join(BENCHES)}", add_bench_arguments, cmd_bench),
     ("plot", "draw the viz node's views to PNG: latent space, beliefs from a bag, training curves", add_plot_arguments, cmd_plot),
     ("launch", "run a node graph (sim: the simulated robots) without ros2 launch, every node its own process", add_launch_arguments, cmd_launch),
+    ("fuzz", "adversarial messages against the running node graph: no crash, finite beliefs, every rejection counted", add_fuzz_arguments, cmd_fuzz),
 )
 
 

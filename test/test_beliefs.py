@@ -7,6 +7,7 @@ echo), objects known from them alone, the checks and their counted reasons, the 
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.stack.beliefs import (
-    ATTRIBUTES, MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject, attribute_probabilities,
+    ATTRIBUTES, MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, BeliefStoreConfig, Encoding, Latent, PlaneIndex, TrackedObject, attribute_probabilities,
 )
 from m2vae_fusion.stack.config import MODALITIES, load_stack_config
 from m2vae_fusion.stack.dataset import Observations
@@ -437,3 +438,196 @@ def test_transform_moves_foreign_latents_with_the_objects(store: BeliefStore, mo
     store.transform(odom_in_map)
     np.testing.assert_allclose([obj.position, obj.used.position], [[1.5, 0.0, 0.0]] * 2)
     assert obj.used is obj.foreign[("robot2", "object_1")]
+
+
+# ---------------------------------------------------------------- batching and the spatial index
+
+
+def counting_encodes(model: PerceptionModel, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the batch size of every subset-encoder call of the fusion model."""
+    calls: list[int] = []
+    encode = model.fusion.encode
+
+    def counted(inputs):
+        calls.append(len(next(iter(inputs.values()))))
+        return encode(inputs)
+
+    monkeypatch.setattr(model.fusion, "encode", counted)
+    return calls
+
+
+def assert_same_beliefs(batched: BeliefStore, single: BeliefStore) -> None:
+    assert list(batched.objects) == list(single.objects)
+    for a, b in zip(batched.objects.values(), single.objects.values()):
+        assert a.sensed == b.sensed and a.own_sensed == b.own_sensed
+        for x, y in ((a.belief, b.belief), (a.fused, b.fused)):
+            if x is None or y is None:
+                assert x is y
+                continue
+            np.testing.assert_allclose(x.mean, y.mean, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(x.log_var, y.log_var, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.class_probabilities, b.class_probabilities, rtol=1e-5, atol=1e-7)
+
+
+def test_a_burst_over_many_objects_is_fused_in_batches_as_one_object_at_a_time(model: PerceptionModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects in every state take a new modality, a repeat, two at once or their first sensing in one
+    burst: one model call per (stored sensors, new sensors), the same beliefs as one update per object."""
+    stored = [("camera",), ("lidar",), ("camera", "lidar"), ("ir",), ("camera", "ir")]
+    news = [("lidar",), ("camera",), ("ir",), ("camera", "ir")]
+    plan = [(s, n) for s in stored for n in news] * 2  # every group twice
+    batched, single = BeliefStore(model, "robot1"), BeliefStore(model, "robot1")
+    position = lambda k: (0.3 * k, 0.5, 0.03)  # noqa: E731
+    history = [encoding(model, m, seed=100 + k, position=position(k), stamp_s=1.0) for k, (s, _) in enumerate(plan) for m in s]
+    for store in (batched, single):
+        store.update(history)
+    burst = {k: [encoding(model, m, seed=200 + 3 * k + j, position=position(k), stamp_s=2.0) for j, m in enumerate(n)] for k, (_, n) in enumerate(plan)}
+    fresh = {len(plan) + k: [encoding(model, m, seed=300 + k, position=position(len(plan) + k), stamp_s=2.0) for m in n] for k, n in enumerate(news)}
+    burst.update(fresh)
+
+    calls = counting_encodes(model, monkeypatch)
+    result = batched.update([e for group in burst.values() for e in group])
+    groups = {(s, tuple(m for m in MODALITIES if m in n)) for s, n in plan} | {(None, tuple(m for m in MODALITIES if m in n)) for n in news}
+    assert len(calls) == len(groups) and sum(calls) == len(burst)
+    assert len(result.updated) == len(burst) and len(result.created) == len(fresh)
+    calls.clear()
+    for group in burst.values():
+        single.update(group)
+    assert calls == [1] * len(burst)
+    assert_same_beliefs(batched, single)
+
+
+def test_foreign_latents_for_many_objects_are_fused_in_batches_as_one_at_a_time(model: PerceptionModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = [("camera",), ("lidar",), ("lidar", "ir")] * 3
+    foreign = [("lidar",), ("ir",), ("camera",), ("camera", "lidar", "ir"), ("lidar", "ir"), ("camera",), ("ir",), ("camera", "ir"), ("lidar",)]
+    batched, single = BeliefStore(model, "robot1"), BeliefStore(model, "robot1")
+    for store in (batched, single):
+        store.update([encoding(model, m, seed=k, position=(0.3 * k, 0.0, 0.0)) for k, ms in enumerate(own) for m in ms])
+    latents = [
+        latent(model, robot_id="robot2", object_id=f"object_{k}", modalities=ms, position=(0.3 * k, 0.02, 0.0), seed=k) for k, ms in enumerate(foreign)
+    ]
+    latents.append(latent(model, robot_id="robot2", object_id="object_99", modalities=("camera",), position=(9.0, 9.0, 0.0)))  # a new object
+    calls = counting_encodes(model, monkeypatch)
+    result = batched.add_latents(latents, 0.0)
+    assert len(result.updated) == len(latents) and len(result.created) == 1
+    used = {(tuple(m for m in MODALITIES if m in ms), o) for o, ms in zip(own, foreign) if set(ms) - set(o)}  # (stored, new) groups
+    assert len(calls) == len(used) < len(latents)
+    for x in latents:
+        single.add_latents([x], 0.0)
+    assert_same_beliefs(batched, single)
+
+
+def scan_nearest(entries: dict[str, tuple[float, float]], x: float, y: float, gate: float) -> str | None:
+    """The association rule as a scan of every entry in order of creation, the last of equals winning."""
+    best, best_distance = None, gate
+    for key, (ex, ey) in entries.items():
+        distance = math.hypot(ex - x, ey - y)
+        if distance <= best_distance:
+            best, best_distance = key, distance
+    return best
+
+
+def test_the_plane_index_finds_what_a_scan_finds() -> None:
+    gate = 0.1
+    rng = np.random.default_rng(3)
+    index, entries = PlaneIndex(gate), {}
+    # random points, points on cell borders and on a lattice of half the gate (ties at exactly the
+    # gate and closer), far-off and non-finite ones
+    points = [tuple(p) for p in rng.uniform(-1.0, 1.0, (300, 2))]
+    points += [(0.1 * i, 0.1 * j) for i in range(-3, 4) for j in range(-3, 4)]
+    points += [(0.05 * i + 2.0, 0.05 * j) for i in range(6) for j in range(6)]
+    points += [(1e12, 5.0), (1e12 + 0.05, 5.0), (-3e300, 0.0), (np.inf, 0.0), (np.nan, 1.0)]
+    for k, point in enumerate(points):
+        index.place(f"k{k}", np.array(point))
+        entries[f"k{k}"] = point
+    queries = [*points, *(tuple(q) for q in rng.uniform(-1.2, 2.5, (400, 2))), (0.05, 0.05), (2.025, 0.025), (1e12 + 0.02, 5.0)]
+
+    def check() -> None:
+        for qx, qy in queries:
+            found = index.nearest(np.array([qx, qy]))
+            expected = scan_nearest(entries, qx, qy, gate)
+            assert (found and found[0]) == expected, (qx, qy)
+            if found:
+                assert found[1] == math.hypot(entries[expected][0] - qx, entries[expected][1] - qy)
+
+    check()
+    # moves keep a key's rank (its place among equals); removals take it out
+    for k in rng.choice(len(points), 60, replace=False):
+        point = tuple(rng.uniform(-1.0, 1.0, 2))
+        index.place(f"k{k}", np.array(point))
+        entries[f"k{k}"] = point
+    for k in rng.choice(len(points), 60, replace=False):
+        if f"k{k}" in entries:
+            index.remove(f"k{k}")
+            del entries[f"k{k}"]
+    assert len(index) == len(entries)
+    check()
+
+
+def test_ties_go_to_the_newer_object_within_the_store_and_the_burst(model: PerceptionModel) -> None:
+    store = BeliefStore(model, "robot1", BeliefStoreConfig(gate=0.125))  # binary fractions: exact distances
+    at = lambda x: (x, 0.0, 0.0)  # noqa: E731
+    store.update([encoding(model, "lidar", position=at(0.0)), encoding(model, "lidar", position=at(0.25)), encoding(model, "lidar", position=at(1.25))])
+    # exactly the gate from two objects: the one created last
+    (obj,) = store.update([encoding(model, "ir", position=at(0.125))]).updated
+    assert obj.object_id == "object_2"
+    # a new object of this burst is newer than every stored one
+    result = store.update([encoding(model, "camera", position=at(1.0)), encoding(model, "ir", position=at(1.125))])
+    assert result.created == ["object_4"] and [o.object_id for o in result.updated] == ["object_4"]
+    assert store.objects["object_4"].sensed == ("camera", "ir") and store.objects["object_3"].sensed == ("lidar",)
+
+
+def test_association_through_the_index_equals_a_linear_scan(model: PerceptionModel) -> None:
+    """Bursts of encodings in clusters (new objects within a burst, running means moving objects
+    across cell borders), foreign latents, forgetting and a change of frame: every encoding and
+    latent goes where a scan of every object in order of creation sends it."""
+    gate = 0.1
+    store = BeliefStore(model, "robot1", BeliefStoreConfig(forget_after_s=50.0))
+    rng = np.random.default_rng(7)
+    scan: dict[str, list] = {}  # object id -> [position (2,), count]
+    centres = rng.uniform(0.0, 1.5, (25, 2))
+    next_id = 1
+    for burst_index in range(12):
+        positions = centres[rng.integers(len(centres), size=10)] + rng.normal(0.0, 0.04, (10, 2))
+        burst = [encoding(model, MODALITIES[k % 3], seed=k, position=(x, y, 0.0), stamp_s=float(burst_index)) for k, (x, y) in enumerate(positions)]
+        for x, y in positions:  # the reference: the original linear scan
+            key = scan_nearest({k: tuple(v[0]) for k, v in scan.items()}, x, y, gate)
+            if key is None:
+                scan[f"object_{next_id}"] = [np.array([x, y]), 1]
+                next_id += 1
+            else:
+                scan[key][1] += 1
+                scan[key][0] = scan[key][0] + (np.array([x, y]) - scan[key][0]) / scan[key][1]
+        store.update(burst)
+        assert list(store.objects) == list(scan)
+        for object_id, (position, count) in scan.items():
+            obj = store.objects[object_id]
+            assert obj.position_count == count and np.array_equal(obj.position[:2], position)
+        # a foreign latent of a new (robot, object): the nearest object, else a new one
+        x, y = rng.uniform(-0.1, 1.6, 2)
+        expected = scan_nearest({k: tuple(v.position[:2]) for k, v in store.objects.items()}, x, y, gate)
+        result = store.add_latents([latent(model, robot_id="robot2", object_id=f"theirs_{burst_index}", position=(x, y, 0.0), stamp_s=float(burst_index))], 0.0)
+        if expected is None:
+            (created,) = result.created
+            scan[created] = [np.array([x, y]), 0]
+            next_id += 1
+        else:
+            assert [o.object_id for o in result.updated] == [expected] and not result.created
+    # forgetting and a change of frame keep the index in step
+    dropped = store.forget(56 * S)
+    assert dropped and all(object_id not in store.objects for object_id in dropped)
+    turn = np.eye(4)
+    turn[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    store.transform(turn)
+    for obj in list(store.objects.values()):
+        expected = scan_nearest({k: tuple(v.position[:2]) for k, v in store.objects.items()}, *obj.position[:2], gate)
+        assert store._nearest(obj.position) == expected
+
+
+def test_forgetting_sees_an_older_stamp_that_arrives_late(store: BeliefStore, model: PerceptionModel) -> None:
+    store.update([encoding(model, "lidar", position=(0, 0, 0), stamp_s=100.0)])
+    assert store.forget(120 * S) == []  # nothing older than 60 s
+    store.update([encoding(model, "ir", position=(3, 0, 0), stamp_s=10.0)])  # out of order
+    store.add_latents([latent(model, robot_id="robot2", position=(6.0, 0.0, 0.0), stamp_s=100.0)], 0.0)
+    assert store.forget(120 * S) == ["object_2"]
+    store.add_latents([latent(model, robot_id="robot3", position=(9.0, 0.0, 0.0), stamp_s=100.0)], 0.0)
+    assert store.forget(161 * S) == ["object_1", "object_3", "object_4"] and not store.objects

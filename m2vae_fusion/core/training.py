@@ -6,10 +6,24 @@ model's terms to metrics.jsonl and checkpoints atomically (core.checkpoint). Rep
 rests on three things: the weights are initialised right after torch.manual_seed(seed); each
 epoch's shuffle comes from its own generator seeded from (seed, epoch); torch's global RNG,
 which draws the reparameterisation noise, is saved in every checkpoint and restored on resume.
+
+Distributed data parallel: launched by torchrun (WORLD_SIZE > 1 in the environment), `train` joins
+the gloo process group, wraps the model in DistributedDataParallel and splits every global batch
+(train.batch_size, the same shuffle as one process) into near-equal contiguous shards, one per
+process. Each shard's batch-mean loss is weighted by its share of the global batch, so the gradient
+DDP averages is the gradient of the global batch mean, uneven last batches included: up to float
+summation order, one process and N processes take the same optimiser step for the same noise.
+The noise itself differs: each process draws the reparameterisation noise of its own shard from a
+generator reseeded at every epoch from (seed, epoch, rank), which also makes a DDP run resumable to
+identical weights without saving every process's RNG. The logged terms are the global means; only
+rank 0 writes metrics.jsonl, checkpoints and the progress bar, and every rank resumes from the
+same checkpoint, so out_dir must be a folder all processes see. With WORLD_SIZE 1 none of this
+happens.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
@@ -43,6 +57,52 @@ class TrainResult:
     history: list[dict[str, float]]  # one dict per epoch run by this call: epoch, time, every term
     checkpoint: Path
     epochs_run: int  # epochs run by this call (fewer than train_config.epochs after a resume)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun launch: world size 1 and rank 0 without torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that writes files and prints."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for in a single process)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def distributed() -> Distributed:
+    """Join torchrun's process group (gloo, CPU) when WORLD_SIZE > 1; once per process.
+
+    torchrun sets WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; the group lives until
+    the process exits, so several `train` calls (the stages of `m2vae train`) share it.
+    """
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise TrainingError(f"WORLD_SIZE must be an integer, got {os.environ['WORLD_SIZE']!r}") from None
+    if world_size <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group("gloo")
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise TrainingError(
+                f"WORLD_SIZE={world_size} but joining the process group failed ({exc}); launch with "
+                "`torchrun --nproc-per-node N ...`, which also sets RANK, MASTER_ADDR and MASTER_PORT"
+            ) from None
+        atexit.register(dist.destroy_process_group)
+    return Distributed(dist.get_rank(), dist.get_world_size())
 
 
 def dataset_fingerprint(data: Mapping[str, Tensor]) -> str:
@@ -112,12 +172,13 @@ def train(
     and the trajectory settings (seed, batch size, learning rate), training continues from its
     epoch and ends with the same weights as an uninterrupted run. `log` receives status lines.
     """
-    say = log or (lambda message: None)
     tensors = check_data(model_config, data)
+    ranks = distributed()
+    say = log if log is not None and ranks.main else (lambda message: None)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(train_config.threads)
     try:
-        return _train(model_config, train_config, tensors, Path(out_dir), dataset_hash, resume, progress, say)
+        return _train(model_config, train_config, tensors, Path(out_dir), dataset_hash, resume, progress and ranks.main, say, ranks)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -131,6 +192,7 @@ def _train(
     resume: bool,
     progress: bool,
     say: Callable[[str], None],
+    ranks: Distributed,
 ) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / CHECKPOINT_NAME
@@ -144,7 +206,8 @@ def _train(
         optimizer.load_state_dict(checkpoint.optimizer_state)
         torch.set_rng_state(checkpoint.rng_state["torch"])
         start = checkpoint.epoch
-        _keep_metrics_up_to(metrics_path, start)
+        if ranks.main:
+            _keep_metrics_up_to(metrics_path, start)
         say(f"resuming from {checkpoint_path} at epoch {start}/{epochs}")
     else:
         if checkpoint_path.exists():
@@ -152,19 +215,23 @@ def _train(
         torch.manual_seed(train_config.seed)
         model = build_model(model_config)
         optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
-        metrics_path.unlink(missing_ok=True)
+        if ranks.main:
+            metrics_path.unlink(missing_ok=True)
         start = 0
+    num_samples = next(iter(data.values())).shape[0]
+    if ranks.world_size > 1:
+        _check_ranks_agree(dataset_hash=dataset_hash, samples=num_samples, start_epoch=start)
 
     if start == epochs:
         say(f"{checkpoint_path} already holds all {epochs} epochs; nothing to train")
         model.eval()
         return TrainResult(model, [], checkpoint_path, 0)
 
-    num_samples = next(iter(data.values())).shape[0]
     batch_size = min(train_config.batch_size, num_samples)
     num_batches = math.ceil(num_samples / batch_size)
     history: list[dict[str, float]] = []
     model.train()
+    net = model if ranks.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
     bar = tqdm(
         range(start, epochs),
         initial=start,
@@ -176,24 +243,35 @@ def _train(
     for epoch in bar:
         started = time.perf_counter()
         order = torch.randperm(num_samples, generator=_shuffle_generator(train_config.seed, epoch))
+        if ranks.world_size > 1:
+            torch.manual_seed(_derived_seed("m2vae-noise", train_config.seed, epoch, ranks.rank))
         sums: dict[str, float] = {}
         loss_sum = 0.0
         for b in range(num_batches):
             index = order[b * batch_size : (b + 1) * batch_size]
-            batch = {name: x[index] for name, x in data.items()}
-            output = model(batch, epoch=epoch + b / num_batches)
-            if not torch.isfinite(output.loss):
-                terms = ", ".join(f"{k}={v:.4g}" for k, v in output.terms.items())
+            shard = index if ranks.world_size == 1 else index.tensor_split(ranks.world_size)[ranks.rank]
+            # A process whose shard of a short last batch is empty still joins the gradient
+            # all-reduce: it runs one sample with weight 0.
+            batch = {name: x[shard if len(shard) else index[:1]] for name, x in data.items()}
+            output = net(batch, epoch=epoch + b / num_batches)
+            loss, loss_value, terms = output.loss, output.loss.item(), output.terms
+            if ranks.world_size > 1:
+                # DDP averages the ranks' gradients: weighting each shard's mean by its share of
+                # the global batch turns that average into the gradient of the global batch mean.
+                loss = loss * (len(shard) * ranks.world_size / len(index))
+                loss_value, terms = _global_means(loss_value, terms, len(shard), len(index))
+            if not math.isfinite(loss_value):
+                listed = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
                 raise TrainingError(
-                    f"non-finite loss {output.loss.item()} in epoch {epoch + 1} (batch {b + 1}/{num_batches}); "
-                    f"terms: {terms or 'none'}; try a lower train.learning_rate or check the data"
+                    f"non-finite loss {loss_value} in epoch {epoch + 1} (batch {b + 1}/{num_batches}); "
+                    f"terms: {listed or 'none'}; try a lower train.learning_rate or check the data"
                 )
             optimizer.zero_grad(set_to_none=True)
-            output.loss.backward()
+            loss.backward()
             optimizer.step()
             # Terms are batch means; weight by batch size so the epoch mean is over samples.
-            loss_sum += output.loss.item() * len(index)
-            for key, value in output.terms.items():
+            loss_sum += loss_value * len(index)
+            for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value * len(index)
 
         record = {"epoch": epoch + 1, "time": time.perf_counter() - started}
@@ -202,10 +280,10 @@ def _train(
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}")
         done = epoch + 1
-        if done % train_config.log_every == 0 or done == epochs:
+        if ranks.main and (done % train_config.log_every == 0 or done == epochs):
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-        if done % train_config.checkpoint_every == 0 or done == epochs:
+        if ranks.main and (done % train_config.checkpoint_every == 0 or done == epochs):
             save_checkpoint(
                 checkpoint_path,
                 model,
@@ -217,6 +295,7 @@ def _train(
                 rng_state={"torch": torch.get_rng_state()},
             )
     bar.close()
+    ranks.barrier()  # every rank returns once rank 0's final checkpoint is on disk
     say(f"trained epochs {start + 1}-{epochs}; loss {history[-1]['loss']:.4g}; checkpoint {checkpoint_path}")
     model.eval()
     return TrainResult(model, history, checkpoint_path, epochs - start)
@@ -224,8 +303,40 @@ def _train(
 
 def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
     """A generator that depends only on (seed, epoch), so a resumed run shuffles identically."""
-    digest = hashlib.sha256(f"m2vae-shuffle:{seed}:{epoch}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return torch.Generator().manual_seed(_derived_seed("m2vae-shuffle", seed, epoch))
+
+
+def _derived_seed(purpose: str, *parts: int) -> int:
+    """A 63-bit seed from sha256 over `purpose` and `parts`: independent streams per purpose."""
+    digest = hashlib.sha256(":".join([purpose, *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _global_means(loss: float, terms: dict[str, float], shard: int, batch: int) -> tuple[float, dict[str, float]]:
+    """Means over the global batch of the loss and terms that each rank measured on its shard."""
+    import torch.distributed as dist
+
+    keys = list(terms)  # the same model code on every rank: the same keys in the same order
+    values = torch.tensor([loss, *(terms[k] for k in keys)], dtype=torch.float64)
+    values = values * shard if shard else torch.zeros_like(values)
+    dist.all_reduce(values)
+    values /= batch
+    return values[0].item(), dict(zip(keys, values[1:].tolist()))
+
+
+def _check_ranks_agree(**facts: Any) -> None:
+    """Every rank must train on the same data from the same checkpoint epoch in the same folder."""
+    import torch.distributed as dist
+
+    gathered: list[dict[str, Any] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, facts)
+    differing = [key for key in facts if any(g[key] != facts[key] for g in gathered)]
+    if differing:
+        per_rank = "; ".join(f"{key}: " + ", ".join(f"rank {r} {g[key]!r}" for r, g in enumerate(gathered)) for key in differing)
+        raise TrainingError(
+            f"the {len(gathered)} torchrun processes disagree ({per_rank}); every process must load the same "
+            "data and see the same out_dir (a folder shared by all of them)"
+        )
 
 
 def _resumable(path: Path, model_config: ModelConfig, train_config: TrainConfig, dataset_hash: str) -> Checkpoint:

@@ -20,14 +20,24 @@ Subscribes (sensor-data QoS): scan, camera/image_raw + camera/camera_info (camer
 /tf (reliable), /tf_static (transient local). Publishes `encodings` (reliable, depth 50).
 
 Messages the node cannot read are dropped with a warning naming the problem (at most one per
-DROP_LOG_PERIOD_S per kind of message, with a count of those in between), never a crash: images of an
-unsupported encoding or whose step/size disagree with width/height/data or camera_info; scans that are
-empty, whose intensities or angle span disagree with the number of ranges, with non-finite geometry,
-NaN ranges (REP-117: an invalid measurement) or non-finite intensities. +-inf ranges are valid
-(REP-117: no return / too close). Inputs that have not arrived yet (camera_info, transforms) are
-reported the same way at info level: usual while starting. Parameters: PARAMETERS below, defaults per
-node in config/encoders.yaml. A model that does not fit the parameters (no such file, modality not
-in the model, other model_id) is fatal: exit status 2 with the reason.
+DROP_LOG_PERIOD_S per kind of message and reason, with a count of those in between), never a crash:
+images of an unsupported encoding, of zero size, of more than MAX_IMAGE_PIXELS, or whose step/size
+disagree with width/height/data or camera_info; scans that are empty, longer than MAX_BEAMS, whose
+intensities or angle span disagree with the number of ranges, with non-finite geometry, NaN ranges
+(REP-117: an invalid measurement), negative finite ranges or non-finite intensities. +-inf ranges
+are valid (REP-117: no return / too close); finite ranges outside [range_min, range_max] are kept and
+ignored by the object detection (clipped, as LaserScan.msg asks). Then the header: a frame that
+/tf_static does not connect to base_link (once /tf_static has arrived), a stamp before that of the
+previous accepted message of the same input (out of order), or one more than future_tolerance_s
+ahead of both the node's clock (/clock with use_sim_time) and the newest odom -> base_link (from the
+future) drop the message too. Inputs that have not arrived yet (camera_info, transforms) are
+reported the same way at info level: usual while starting. Every message taken and every drop, by
+reason, is counted and published on /diagnostics (m2vae_fusion.robustness.diagnostics) every
+diagnostics_period_s.
+
+Parameters: PARAMETERS below, defaults per node in config/encoders.yaml. A model that does not fit the
+parameters (no such file, modality not in the model, other model_id) is fatal: exit status 2 with the
+reason.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ from m2vae_fusion.perception.features import observe
 from m2vae_fusion.perception.image_encodings import ImageFormatError
 from m2vae_fusion.perception.lidar_objects import Candidate
 from m2vae_fusion.resources import default_model_dir
+from m2vae_fusion.robustness import diagnostics
 from m2vae_fusion.sim.readings import CameraImage, Scan, Transform
 from m2vae_fusion.stack.config import MODALITIES
 from m2vae_fusion.stack.model import PerceptionModel
@@ -80,6 +91,8 @@ TF_HISTORY_S = 5.0  # of message time: odom -> base_link samples kept for at-or-
 TF_WAIT_S = 0.5  # wall seconds an encoded scan waits for an odom -> base_link at or after its stamp
 DROP_LOG_PERIOD_S = 5.0
 PARTNERS = 5  # images / IR readings kept for pairing; scans waiting for one
+MAX_BEAMS = 20_000  # per scan: 2-D LiDARs give a few thousand; more is a corrupt or hostile message
+MAX_IMAGE_PIXELS = 4096 * 4096  # beyond any camera this node is meant for (the AMiRo's: 320 x 240)
 
 # name -> (default, description)
 PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -98,16 +111,23 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "sync_tolerance_s": (0.1, "pair a scan with the image / IR reading nearest in time within this many seconds"),
     "frame_prefix": (None, "robot frame prefix (default: the namespace without its leading '/', plus '/')"),
     "threads": (1, "torch threads (one per process is fastest for these small networks)"),
+    "future_tolerance_s": (1.0, "drop sensor messages stamped more than this many seconds ahead of the node's clock and the newest odometry"),
+    "diagnostics_period_s": (1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]"),
 }
 
 
 class Dropped(Exception):
     """A message the node cannot use: `what` kind of message, `reason` the problem; `waiting`: not
-    wrong, but something it needs has not arrived yet (camera_info, a transform)."""
+    wrong, but something it needs has not arrived yet (camera_info, a transform); `kind`: a short name
+    of the problem, the counter on /diagnostics."""
 
-    def __init__(self, what: str, reason: str, waiting: bool = False) -> None:
+    def __init__(self, what: str, reason: str, waiting: bool = False, kind: str = "unusable") -> None:
         super().__init__(f"{what}: {reason}")
-        self.what, self.reason, self.waiting = what, reason, waiting
+        self.what, self.kind, self.reason, self.waiting = what, kind, reason, waiting
+
+    @property
+    def key(self) -> str:
+        return f"{diagnostics.DROPPED}{self.what}: {self.kind}"
 
 
 # ------------------------------------------------------------ message conversion
@@ -121,75 +141,87 @@ def scan_reading(msg: Any, what: str = "scan") -> Scan:
     """A LaserScan as a Scan, or Dropped naming what is wrong with it."""
     n, m = len(msg.ranges), len(msg.intensities)
     if n == 0:
-        raise Dropped(what, "empty scan (no ranges)")
+        raise Dropped(what, "empty scan (no ranges)", kind="empty")
+    if max(n, m) > MAX_BEAMS:
+        raise Dropped(what, f"{n} ranges and {m} intensities: more than {MAX_BEAMS} beams", kind="huge")
     if m not in (0, n):
-        raise Dropped(what, f"{n} ranges but {m} intensities")
+        raise Dropped(what, f"{n} ranges but {m} intensities", kind="intensities")
     geometry = {name: float(getattr(msg, name)) for name in ("angle_min", "angle_max", "angle_increment", "range_min", "range_max")}
     bad = [f"{name}={value}" for name, value in geometry.items() if not math.isfinite(value)]
     if bad:
-        raise Dropped(what, f"non-finite {', '.join(bad)}")
+        raise Dropped(what, f"non-finite {', '.join(bad)}", kind="geometry")
     if geometry["angle_increment"] == 0:
-        raise Dropped(what, "angle_increment is 0")
+        raise Dropped(what, "angle_increment is 0", kind="geometry")
     if not 0 <= geometry["range_min"] < geometry["range_max"]:
-        raise Dropped(what, f"need 0 <= range_min < range_max, got {geometry['range_min']} and {geometry['range_max']}")
+        raise Dropped(what, f"need 0 <= range_min < range_max, got {geometry['range_min']} and {geometry['range_max']}", kind="geometry")
     # drivers disagree on whether angle_max is the last beam or one past it: allow one beam either way
     beams = (geometry["angle_max"] - geometry["angle_min"]) / geometry["angle_increment"] + 1
     if abs(beams - n) > 1 + 1e-6:
-        raise Dropped(what, f"{n} ranges, but angle_min..angle_max in steps of angle_increment span {beams:.1f} beams")
+        raise Dropped(what, f"{n} ranges, but angle_min..angle_max in steps of angle_increment span {beams:.1f} beams", kind="beam_count")
     scan = scan_from_msg(msg)
     nan = int(np.isnan(scan.ranges).sum())
     if nan:
-        raise Dropped(what, f"{nan} of {n} ranges are NaN (invalid measurements)")
+        raise Dropped(what, f"{nan} of {n} ranges are NaN (invalid measurements)", kind="nan_ranges")
+    negative = int(((scan.ranges < 0) & np.isfinite(scan.ranges)).sum())
+    if negative:  # -inf is REP-117's "too close"; a negative distance is a broken driver
+        raise Dropped(what, f"{negative} of {n} ranges are negative", kind="negative_ranges")
     bad_intensities = int((~np.isfinite(scan.intensities)).sum())
     if bad_intensities:
-        raise Dropped(what, f"{bad_intensities} of {m} intensities are NaN or inf")
+        raise Dropped(what, f"{bad_intensities} of {m} intensities are NaN or inf", kind="intensities")
     return scan
 
 
 def camera_reading(image: Any, info: Any | None) -> CameraImage:
     """An Image with its CameraInfo as a CameraImage, or Dropped naming what is wrong with them."""
+    if image.width == 0 or image.height == 0 or len(image.data) == 0:
+        raise Dropped("image", f"zero-size image: {image.width}x{image.height}, {len(image.data)} bytes", kind="zero_size")
+    if image.width * image.height > MAX_IMAGE_PIXELS or len(image.data) > 4 * MAX_IMAGE_PIXELS:
+        raise Dropped("image", f"{image.width}x{image.height} pixels, {len(image.data)} bytes: more than {MAX_IMAGE_PIXELS} pixels", kind="huge")
     if info is None:
-        raise Dropped("image", "no camera_info received yet: the intrinsics are needed to crop objects", waiting=True)
+        raise Dropped("image", "no camera_info received yet: the intrinsics are needed to crop objects", waiting=True, kind="no_camera_info")
     if (image.width, image.height) != (info.width, info.height):
-        raise Dropped("image", f"image is {image.width}x{image.height} but camera_info says {info.width}x{info.height}")
+        raise Dropped("image", f"image is {image.width}x{image.height} but camera_info says {info.width}x{info.height}", kind="size")
     k = np.asarray(info.k, dtype=float)
     if k.shape != (9,) or not np.all(np.isfinite(k)) or not (k[0] > 0 and k[4] > 0):
-        raise Dropped("image", f"camera_info has no usable intrinsics (k = {k.tolist()})")
+        raise Dropped("image", f"camera_info has no usable intrinsics (k = {k.tolist()})", kind="camera_info")
     rgb = None
     if BRIDGE is not None:
         try:
             rgb = BRIDGE.imgmsg_to_cv2(image, desired_encoding="rgb8")
         except Exception as exc:  # CvBridgeError, or numpy's TypeError / ValueError for a short buffer
-            raise Dropped("image", f"cv_bridge cannot convert {image.encoding!r} {image.width}x{image.height} step {image.step}: {exc}") from None
+            raise Dropped("image", f"cv_bridge cannot convert {image.encoding!r} {image.width}x{image.height} step {image.step}: {exc}", kind="format") from None
     try:
         return image_from_msgs(image, info, rgb)
     except ImageFormatError as exc:
-        raise Dropped("image", str(exc)) from None
+        raise Dropped("image", str(exc), kind="format") from None
 
 
 class DropLog:
-    """Logs dropped messages at most once per `period_s` per kind of message, counting the rest: bad
-    messages as warnings, those waiting for an input (usual while starting) as info.
+    """Logs dropped messages at most once per `period_s` per kind of message and reason, counting the
+    rest: bad messages as warnings, those waiting for an input (usual while starting) as info.
 
-    rclpy's own throttling is per call site, so it would hide a second kind of problem behind the first."""
+    rclpy's own throttling is per call site, so it would hide a second kind of problem behind the first.
+    Every drop is also counted by reason in `counters` (what /diagnostics shows)."""
 
     def __init__(
         self, warn: Callable[[str], None], info: Callable[[str], None], period_s: float = DROP_LOG_PERIOD_S,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, counters: diagnostics.Counters | None = None,
     ) -> None:
         self.warn, self.info, self.period_s, self.clock = warn, info, period_s, clock
+        self.counters = counters or diagnostics.Counters()
         self.last: dict[str, float] = {}
         self.silenced: dict[str, int] = {}
         self.total = 0
 
     def report(self, dropped: Dropped) -> None:
         self.total += 1
+        self.counters.add(dropped.key)
         now = self.clock()
-        if now - self.last.get(dropped.what, -math.inf) < self.period_s:
-            self.silenced[dropped.what] = self.silenced.get(dropped.what, 0) + 1
+        if now - self.last.get(dropped.key, -math.inf) < self.period_s:
+            self.silenced[dropped.key] = self.silenced.get(dropped.key, 0) + 1
             return
-        self.last[dropped.what] = now
-        more = self.silenced.pop(dropped.what, 0)
+        self.last[dropped.key] = now
+        more = self.silenced.pop(dropped.key, 0)
         text = f"dropped {dropped.what}: {dropped.reason}" + (f" (and {more} more since the last report)" if more else "")
         # two call sites: rclpy refuses two severities from one line
         if dropped.waiting:
@@ -210,15 +242,19 @@ class TransformHistory:
     def newest(self) -> float | None:
         return self.stamps[-1] if self.stamps else None
 
-    def add(self, stamp: float, transform: np.ndarray) -> None:
-        if self.stamps and stamp < self.stamps[-1] - self.keep_s:
-            self.stamps.clear()  # time jumped back (a restarted simulation): the old samples are from another run
+    def add(self, stamp: float, transform: np.ndarray) -> bool:
+        """Add a sample; True when time jumped back (a restarted simulation, a looped bag): the older
+        samples, from another run, are gone."""
+        jumped = bool(self.stamps) and stamp < self.stamps[-1] - self.keep_s
+        if jumped:
+            self.stamps.clear()
             self.transforms.clear()
         i = bisect.bisect(self.stamps, stamp)
         self.stamps.insert(i, stamp)
         self.transforms.insert(i, transform)
         old = bisect.bisect_left(self.stamps, self.stamps[-1] - self.keep_s)
         del self.stamps[:old], self.transforms[:old]
+        return jumped
 
     def at_or_before(self, stamp: float) -> np.ndarray | None:
         i = bisect.bisect_right(self.stamps, stamp)
@@ -289,8 +325,16 @@ class EncoderNode(Node):
         prefix = prefix + "/" if prefix else ""
         self.base_frame, self.odom_frame = prefix + "base_link", prefix + "odom"
 
-        self.drops = DropLog(self.get_logger().warning, self.get_logger().info)
+        self.future_tolerance = self._number("future_tolerance_s")
+        diagnostics_period = self._number("diagnostics_period_s")
+        if diagnostics_period <= 0:
+            raise ParameterError(f"parameter 'diagnostics_period_s' must be > 0, got {diagnostics_period}")
+
+        self.counters = diagnostics.Counters()
+        self.drops = DropLog(self.get_logger().warning, self.get_logger().info, counters=self.counters)
         self.static: dict[str, Transform] = {}
+        self.mountings: dict[str, np.ndarray] = {}  # sensor frame -> base_link_to_sensor, from self.static
+        self.newest: dict[str, float] = {}  # input -> stamp of its newest accepted message
         self.odom = TransformHistory()
         self.pending: deque[Pending] = deque()
         self.scans: deque[Reading] = deque(maxlen=PARTNERS)  # waiting for a partner
@@ -312,6 +356,7 @@ class EncoderNode(Node):
         self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC_QOS)
         self.create_timer(0.1, self._flush_pending, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        diagnostics.attach(self, self.counters, diagnostics_period)
         self.get_logger().info(
             f"encoding {self.modality} with model {self.model.model_id} (feature_dim {self.model.config.feature_dim}) from "
             f"{', '.join(self.resolve_topic_name(t) for t in inputs)} to {self.resolve_topic_name('encodings')} in {self.odom_frame}; "
@@ -351,23 +396,54 @@ class EncoderNode(Node):
     def _on_tf_static(self, msg: TFMessage) -> None:
         for t in msg.transforms:
             self.static[t.child_frame_id] = transform_of(t)
+        self.mountings.clear()
 
     def _on_tf(self, msg: TFMessage) -> None:
         fresh = False
         for t in msg.transforms:
             if (t.header.frame_id, t.child_frame_id) == (self.odom_frame, self.base_frame):
                 tr = transform_of(t)
-                self.odom.add(stamp_of(t.header), frames.from_translation_quaternion(tr.translation, tr.rotation))
+                try:
+                    transform = frames.from_translation_quaternion(tr.translation, tr.rotation)
+                except ValueError as exc:
+                    self.drops.report(Dropped("transform", f"{self.odom_frame} -> {self.base_frame}: {exc}", kind="malformed"))
+                    continue
+                if self.odom.add(stamp_of(t.header), transform):
+                    self.newest.clear()  # time jumped back: a new run, whose messages are not out of order
                 fresh = True
         if fresh:
             self._flush_pending()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.counters.add("received camera_info")
         self.camera_info = msg
 
+    def _check_header(self, what: str, header: Any) -> None:
+        """Dropped when the frame is unknown, the stamp is out of order or from the future; else the
+        stamp becomes the input's newest. Content checks come first, so a bad message never moves it."""
+        frame = header.frame_id
+        if self.static:  # before /tf_static arrives every frame is unknown: _observe reports that as waiting
+            try:
+                self._mounting(frame)
+            except Dropped as exc:
+                raise Dropped(what, f"frame {frame!r} is not connected to {self.base_frame} ({exc.reason})", kind="unknown_frame") from None
+        stamp = stamp_of(header)
+        newest = self.newest.get(what)
+        if newest is not None and stamp < newest:
+            raise Dropped(what, f"stamp {stamp:.3f} s is before the previous {what}'s {newest:.3f} s", kind="out_of_order")
+        now = self.get_clock().now().nanoseconds * 1e-9  # 0 while use_sim_time waits for /clock
+        reference = max(now, self.odom.newest if self.odom.newest is not None else 0.0)
+        if reference > 0 and stamp > reference + self.future_tolerance:
+            raise Dropped(
+                what, f"stamp {stamp:.3f} s is more than {self.future_tolerance:g} s ahead of the clock and odometry ({reference:.3f} s)", kind="future"
+            )
+        self.newest[what] = stamp
+
     def _on_scan(self, msg: LaserScan) -> None:
+        self.counters.add("received scan")
         try:
             scan = Reading(msg.header, scan_reading(msg))
+            self._check_header("scan", msg.header)
         except Dropped as exc:
             self.drops.report(exc)
             return
@@ -378,8 +454,11 @@ class EncoderNode(Node):
         self._pair()
 
     def _on_partner(self, msg: Image | LaserScan) -> None:
+        what = "image" if self.modality == "camera" else "IR reading"
+        self.counters.add(f"received {what}")
         try:
-            data = camera_reading(msg, self.camera_info) if self.modality == "camera" else scan_reading(msg, "IR reading")
+            data = camera_reading(msg, self.camera_info) if self.modality == "camera" else scan_reading(msg, what)
+            self._check_header(what, msg.header)
         except Dropped as exc:
             self.drops.report(exc)
             return
@@ -395,12 +474,15 @@ class EncoderNode(Node):
             gap, partner = min(((abs(p.stamp - scan.stamp), p) for p in self.partners), key=lambda item: item[0])
             if gap <= self.tolerance:
                 self._encode(scan, partner)
+            else:
+                self.counters.add(f"skipped scans: no {'image' if self.modality == 'camera' else 'IR reading'} within sync_tolerance_s")
 
     # ------------------------------------------------------------ encoding
 
     def _encode(self, scan: Reading, partner: Reading | None) -> None:
         now = time.monotonic()
         if now - self.last_encoded < self.min_period:
+            self.counters.add("skipped scans: rate_limit_hz")
             return
         self.last_encoded = now
         try:
@@ -440,10 +522,12 @@ class EncoderNode(Node):
         return messages, np.stack([o.position for o in seen])
 
     def _mounting(self, sensor_frame: str) -> np.ndarray:
-        try:
-            return frames.lookup(self.static.values(), self.base_frame, sensor_frame)
-        except KeyError as exc:
-            raise Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True) from None
+        if sensor_frame not in self.mountings:
+            try:
+                self.mountings[sensor_frame] = frames.lookup(self.static.values(), self.base_frame, sensor_frame)
+            except (KeyError, ValueError) as exc:  # ValueError: a malformed transform on /tf_static
+                raise Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True, kind="tf_static") from None
+        return self.mountings[sensor_frame]
 
     def _flush_pending(self) -> None:
         """Publish encodings once odom -> base_link is known at their scan's stamp, or after TF_WAIT_S with the latest before it."""
@@ -456,11 +540,12 @@ class EncoderNode(Node):
             self.pending.popleft()
             odom_to_base = self.odom.at_or_before(item.scan_stamp)
             if odom_to_base is None:
-                self.drops.report(Dropped("transform", f"no {self.odom_frame} -> {self.base_frame} on /tf at or before {item.scan_stamp:.3f} s", waiting=True))
+                self.drops.report(Dropped("transform", f"no {self.odom_frame} -> {self.base_frame} on /tf at or before {item.scan_stamp:.3f} s", waiting=True, kind="odom"))
                 continue
             for msg, position in zip(item.messages, frames.apply(odom_to_base, item.positions)):
                 msg.position.x, msg.position.y, msg.position.z = (float(v) for v in position)
                 self.publisher.publish(msg)
+            self.counters.add("published encodings", len(item.messages))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -14,8 +14,14 @@ Publishes: beliefs (m2vae_msgs/ObjectBeliefArray, every 1/publish_rate_hz, all c
 Encodings are buffered and fused in bursts every batch_period_s. An encoding is dropped, with a
 warning naming the reason (at most one per reason every 5 s, with a count of those left unsaid),
 when its model_id is not this node's model's, its modality is unknown, its features have the
-wrong size or contain NaN/inf, or its position cannot be put into the fusion frame. The M2VAE
-takes the beta-VAE means only: an encoding's log_var and confidence are not used.
+wrong size or contain NaN/inf, it is stamped more than future_tolerance_s ahead (see Time below),
+or its position cannot be put into the fusion frame. The M2VAE takes the beta-VAE means only: an
+encoding's log_var and confidence are not used.
+
+Counted: every encoding and latent taken, every drop by reason (`dropped encoding: <kind>`,
+`dropped latent: <kind>`), the encodings fused per modality and the latents accepted, published on
+/diagnostics (m2vae_fusion.robustness.diagnostics) every diagnostics_period_s. The node's own
+latents, back from the shared topic, count as `ignored own latents`.
 
 Frames: with fusion_frame auto, positions go into `map` as soon as /tf has a map -> <encoding
 frame> transform (at or before the encoding's stamp), and stay in the encodings' odom frame until
@@ -23,9 +29,12 @@ then; objects held in odom move to map when the transform first appears. fusion_
 encodings until that transform is known; fusion_frame odom never uses /tf. Beliefs and latents
 carry the fusion frame (so latents are in odom while no map is known, and receivers can tell).
 
-Time: stamps are the sensors'. An object is forgotten when its newest sensing is forget_after_s
-older than the newest stamp fused so far plus the wall time since that stamp arrived, so
-forgetting works on simulated, recorded and live data alike without use_sim_time.
+Time: stamps are the sensors'. The data clock is the newest stamp fused so far plus the wall time
+since that stamp arrived, so it works on simulated, recorded and live data alike without
+use_sim_time. An object is forgotten when its newest sensing is forget_after_s older than the data
+clock; encodings and latents more than future_tolerance_s ahead of both it and the node's clock
+(/clock with use_sim_time) are dropped (one message from the future would otherwise move the data
+clock and forget every object).
 
 Several robots (issue 8): each robot runs its own nodes in its own namespace, and every fusion
 node publishes on and listens to the one shared topic. It never re-fuses its own information: it
@@ -34,8 +43,11 @@ shares what it sensed itself. Foreign latents are buffered like encodings and fu
 bursts; one is dropped, with a warning as for encodings (same rate limit, counted by kind in
 BeliefStore.latent_rejections), when BeliefStore.check_latent rejects it (model id, sizes,
 NaN/inf, magnitudes, modalities, echo, duplicate or stale sequence/stamp, more than
-foreign_rate_limit_hz from one robot) or when its frame is not the fusion frame: positions from
-other robots are only comparable in a common frame, so the node takes foreign latents in map (or
+foreign_rate_limit_hz from one robot), when it is stamped more than future_tolerance_s ahead (see
+Time), when it comes from a robot beyond the first max_foreign_robots this node hears from (a
+robot's slot frees after forget_after_s without a latent that passed the checks: made-up robot
+ids cannot grow the per-robot state without bound) or when its frame is not the fusion frame:
+positions from other robots are only comparable in a common frame, so the node takes foreign latents in map (or
 in exactly its own fusion frame) and transforms none. Before its first own encoding, a node that
 waits for map (fusion_frame map, or auto once /tf has any map transform) takes map as its frame
 from a foreign latent, so a robot learns objects it has never sensed. Robots are assumed to stamp
@@ -70,6 +82,7 @@ from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, r
 from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
 from m2vae_fusion.perception import frames
 from m2vae_fusion.resources import default_model_dir
+from m2vae_fusion.robustness import diagnostics
 from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.stack.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
 from m2vae_fusion.stack.model import PerceptionModel
@@ -98,6 +111,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "latent_rate_hz": (2.0, "own latents per object per second, at most (the first one goes at once)"),
     "foreign_rate_limit_hz": (20.0, "foreign latents accepted per foreign robot per second, at most (one second's burst)"),
     "shared_topic": ("/shared/latents", "the topic all robots share latents on"),
+    "future_tolerance_s": (1.0, "drop encodings and latents stamped more than this many seconds ahead of the data clock and the node's clock"),
+    "max_foreign_robots": (16, "fuse latents of at most this many other robots at a time; a robot's slot frees after forget_after_s without a valid latent"),
+    "diagnostics_period_s": (1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]"),
 }
 
 
@@ -149,8 +165,9 @@ class MapTransforms:
 
 
 class FusionNode(Node):
-    def __init__(self) -> None:
-        super().__init__("fusion")
+    def __init__(self, **node_options: Any) -> None:
+        """`node_options`: rclpy Node keyword arguments (context, parameter_overrides, ...)."""
+        super().__init__("fusion", **node_options)
         model_path = Path(self._declare("model", str(DEFAULT_MODEL))).expanduser()
         try:
             self.model = PerceptionModel.load(model_path)
@@ -176,6 +193,11 @@ class FusionNode(Node):
         shared_topic = self._declare("shared_topic")
         if not shared_topic:
             raise ParameterError("parameter 'shared_topic' must not be empty")
+        self.future_tolerance_ns = round(self._number("future_tolerance_s") * 1e9)
+        self.max_foreign_robots = self._declare("max_foreign_robots")
+        if self.max_foreign_robots < 1:
+            raise ParameterError(f"parameter 'max_foreign_robots' must be >= 1, got {self.max_foreign_robots}")
+        diagnostics_period = self._number("diagnostics_period_s")
         self.add_on_set_parameters_callback(
             lambda _: SetParametersResult(successful=False, reason="fusion reads its parameters at start-up only: restart it")
         )
@@ -188,6 +210,8 @@ class FusionNode(Node):
         self._drops: dict[str, tuple[float, int]] = {}  # reason kind -> (last logged, dropped since)
         self._data_time: tuple[int, int] | None = None  # (newest stamp fused, monotonic ns when it came)
         self._own_data = False  # whether _data_time comes from an own sensing
+        self._robots: dict[str, float] = {}  # foreign robot id -> monotonic s of its last latent that passed the checks
+        self.counters = diagnostics.Counters()
 
         self.create_subscription(ModalityEncoding, "encodings", self._on_encoding, ENCODING_QOS)
         if self.fusion_frame_mode != "odom":
@@ -198,6 +222,7 @@ class FusionNode(Node):
         self.latents_pub = self.create_publisher(LatentEmbedding, shared_topic, LATENT_QOS) if self.share_latents else None
         self.create_timer(batch_period, self._on_batch)
         self.create_timer(publish_period, self._on_publish)
+        diagnostics.attach(self, self.counters, diagnostics_period)
         sharing = f"sharing on {self.resolve_topic_name(shared_topic)} at most {config.latent_rate_hz:g} Hz per object" if self.share_latents else "not sharing"
         foreign = f"fusing other robots' latents (at most {config.foreign_rate_hz:g} Hz per robot)" if fuse_foreign else "not fusing other robots' latents"
         self.get_logger().info(
@@ -217,10 +242,14 @@ class FusionNode(Node):
     # ------------------------------------------------------------ encodings
 
     def _on_encoding(self, msg: ModalityEncoding) -> None:
+        self.counters.add("received encodings")
         self.pending.append(msg)
 
     def _on_latent(self, msg: LatentEmbedding) -> None:
-        if msg.robot_id != self.robot_id:  # its own, back from the shared topic: not even a rejection
+        self.counters.add("received latents")
+        if msg.robot_id == self.robot_id:  # its own, back from the shared topic: not even a rejection
+            self.counters.add("ignored own latents")
+        else:
             self.pending_latents.append(msg)
 
     def _on_batch(self) -> None:
@@ -237,16 +266,22 @@ class FusionNode(Node):
         self.pending.clear()
         encodings = []
         for msg in messages:
-            converted = self._encoding(msg)
+            at_ns = stamp_ns(msg.header.stamp)
+            future = self._future(at_ns)
+            converted = future or self._encoding(msg)
             if isinstance(converted, str):
-                self._drop("frame", f"a {msg.modality!r} encoding", stamp_ns(msg.header.stamp), converted)
+                self._drop("encoding", "future" if future else "frame", f"a {msg.modality!r} encoding", at_ns, converted)
             else:
                 encodings.append(converted)
         start = time.perf_counter()
         result = self.store.update(encodings)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         for rejection in result.rejected:
-            self._drop(rejection.kind, f"a {rejection.item.modality!r} encoding", rejection.item.stamp_ns, rejection.reason)
+            self._drop("encoding", rejection.kind, f"a {rejection.item.modality!r} encoding", rejection.item.stamp_ns, rejection.reason)
+        rejected = {id(rejection.item) for rejection in result.rejected}
+        for e in encodings:
+            if id(e) not in rejected:
+                self.counters.add(f"fused {e.modality}")
         for object_id in result.created:
             self.get_logger().info(f"new object {object_id} at {np.round(self.store.objects[object_id].position, 3).tolist()} in {self.frame}")
         if result.updated:
@@ -257,18 +292,32 @@ class FusionNode(Node):
     def _fuse_latents(self) -> None:
         messages = self.pending_latents[:]
         self.pending_latents.clear()
+        now = time.monotonic()
+        self._robots = {robot: seen for robot, seen in self._robots.items() if now - seen < self.store.config.forget_after_s}
         latents = []
         for msg in messages:
+            at_ns = stamp_ns(msg.header.stamp)
             converted = self._foreign(msg)
+            kind = "frame"
+            if not isinstance(converted, str) and self.store.check_latent(converted) is None:
+                # only latents the store would take are checked against the clock and may take a robot's slot
+                if why := self._future(at_ns):
+                    kind, converted = "future", why
+                elif why := self._admit_robot(msg.robot_id, now):
+                    kind, converted = "robots", why
             if isinstance(converted, str):
-                self.store.latent_rejections["frame"] += 1
-                self._drop("latent frame", latent_name(msg.robot_id, msg.object_id, msg.sequence), stamp_ns(msg.header.stamp), converted)
+                self.store.latent_rejections[kind] += 1
+                self._drop("latent", kind, latent_name(msg.robot_id, msg.object_id, msg.sequence), at_ns, converted)
             else:
                 latents.append(converted)
-        result = self.store.add_latents(latents, time.monotonic())
+        result = self.store.add_latents(latents, now)
         for rejection in result.rejected:
             x = rejection.item
-            self._drop(f"latent {rejection.kind}", latent_name(x.robot_id, x.object_id, x.sequence), x.stamp_ns, rejection.reason)
+            self._drop("latent", rejection.kind, latent_name(x.robot_id, x.object_id, x.sequence), x.stamp_ns, rejection.reason)
+        rejected = {id(rejection.item) for rejection in result.rejected}
+        for x in latents:
+            if id(x) not in rejected:
+                self.counters.add("accepted latents")
         for object_id in result.created:
             obj = self.store.objects[object_id]
             self.get_logger().info(
@@ -277,6 +326,29 @@ class FusionNode(Node):
             )
         if result.updated:
             self._advance_data_time(max(obj.last_update_ns for obj in result.updated), own=False)
+
+    def _future(self, at_ns: int) -> str:
+        """Why a stamp is from the future (more than future_tolerance_s ahead of both the data clock and
+        the node's clock), or "". Both: the data clock runs on wall time, so data faster than real time
+        (a simulation or bag at more than 1x) would outrun it, while the node's clock (/clock with
+        use_sim_time) follows such data; one clock or the other is then far ahead and no stamp is refused."""
+        clock_ns = self.get_clock().now().nanoseconds  # 0 while use_sim_time waits for /clock
+        if self._data_time is not None:
+            newest, arrived = self._data_time
+            clock_ns = max(clock_ns, newest + time.monotonic_ns() - arrived)
+        if clock_ns == 0 or at_ns <= clock_ns + self.future_tolerance_ns:
+            return ""
+        return f"stamp {at_ns * 1e-9:.3f} s is more than {self.future_tolerance_ns * 1e-9:g} s ahead of the data clock and the node's clock ({clock_ns * 1e-9:.3f} s)"
+
+    def _admit_robot(self, robot_id: str, now: float) -> str:
+        """Give `robot_id` one of the max_foreign_robots slots (or keep its own), or say why there is none."""
+        if robot_id not in self._robots and len(self._robots) >= self.max_foreign_robots:
+            return (
+                f"robot {robot_id!r} would be more than max_foreign_robots = {self.max_foreign_robots} other robots "
+                f"with a latent accepted in the last {self.store.config.forget_after_s:g} s"
+            )
+        self._robots[robot_id] = now
+        return ""
 
     def _advance_data_time(self, newest_ns: int, own: bool) -> None:
         """The forgetting clock follows own sensings; foreign stamps only until the first of them
@@ -332,15 +404,18 @@ class FusionNode(Node):
         self.get_logger().info(f"map -> {self.frame} known: {len(self.store.objects)} objects move from {self.frame} to map")
         self.frame = MAP
 
-    def _drop(self, kind: str, what: str, at_ns: int, reason: str) -> None:
+    def _drop(self, source: str, kind: str, what: str, at_ns: int, reason: str) -> None:
+        """Count a dropped `source` (encoding | latent) by `kind`; warn at most once per kind every DROP_LOG_PERIOD_S."""
+        key = f"{diagnostics.DROPPED}{source}: {kind}"
+        self.counters.add(key)
         now = time.monotonic()
-        last, unsaid = self._drops.get(kind, (-math.inf, 0))
+        last, unsaid = self._drops.get(key, (-math.inf, 0))
         if now - last < DROP_LOG_PERIOD_S:
-            self._drops[kind] = (last, unsaid + 1)
+            self._drops[key] = (last, unsaid + 1)
             return
         more = f" ({unsaid} more dropped for this reason since the last warning)" if unsaid else ""
         self.get_logger().warning(f"dropped {what} (stamp {at_ns * 1e-9:.3f} s): {reason}{more}")
-        self._drops[kind] = (now, 0)
+        self._drops[key] = (now, 0)
 
     # ------------------------------------------------------------ output
 

@@ -23,8 +23,14 @@ and `forget`):
   view (partial occlusion, a crop at the image border) overturn all earlier ones.
 - Encodings of one burst are processed in one go: all encodings that fall on the same object
   make one fusion step with all their modalities at once (a new object seen by several sensors
-  in one burst is encoded by their joint subset encoder directly), and every updated belief is
-  classified in one batch.
+  in one burst is encoded by their joint subset encoder directly), the objects of the burst
+  are fused in batches, one model call per (stored sensors, new sensors) (equal to one call per
+  object up to float rounding), and every updated belief is classified in one batch. The same
+  holds for the fused beliefs of objects that receive foreign latents.
+- Association looks up the nearest object in a uniform grid over the plane with cells one gate
+  wide (`PlaneIndex`): only the 3x3 cells around a position can hold an object within the gate,
+  so a burst costs the same with 10 or 10 000 objects. It finds what a scan of every object in
+  order of creation finds, ties in distance going to the object created last.
 - Classification: one classifier on z for every subset of sensors (the M2VAE's coherent latent),
   8 classes of m2vae_fusion.sim.classes plus colour / shape / surface marginals summed from them.
 - Forgetting: foreign latents stamped more than `forget_after_s` before "now" (the caller's clock,
@@ -73,6 +79,7 @@ Several robots (LatentEmbedding on a shared topic):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -86,6 +93,10 @@ from m2vae_fusion.stack.model import Belief, PerceptionModel
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {"colour": COLOURS, "shape": SHAPES, "surface": SURFACES}
 _CLASS_ATTRIBUTES = [parse_class(label) for label in CLASSES]
+# per attribute, (values, classes): 1 where the class has the value; the beliefs of every object are published twice a second
+_MARGINALS = {
+    name: np.array([[float(getattr(c, name) == value) for c in _CLASS_ATTRIBUTES] for value in values]) for name, values in ATTRIBUTES.items()
+}
 MAX_ABS_MEAN = 100.0  # 100 standard deviations of the prior N(0, I)
 MAX_ABS_LOG_VAR = 30.0  # sigma from 3e-7 to 3e6
 
@@ -95,10 +106,7 @@ def attribute_probabilities(class_probabilities: np.ndarray) -> dict[str, np.nda
     p = np.asarray(class_probabilities, dtype=float)
     if p.shape != (len(CLASSES),):
         raise ValueError(f"class probabilities must have shape ({len(CLASSES)},), got {p.shape}")
-    return {
-        name: np.array([sum(p[k] for k, c in enumerate(_CLASS_ATTRIBUTES) if getattr(c, name) == value) for value in values])
-        for name, values in ATTRIBUTES.items()
-    }
+    return {name: marginal @ p for name, marginal in _MARGINALS.items()}
 
 
 @dataclass(frozen=True)
@@ -237,6 +245,82 @@ class TokenBucket:
         return True
 
 
+CELL_MARGIN = 1e-6  # cells are this much wider than the gate, so rounding in x / cell cannot put two positions within the gate two cells apart
+GRID_LIMIT = 2.0**31  # cell coordinates up to this are exact to well within CELL_MARGIN; positions beyond (absurd, or non-finite) are searched linearly
+
+
+class PlaneIndex:
+    """Positions in the plane (x, y) by key, hashed into a uniform grid of square cells one gate wide,
+    for the nearest key within the gate. Ties in distance go to the key added last (a moved key keeps
+    its place), as in a scan in order of addition that keeps the last of equals."""
+
+    def __init__(self, gate: float) -> None:
+        self.gate = gate
+        self._size = gate * (1.0 + CELL_MARGIN)
+        self._cells: dict[tuple[int, int], dict[str, None]] = {}
+        self._far: dict[str, None] = {}  # keys whose position is off the grid
+        self._entries: dict[str, tuple[float, float, tuple[int, int] | None, int]] = {}  # key -> (x, y, cell, rank)
+        self._placed = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _cell(self, x: float, y: float) -> tuple[int, int] | None:
+        qx, qy = x / self._size, y / self._size
+        if abs(qx) < GRID_LIMIT and abs(qy) < GRID_LIMIT:  # False for NaN too
+            return math.floor(qx), math.floor(qy)
+        return None
+
+    def _bucket(self, cell: tuple[int, int] | None) -> dict[str, None]:
+        return self._far if cell is None else self._cells.setdefault(cell, {})
+
+    def place(self, key: str, position: np.ndarray) -> None:
+        """Add `key` at `position` (x, y, ...), or move it there keeping its rank."""
+        x, y = float(position[0]), float(position[1])
+        cell = self._cell(x, y)
+        entry = self._entries.get(key)
+        if entry is None:
+            self._placed += 1
+            rank = self._placed
+        else:
+            rank = entry[3]
+            if entry[2] != cell:
+                self._unlink(key, entry[2])
+        self._bucket(cell)[key] = None
+        self._entries[key] = (x, y, cell, rank)
+
+    def remove(self, key: str) -> None:
+        self._unlink(key, self._entries.pop(key)[2])
+
+    def _unlink(self, key: str, cell: tuple[int, int] | None) -> None:
+        bucket = self._bucket(cell)
+        del bucket[key]
+        if not bucket and cell is not None:
+            del self._cells[cell]
+
+    def rank(self, key: str) -> int:
+        """Order of first placement."""
+        return self._entries[key][3]
+
+    def nearest(self, position: np.ndarray) -> tuple[str, float] | None:
+        """The key nearest to `position` in the plane within the gate, and its distance; None if none is."""
+        x, y = float(position[0]), float(position[1])
+        cell = self._cell(x, y)
+        if cell is None:
+            candidates: Iterable[str] = self._entries
+        else:
+            cx, cy = cell
+            around = [self._cells.get((cx + i, cy + j), ()) for i in (-1, 0, 1) for j in (-1, 0, 1)]
+            candidates = itertools.chain(*around, self._far)
+        best, best_distance, best_rank = None, self.gate, 0
+        for key in candidates:
+            ex, ey, _, rank = self._entries[key]
+            distance = math.hypot(ex - x, ey - y)
+            if distance < best_distance or (distance == best_distance and rank > best_rank):
+                best, best_distance, best_rank = key, distance, rank
+        return None if best is None else (best, best_distance)
+
+
 class BeliefStore:
     """The object table of one robot's fusion node: `update` with bursts of own encodings,
     `add_latents` with other robots' latents, `due_latents` for what to share, `forget` now and then."""
@@ -257,6 +341,9 @@ class BeliefStore:
         self._links: dict[tuple[str, str], str] = {}  # (robot, its object id) -> our object id
         self._buckets: dict[str, TokenBucket] = {}
         self._horizon_ns = -1  # stamps before it are forgotten: latents that old are stale
+        self._index = PlaneIndex(self.config.gate)  # every object's position
+        self._unshared: dict[str, None] = {}  # ids of objects whose own belief changed since it was last shared
+        self._oldest_ns: float = math.inf  # no own sensing or accepted latent in the table is older (a lower bound)
 
     # ------------------------------------------------------------ own encodings
 
@@ -287,7 +374,7 @@ class BeliefStore:
         groups, new = self._associate(accepted)
         if not groups:
             return result
-        beliefs: dict[str, Belief] = {}
+        jobs: dict[str, tuple[Belief | None, dict[str, np.ndarray]]] = {}
         evidence: dict[str, dict[str, Evidence]] = {}
         for object_id, group in groups.items():
             obj = self.objects.get(object_id)
@@ -298,8 +385,10 @@ class BeliefStore:
                     evidence[object_id][e.modality].add(features)
                 else:
                     evidence[object_id][e.modality] = Evidence.first(features)
-            inputs = {m: evidence[object_id][m].mean.astype(np.float32) for m in dict.fromkeys(e.modality for e in group)}
-            beliefs[object_id] = self.model.fuse(obj.belief, inputs) if obj and obj.belief else self.model.belief(inputs)
+            sensed = {e.modality for e in group}
+            inputs = {m: evidence[object_id][m].mean.astype(np.float32) for m in self.modalities if m in sensed}
+            jobs[object_id] = (obj.belief if obj else None, inputs)
+        beliefs = self._fuse_batched(jobs)
         for object_id, group in groups.items():
             stamp_ns = max(e.stamp_ns for e in group)
             robots = tuple(dict.fromkeys(e.robot_id for e in group))
@@ -312,12 +401,15 @@ class BeliefStore:
                     draft.position_count,
                 )
                 self.objects[object_id] = obj
+                self._index.place(object_id, obj.position)
                 result.created.append(object_id)
             else:
                 obj.belief = beliefs[object_id]
                 obj.own_update_ns = max(obj.own_update_ns, stamp_ns)
                 obj.contributors = tuple(dict.fromkeys([*obj.contributors, *robots]))
             obj.unshared = True
+            self._unshared[object_id] = None
+            self._oldest_ns = min(self._oldest_ns, obj.own_update_ns)
             result.updated.append(obj)
         self._refuse(result.updated)
         return result
@@ -327,27 +419,44 @@ class BeliefStore:
         take part in the association of the encodings after them."""
         groups: dict[str, list[Encoding]] = {}
         new: dict[str, _NewObject] = {}
+        drafts = PlaneIndex(self.config.gate)  # the burst's new objects, created after every stored one
         for e in encodings:
             position = np.asarray(e.position, np.float64)
-            object_id = self._nearest(position, new)
+            object_id = self._nearest(position, drafts)
             if object_id is None:
                 object_id = self._new_id()
                 new[object_id] = _NewObject(position.copy())
+                drafts.place(object_id, position)
             else:
                 # an object known from foreign latents only has position_count 0: its first own encoding sets it
                 target = new.get(object_id) or self.objects[object_id]
                 target.position_count += 1
                 target.position = target.position + (position - target.position) / target.position_count
+                (drafts if object_id in new else self._index).place(object_id, target.position)
             groups.setdefault(object_id, []).append(e)
         return groups, new
 
-    def _nearest(self, position: np.ndarray, new: dict[str, _NewObject]) -> str | None:
-        best, best_distance = None, self.config.gate
-        for object_id, candidate in [*self.objects.items(), *new.items()]:
-            distance = math.hypot(*(candidate.position[:2] - position[:2]))
-            if distance <= best_distance:
-                best, best_distance = object_id, distance
-        return best
+    def _nearest(self, position: np.ndarray, drafts: PlaneIndex | None = None) -> str | None:
+        """The nearest object within the gate, stored or among `drafts` (newer than every stored one)."""
+        found = self._index.nearest(position)
+        draft = drafts.nearest(position) if drafts else None
+        if draft is not None and (found is None or draft[1] <= found[1]):
+            found = draft
+        return None if found is None else found[0]
+
+    def _fuse_batched(self, jobs: dict[str, tuple[Belief | None, dict[str, np.ndarray]]]) -> dict[str, Belief]:
+        """Per key, the stored belief (None: none yet) fused with the new sensing (Eq. 18) or a new
+        belief from it: one model call per (stored sensors, new sensors); `jobs`' sensors in model order."""
+        batches: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], list[str]] = {}
+        for key, (stored, new) in jobs.items():
+            batches.setdefault((stored.sensed if stored else None, tuple(new)), []).append(key)
+        fused: dict[str, Belief] = {}
+        for (sensed, names), keys in batches.items():
+            features = {m: np.stack([jobs[k][1][m] for k in keys]) for m in names}
+            stored = [jobs[k][0] for k in keys]
+            beliefs = self.model.belief_batch(features) if sensed is None else self.model.fuse_batch(stored, features)
+            fused.update(zip(keys, beliefs, strict=True))
+        return fused
 
     def _new_id(self) -> str:
         object_id = f"object_{self._next_id}"
@@ -405,9 +514,10 @@ class BeliefStore:
                 result.rejected.append(rejection)
                 continue
             self._accepted[latent.key] = (latent.sequence, latent.stamp_ns)
+            self._oldest_ns = min(self._oldest_ns, latent.stamp_ns)
             object_id = self._links.get(latent.key)
             if object_id not in self.objects:
-                object_id = self._nearest(np.asarray(latent.position, np.float64), {})
+                object_id = self._nearest(np.asarray(latent.position, np.float64))
             if object_id is None:
                 object_id = self._new_id()
                 belief = self._latent_belief(latent)
@@ -415,6 +525,7 @@ class BeliefStore:
                     object_id, np.array(latent.position, np.float64), None, belief, np.zeros(len(CLASSES)), latent.stamp_ns, 0, (), {},
                     position_count=0,
                 )
+                self._index.place(object_id, self.objects[object_id].position)
                 result.created.append(object_id)
             self._links[latent.key] = object_id
             obj = self.objects[object_id]
@@ -433,6 +544,7 @@ class BeliefStore:
         """Fused beliefs (own + the chosen foreign latent, Eq. 18) and their classes, in one batch."""
         if not objects:
             return
+        jobs: dict[str, tuple[Belief | None, dict[str, np.ndarray]]] = {}
         for obj in objects:
             own = set(obj.own_sensed)
             missing = {key: len(set(x.modalities) - own) for key, x in obj.foreign.items()}
@@ -443,10 +555,13 @@ class BeliefStore:
             elif obj.belief is None:
                 obj.fused = self._latent_belief(obj.used)
                 obj.position = np.array(obj.used.position, np.float64)
+                self._index.place(obj.object_id, obj.position)
             else:
-                # own sensing wins: fuse decodes only the foreign modalities not in `own`
-                obj.fused = self.model.fuse(self._latent_belief(obj.used), {m: obj.evidence[m].mean.astype(np.float32) for m in obj.own_sensed})
+                # own sensing wins: the fusion decodes only the foreign modalities not in `own`
+                jobs[obj.object_id] = (self._latent_belief(obj.used), {m: obj.evidence[m].mean.astype(np.float32) for m in obj.own_sensed})
             obj.last_update_ns = max(obj.own_update_ns, obj.used.stamp_ns if obj.used else 0)
+        for object_id, fused in self._fuse_batched(jobs).items():
+            self.objects[object_id].fused = fused
         probabilities = self.model.class_probabilities(np.stack([obj.fused.mean for obj in objects]))
         for obj, p in zip(objects, probabilities, strict=True):
             obj.class_probabilities = p
@@ -464,13 +579,14 @@ class BeliefStore:
         since it was last shared and that at least 1 / latent_rate_hz ago, or never shared. Each
         returned object's `sequence` is advanced: the caller must send them."""
         period = 1.0 / self.config.latent_rate_hz
-        due = [
-            obj for obj in self.objects.values()
-            if obj.belief is not None and obj.unshared and (obj.shared_at_s is None or now_s - obj.shared_at_s >= period)
-        ]
+        # only the changed objects are looked at: this runs every burst, whatever the number of objects
+        changed = [self.objects[object_id] for object_id in self._unshared]
+        due = [obj for obj in changed if obj.shared_at_s is None or now_s - obj.shared_at_s >= period]
+        due.sort(key=lambda obj: self._index.rank(obj.object_id))
         for obj in due:
             obj.sequence += 1
             obj.shared_at_s, obj.unshared = now_s, False
+            del self._unshared[obj.object_id]
         return due
 
     def forget(self, now_ns: int) -> list[str]:
@@ -479,6 +595,8 @@ class BeliefStore:
         latent); returns the dropped objects' ids."""
         horizon = now_ns - round(self.config.forget_after_s * 1e9)
         self._horizon_ns = max(self._horizon_ns, horizon)
+        if horizon <= self._oldest_ns:
+            return []  # nothing is that old: no need to look at every object and latent
         stale, changed = [], []
         for object_id, obj in self.objects.items():
             old = [key for key, x in obj.foreign.items() if x.stamp_ns < horizon]
@@ -490,9 +608,20 @@ class BeliefStore:
                 changed.append(obj)
         for object_id in stale:
             del self.objects[object_id]
+            self._index.remove(object_id)
+            self._unshared.pop(object_id, None)
         self._refuse(changed)
         self._accepted = {key: value for key, value in self._accepted.items() if value[1] >= horizon}
-        self._links = {key: object_id for key, object_id in self._links.items() if object_id in self.objects}
+        if stale:
+            self._links = {key: object_id for key, object_id in self._links.items() if object_id in self.objects}
+        self._oldest_ns = min(
+            itertools.chain(
+                (obj.own_update_ns for obj in self.objects.values() if obj.belief is not None),
+                (x.stamp_ns for obj in self.objects.values() for x in obj.foreign.values()),
+                (stamp_ns for _, stamp_ns in self._accepted.values()),
+            ),
+            default=math.inf,
+        )
         return stale
 
     def transform(self, parent_to_frame: np.ndarray) -> None:
@@ -507,3 +636,4 @@ class BeliefStore:
             obj.foreign = {key: replace(x, position=moved(np.asarray(x.position, np.float64))) for key, x in obj.foreign.items()}
             if obj.used is not None:
                 obj.used = obj.foreign[obj.used.key]
+            self._index.place(obj.object_id, obj.position)

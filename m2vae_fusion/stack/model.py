@@ -5,7 +5,7 @@ belief with a new sensing, and class probabilities from z (one classifier for ev
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +31,6 @@ class Belief:
     mean: np.ndarray  # (D_z,)
     log_var: np.ndarray  # (D_z,)
     sensed: tuple[str, ...]
-
-    def gaussian(self) -> DiagonalGaussian:
-        return DiagonalGaussian(torch.from_numpy(self.mean[None].astype(np.float32)), torch.from_numpy(self.log_var[None].astype(np.float32)))
 
 
 class PerceptionModel:
@@ -98,13 +95,31 @@ class PerceptionModel:
 
     def belief(self, features: Mapping[str, np.ndarray]) -> Belief:
         """A new belief from one observation (features of shape (feature_dim,) per sensor)."""
-        q = self.encode({m: np.asarray(f)[None] for m, f in features.items()})
-        return Belief(q.mean[0].numpy(), q.log_var[0].numpy(), tuple(m for m in MODALITIES if m in features))
+        return self.belief_batch({m: np.asarray(f)[None] for m, f in features.items()})[0]
+
+    def belief_batch(self, features: Mapping[str, np.ndarray]) -> list[Belief]:
+        """New beliefs from N observations by the same sensors (features (N, feature_dim) per sensor):
+        one forward of their subset encoder."""
+        q = self.encode(features)
+        sensed = tuple(m for m in MODALITIES if m in features)
+        return [Belief(mean, log_var, sensed) for mean, log_var in zip(q.mean.numpy(), q.log_var.numpy(), strict=True)]
 
     def fuse(self, stored: Belief, new: Mapping[str, np.ndarray]) -> Belief:
         """Eq. 18: decode the stored z into the sensors it covers, encode them with the new sensing."""
-        q, covered = in_place_fusion(self.fusion, stored.gaussian(), stored.sensed, {m: torch.from_numpy(np.asarray(f, np.float32)[None]) for m, f in new.items()})
-        return Belief(q.mean[0].numpy(), q.log_var[0].numpy(), tuple(covered))
+        return self.fuse_batch([stored], {m: np.asarray(f)[None] for m, f in new.items()})[0]
+
+    def fuse_batch(self, stored: Sequence[Belief], new: Mapping[str, np.ndarray]) -> list[Belief]:
+        """Eq. 18 for N stored beliefs that cover the same sensors, each with its own new sensing by the
+        same sensors (features (N, feature_dim) per sensor): one decoder pass per decoded sensor and
+        one subset-encoder forward for all N."""
+        sensed = {b.sensed for b in stored}
+        if len(sensed) != 1:
+            raise ValueError(f"fuse_batch takes beliefs that cover the same sensors, got {sorted(sensed)}")
+        gaussian = DiagonalGaussian(
+            torch.from_numpy(np.stack([b.mean for b in stored]).astype(np.float32)), torch.from_numpy(np.stack([b.log_var for b in stored]).astype(np.float32))
+        )
+        q, covered = in_place_fusion(self.fusion, gaussian, sensed.pop(), {m: torch.from_numpy(np.asarray(f, np.float32)) for m, f in new.items()})
+        return [Belief(mean, log_var, tuple(covered)) for mean, log_var in zip(q.mean.numpy(), q.log_var.numpy(), strict=True)]
 
     def class_probabilities(self, z: np.ndarray) -> np.ndarray:
         """p(class | z) for means z of shape (N, D_z); columns in CLASSES order."""

@@ -7,15 +7,17 @@
 
 The result is a folder: preprocessors/<sensor>/checkpoint.pt, fusion/checkpoint.pt and
 perception_model.json, the manifest the nodes load (m2vae_fusion.stack.model).
+
+Under torchrun every stage trains with DDP (core.training): the beta-VAEs one after the other
+instead of in a process pool, and rank 0 alone writes the manifest. The `m2vae train` command
+itself is in stack.train_command, which loads without torch.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
-import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -29,7 +31,7 @@ from m2vae_fusion.core.checkpoint import load_checkpoint, save_checkpoint
 from m2vae_fusion.core.config import ModelConfig, to_dict
 from m2vae_fusion.core.errors import CheckpointError, DataError
 from m2vae_fusion.core.metrics import embed_all_subsets
-from m2vae_fusion.core.training import dataset_fingerprint, train
+from m2vae_fusion.core.training import dataset_fingerprint, distributed, train
 from m2vae_fusion.stack.classifier import LatentClassifier
 from m2vae_fusion.stack.config import MODALITIES, StackConfig
 from m2vae_fusion.stack.dataset import Observations
@@ -54,7 +56,8 @@ def train_preprocessors(
     config: StackConfig, observations: Observations, out: Path, *, resume: bool = True, progress: bool = False, jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Stage 1: a beta-VAE per sensor on every view of it (labels unused)."""
+    """Stage 1: a beta-VAE per sensor on every view of it (labels unused); under torchrun one after
+    the other, each with DDP over every process, whatever `jobs` says."""
     rng = np.random.default_rng(config.preprocessors.train.seed)
     views = {}
     for m in MODALITIES:
@@ -68,7 +71,10 @@ def train_preprocessors(
     # the camera's Conv2D dominates: it gets a process of its own when there are two. Each process is
     # sent its own sensor's views only (the camera's are hundreds of MB).
     runs = sorted(MODALITIES, key=lambda m: -views[m].size)
-    if jobs > 1:
+    world_size = distributed().world_size
+    if jobs > 1 and world_size > 1:
+        log(f"stage 1: under torchrun the beta-VAEs train one after the other, each over {world_size} processes (--jobs ignored)")
+    if jobs > 1 and world_size == 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {m: pool.submit(_train_preprocessor, m, config, views[m], out, resume, False) for m in runs}
             records = {m: future.result() for m, future in futures.items()}
@@ -134,7 +140,8 @@ def train_fusion(
         "classifier": classifier.to_dict(),
         "training": {"observations": int(complete.sum()), "dataset": observations.fingerprint()},
     }
-    write_text_atomic(out / manifest_name(name), json.dumps(manifest, indent=1))
+    if distributed().main:
+        write_text_atomic(out / manifest_name(name), json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -171,54 +178,3 @@ def export_model(src: Path, dst: Path) -> dict[str, Any]:
         raise CheckpointError(f"exported weights of {src} do not reproduce its model id {manifest['model_id']}")
     write_text_atomic(dst / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
-
-
-STAGES = ("all", "preprocessors", "fusion")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "stage", nargs="?", choices=STAGES, default="all",
-        help="preprocessors: the beta-VAE of each sensor; fusion: the M2VAE and classifier on their features "
-        "(needs the preprocessors in --out); all: both (default)",
-    )
-    parser.add_argument("--bag", type=Path, nargs="+", required=True, metavar="BAG", help="bags to train on (from `m2vae sim collect`, `m2vae record` or `ros2 bag record`)")
-    parser.add_argument("--out", type=Path, required=True, help="model folder: checkpoints, metrics logs, perception_model.json")
-    parser.add_argument("--config", type=Path, help="perception model YAML (default: config/perception.yaml)")
-    parser.add_argument(
-        "--labels", type=Path,
-        help="YAML of labelled object positions in the map frame, for a real robot's bag (default: the simulator's ground_truth/objects topic)",
-    )
-    parser.add_argument("--namespace", default="", help="the robot's namespace in the bag, e.g. /robot1 (default: none)")
-    parser.add_argument("--epochs-preprocessors", type=int, help="override the beta-VAEs' epochs (quick runs)")
-    parser.add_argument("--epochs-fusion", type=int, help="override the M2VAE's epochs (quick runs); the re-encoding warm-up scales with it")
-    parser.add_argument("--jobs", type=int, default=2, help="processes for the three beta-VAEs (default: 2)")
-    parser.add_argument("--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out")
-    parser.add_argument("--export", type=Path, metavar="DIR", help="afterwards, copy the model for deployment (weights and manifest, no optimiser state) to DIR")
-
-
-def run(args: argparse.Namespace) -> int:
-    from m2vae_fusion.data.bag_frames import TopicNames, load_labels
-    from m2vae_fusion.stack.config import load_stack_config
-    from m2vae_fusion.stack.dataset import load_observations
-
-    config = load_stack_config(args.config).with_epochs(args.epochs_preprocessors, args.epochs_fusion)
-    labels = load_labels(args.labels) if args.labels else None
-    observations = load_observations(args.bag, config.perception, args.out / "cache", labels, TopicNames.for_namespace(args.namespace))
-    complete = observations.complete()
-    print(
-        f"{len(observations)} object views in {len(args.bag)} bag(s); seen by camera {int(observations.seen('camera').sum())}, "
-        f"LiDAR {int(observations.seen('lidar').sum())}, IR {int(observations.seen('ir').sum())}; {int(complete.sum())} labelled and complete",
-        flush=True,
-    )
-    progress = sys.stderr.isatty()
-    if args.stage in ("all", "preprocessors"):
-        for m, record in train_preprocessors(config, observations, args.out, resume=not args.no_resume, progress=progress, jobs=args.jobs).items():
-            print(f"  {m}: {record['samples']} views, final loss {record['final'].get('loss', float('nan')):.3f}")
-    if args.stage in ("all", "fusion"):
-        manifest = train_fusion(config, observations.subset(complete), args.out, resume=not args.no_resume, progress=progress)
-        print(f"perception model {manifest['model_id']}: {args.out / MANIFEST}")
-    if args.export:
-        manifest = export_model(args.out, args.export)
-        print(f"exported {manifest['model_id']} to {args.export}")
-    return 0

@@ -1,0 +1,100 @@
+"""`m2vae fuzz`: its schedule is seeded and draws every case; each case, fed to in-process nodes, is
+dropped for exactly the reason it names (or, a flood, accepted) and nothing it sends gets encoded;
+and the command against the real node graph over DDS meets its goals with a small N."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from m2vae_msgs.msg import ObjectBelief, ObjectBeliefArray
+
+from m2vae_fusion.nodes.fusion import FusionNode
+from m2vae_fusion.robustness.fuzz import ACCEPTED, CASES, ENCODERS, FLOOD_RUN, Scene, all_counted_but_lost, belief_problems, lost_in_transport, schedule
+from test_robustness import T, context, dropped, encoding, feed, make_node, ready_encoder, robot  # noqa: F401 (fixtures)
+
+
+def test_schedule_is_seeded_and_draws_every_case() -> None:
+    robots = ("robot1", "robot2")
+    plan = schedule(3000, 3, robots)
+    assert [(c.name, r) for c, r in plan] == [(c.name, r) for c, r in schedule(3000, 3, robots)]
+    assert [c.name for c, _ in plan] != [c.name for c, _ in schedule(3000, 4, robots)]
+    counts = Counter(c.name for c, _ in plan)
+    assert set(counts) == {c.name for c in CASES} and {r for _, r in plan} == set(robots)
+    assert next(c for c, _ in plan if c.topic == "latent").name == "latent_flood"  # the replays copy it
+    floods = counts.pop("latent_flood")
+    assert floods >= FLOOD_RUN and max(counts.values()) < 3 * np.mean(list(counts.values()))  # no case crowds out the others
+
+
+def test_every_case_is_dropped_for_the_reason_it_names(make_node, robot) -> None:
+    # use_sim_time without /clock: ROS time 0, so "future" means ahead of odometry / the data clock (both at T)
+    encoders = {m: ready_encoder(make_node, robot, m, use_sim_time=True) for m in ENCODERS}
+    for node in encoders.values():
+        feed(node, robot, T)  # a good message on every input: what out-of-order stamps are compared with
+    fusion = make_node(FusionNode, fusion_frame="map", robot_id="robot1", use_sim_time=True)
+    fusion._on_encoding(encoding(fusion.model.model_id, "lidar", T))
+    fusion._on_batch()
+    scene = Scene(("robot1",), fusion.model.model_id, fusion.model.config.fusion.latent_dim, now_ns=round(T * 1e9))
+    scene.bases = {("robot1", "scan"): robot.scan, ("robot1", "image"): robot.image, ("robot1", "ir"): robot.ir}
+    published = {m: len(node.sent) for m, node in encoders.items()}
+    rng = np.random.default_rng(0)
+    for case in CASES:
+        targets = [fusion] if case.topic == "latent" else [encoders[name.removesuffix("_encoder")] for name in case.nodes]
+        before = [dict(node.counters.counts) for node in targets]
+        for _ in range(3):
+            msg = case.make(scene, rng, "robot1")
+            for node in targets:
+                if case.topic == "latent":
+                    node._on_latent(msg)
+                    node._on_batch()
+                elif case.topic == "scan":
+                    node._on_scan(msg)
+                else:
+                    node._on_partner(msg)
+        for node, counts in zip(targets, before):
+            rose = {k: n - counts.get(k, 0) for k, n in dropped(node).items() if n > counts.get(k, 0)}
+            accepted = node.counters.counts.get(ACCEPTED, 0) - counts.get(ACCEPTED, 0)
+            if case.may_accept:
+                assert set(rose) <= {case.key} and sum(rose.values()) + accepted == 3, (case.name, rose, accepted)
+            else:
+                assert rose == {case.key: 3}, (case.name, rose)
+    assert {m: len(node.sent) for m, node in encoders.items()} == published  # nothing the fuzz sent was encoded
+
+
+def test_a_belief_with_any_non_finite_number_is_reported() -> None:
+    good = ObjectBelief(object_id="a", mean=[0.0, 1.0], log_var=[0.0, 0.0], class_probabilities=[0.5, 0.5])
+    bad = ObjectBelief(object_id="b", mean=[0.0, math.nan], log_var=[0.0, 0.0], class_probabilities=[0.5, 0.5])
+    worse = ObjectBelief(object_id="c", mean=[0.0], log_var=[0.0], class_probabilities=[math.inf])
+    worse.position.x = math.nan
+    problems = belief_problems(ObjectBeliefArray(beliefs=[good, bad, worse]))
+    assert [p.split(":")[0] for p in problems] == ["b", "c"]
+
+
+def test_only_messages_that_never_reached_a_node_excuse_a_missing_count() -> None:
+    received = {f"/robot1/{m}_encoder": {"received scan": n} for m, n in zip(ENCODERS, (98, 100, 100))}
+    received["/robot1/camera_encoder"]["received image"] = 50
+    received["/robot1/ir_encoder"]["received IR reading"] = 40
+    seen = Counter({("robot1", "scan"): 99, ("robot1", "image"): 51, ("robot1", "ir"): 40})  # this process's own count
+    lost = lost_in_transport(received, seen, ("robot1",))
+    assert lost == {"/robot1/camera_encoder": {"scan": 2, "image": 1}}
+    row = {"node": "/robot1/camera_encoder", "counter": "dropped scan: huge", "expected": 10, "counted": 8}
+    assert all_counted_but_lost([row], lost) and not all_counted_but_lost([{**row, "counted": 7}], lost)
+    assert not all_counted_but_lost([{**row, "node": "/robot1/ir_encoder", "counter": "dropped IR reading: empty"}], lost)
+    assert not all_counted_but_lost([{**row, "node": "/robot1/fusion", "counter": "dropped latent: size"}], lost)  # reliable: no allowance
+
+
+def test_fuzz_command_meets_its_goals(processes, tmp_path: Path) -> None:
+    out = tmp_path / "fuzz.json"
+    proc = processes.start("m2vae", "fuzz", "--messages", "200", "--seed", "1", "--json", str(out), "--log-dir", str(tmp_path / "logs"))
+    text, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, text
+    results = json.loads(out.read_text())
+    assert results["met"] and results["crashes"] == {} and results["non_finite_beliefs"] == 0, text
+    assert sum(results["sent"].values()) == 200 and results["beliefs_checked"] > 0
+    assert all(row["counted"] >= row["expected"] > 0 for row in results["counts"])
+    assert {row["node"] for row in results["counts"]} == {f"/robot1/{m}_encoder" for m in ENCODERS} | {"/robot1/fusion"}
+    assert "goals met" in text and "Traceback" not in text
+    print(text)
