@@ -50,6 +50,21 @@ def test_new_observation_replaces_its_reconstruction(model):
     torch.testing.assert_close(fused.mean, expected.mean)
 
 
+def test_decoded_bound_clamps_what_the_stored_latent_decodes_to(model, monkeypatch):
+    from m2vae_fusion.core.gaussian import DiagonalGaussian
+
+    far = DiagonalGaussian(torch.full((2, 2), 50.0), torch.zeros(2, 2))  # far out: decodes to extreme values
+    monkeypatch.setattr(model, "reconstruct", lambda z, names: {n: torch.full((2, 3), 1e3) for n in names})
+    seen = []
+    original = model.encode
+    monkeypatch.setattr(model, "encode", lambda inputs: seen.append(inputs) or original(inputs))
+    lidar = torch.rand(2, 3)
+    in_place_fusion(model, far, ["camera"], {"lidar": lidar}, decoded_bound=2.0)
+    assert torch.equal(seen[-1]["camera"], torch.full((2, 3), 2.0)) and torch.equal(seen[-1]["lidar"], lidar)  # only decoded values
+    in_place_fusion(model, far, ["camera"], {"lidar": lidar})
+    assert torch.equal(seen[-1]["camera"], torch.full((2, 3), 1e3))  # no bound: as decoded
+
+
 def test_fusion_errors(model):
     stored = model.encode({"camera": torch.rand(1, 3)})
     with pytest.raises(DataError, match="at least one modality"):

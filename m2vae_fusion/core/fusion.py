@@ -29,12 +29,14 @@ def in_place_fusion(
     new: Mapping[str, Tensor],
     sample: bool = False,
     generator: torch.Generator | None = None,
+    decoded_bound: float | None = None,
 ) -> tuple[DiagonalGaussian, list[str]]:
     """Eq. 18: q(z* | new, f(sensed)); returns the fused posterior and the modalities it covers.
 
     The stored latent is decoded with its mean (or a sample with `sample=True`). A modality that
     is both in `sensed` and in `new` takes the new observation: a fresh measurement replaces its
-    reconstruction.
+    reconstruction. `decoded_bound` clamps the decoded values to [-bound, bound]: a stored latent
+    from an untrusted source decodes to no input farther out than the encoder was trained on.
     """
     if not new:
         raise DataError("in-place fusion needs a new observation of at least one modality")
@@ -42,6 +44,8 @@ def in_place_fusion(
     if unknown:
         raise DataError(f"unknown modalities {unknown}; this model knows {model.modality_names}")
     decoded = model.reconstruct(_latent(stored, sample, generator), [n for n in sensed if n not in new]) if sensed else {}
+    if decoded_bound is not None:
+        decoded = {n: x.clamp(-decoded_bound, decoded_bound) for n, x in decoded.items()}
     inputs = {**decoded, **new}
     covered = [n for n in model.modality_names if n in inputs]
     return model.encode({n: inputs[n] for n in covered}), covered

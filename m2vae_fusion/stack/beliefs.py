@@ -55,7 +55,9 @@ Several robots (LatentEmbedding on a shared topic):
   the first time, then at most `latent_rate_hz` times a second; `sequence` counts its latents.
 - Own sensing wins for a modality that both sensed: the foreign reconstruction of it is not
   used. That bounds another robot's influence on an object sensed here to the modalities this
-  robot lacks; a foreign latent that covers no missing modality is not used at all.
+  robot lacks; a foreign latent that covers no missing modality is not used at all. What the
+  foreign z decodes to is clamped to FOREIGN_FEATURE_BOUND, so it cannot feed the subset encoder
+  an input farther out than real features go and outweigh the own sensing that way.
 - Which foreign latent, when several robots share one object: the newest accepted latent per
   (robot, its object id) is kept, and the one covering most of the modalities this robot has not
   sensed is used, the newest stamp among equals. An object known from foreign latents only is
@@ -99,6 +101,10 @@ _MARGINALS = {
 }
 MAX_ABS_MEAN = 100.0  # 100 standard deviations of the prior N(0, I)
 MAX_ABS_LOG_VAR = 30.0  # sigma from 3e-7 to 3e6
+# A foreign latent decodes to standardised features clamped to this: the AMiRo model's own features stay
+# within 4.9 (train and test sets), a latent at the magnitude bounds would decode to hundreds, outside
+# anything the subset encoder was trained on, and outweigh this robot's own sensors.
+FOREIGN_FEATURE_BOUND = 5.0
 
 
 def attribute_probabilities(class_probabilities: np.ndarray) -> dict[str, np.ndarray]:
@@ -444,9 +450,10 @@ class BeliefStore:
             found = draft
         return None if found is None else found[0]
 
-    def _fuse_batched(self, jobs: dict[str, tuple[Belief | None, dict[str, np.ndarray]]]) -> dict[str, Belief]:
+    def _fuse_batched(self, jobs: dict[str, tuple[Belief | None, dict[str, np.ndarray]]], decoded_bound: float | None = None) -> dict[str, Belief]:
         """Per key, the stored belief (None: none yet) fused with the new sensing (Eq. 18) or a new
-        belief from it: one model call per (stored sensors, new sensors); `jobs`' sensors in model order."""
+        belief from it: one model call per (stored sensors, new sensors); `jobs`' sensors in model order.
+        `decoded_bound`: clamp what the stored beliefs decode to (foreign latents)."""
         batches: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], list[str]] = {}
         for key, (stored, new) in jobs.items():
             batches.setdefault((stored.sensed if stored else None, tuple(new)), []).append(key)
@@ -454,7 +461,7 @@ class BeliefStore:
         for (sensed, names), keys in batches.items():
             features = {m: np.stack([jobs[k][1][m] for k in keys]) for m in names}
             stored = [jobs[k][0] for k in keys]
-            beliefs = self.model.belief_batch(features) if sensed is None else self.model.fuse_batch(stored, features)
+            beliefs = self.model.belief_batch(features) if sensed is None else self.model.fuse_batch(stored, features, decoded_bound)
             fused.update(zip(keys, beliefs, strict=True))
         return fused
 
@@ -560,7 +567,7 @@ class BeliefStore:
                 # own sensing wins: the fusion decodes only the foreign modalities not in `own`
                 jobs[obj.object_id] = (self._latent_belief(obj.used), {m: obj.evidence[m].mean.astype(np.float32) for m in obj.own_sensed})
             obj.last_update_ns = max(obj.own_update_ns, obj.used.stamp_ns if obj.used else 0)
-        for object_id, fused in self._fuse_batched(jobs).items():
+        for object_id, fused in self._fuse_batched(jobs, FOREIGN_FEATURE_BOUND).items():
             self.objects[object_id].fused = fused
         probabilities = self.model.class_probabilities(np.stack([obj.fused.mean for obj in objects]))
         for obj, p in zip(objects, probabilities, strict=True):

@@ -108,17 +108,20 @@ class PerceptionModel:
         """Eq. 18: decode the stored z into the sensors it covers, encode them with the new sensing."""
         return self.fuse_batch([stored], {m: np.asarray(f)[None] for m, f in new.items()})[0]
 
-    def fuse_batch(self, stored: Sequence[Belief], new: Mapping[str, np.ndarray]) -> list[Belief]:
+    def fuse_batch(self, stored: Sequence[Belief], new: Mapping[str, np.ndarray], decoded_bound: float | None = None) -> list[Belief]:
         """Eq. 18 for N stored beliefs that cover the same sensors, each with its own new sensing by the
         same sensors (features (N, feature_dim) per sensor): one decoder pass per decoded sensor and
-        one subset-encoder forward for all N."""
+        one subset-encoder forward for all N. `decoded_bound`: clamp the decoded (standardised)
+        features, for stored beliefs that are not this robot's own."""
         sensed = {b.sensed for b in stored}
         if len(sensed) != 1:
             raise ValueError(f"fuse_batch takes beliefs that cover the same sensors, got {sorted(sensed)}")
         gaussian = DiagonalGaussian(
             torch.from_numpy(np.stack([b.mean for b in stored]).astype(np.float32)), torch.from_numpy(np.stack([b.log_var for b in stored]).astype(np.float32))
         )
-        q, covered = in_place_fusion(self.fusion, gaussian, sensed.pop(), {m: torch.from_numpy(np.asarray(f, np.float32)) for m, f in new.items()})
+        q, covered = in_place_fusion(
+            self.fusion, gaussian, sensed.pop(), {m: torch.from_numpy(np.asarray(f, np.float32)) for m, f in new.items()}, decoded_bound=decoded_bound
+        )
         return [Belief(mean, log_var, tuple(covered)) for mean, log_var in zip(q.mean.numpy(), q.log_var.numpy(), strict=True)]
 
     def class_probabilities(self, z: np.ndarray) -> np.ndarray:
