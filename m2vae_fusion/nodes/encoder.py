@@ -343,6 +343,10 @@ class EncoderNode(Node):
         self.last_encoded = -math.inf
 
         self.publisher = self.create_publisher(ModalityEncoding, "encodings", ENCODING_QOS)
+        # Transforms first: the executor takes ready subscriptions in creation order, so the odometry of a
+        # scan's stamp is in before the scan that needs it (else its encodings wait a callback round).
+        self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
+        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC_QOS)
         scan_topic = self._declare("scan_topic")
         self.create_subscription(LaserScan, scan_topic, self._on_scan, qos_profile_sensor_data)
         inputs = [scan_topic]
@@ -353,8 +357,6 @@ class EncoderNode(Node):
         elif self.modality == "ir":
             inputs.append(self._declare("ir_topic"))
             self.create_subscription(LaserScan, inputs[1], self._on_partner, qos_profile_sensor_data)
-        self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
-        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC_QOS)
         self.create_timer(0.1, self._flush_pending, clock=Clock(clock_type=ClockType.STEADY_TIME))
         diagnostics.attach(self, self.counters, diagnostics_period)
         self.get_logger().info(
