@@ -23,12 +23,15 @@ class DdsProbe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
 
-    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc: subprocess.Popen) -> bool:
-        """Spin until `done()`; False after `timeout_s`; fails the test when `proc` exits meanwhile."""
+    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc: subprocess.Popen | dict[str, subprocess.Popen]) -> bool:
+        """Spin until `done()`; False after `timeout_s`; fails the test when `proc` (or any of name ->
+        process) exits meanwhile."""
+        procs = proc if isinstance(proc, dict) else {self.under_test: proc}
         deadline = time.monotonic() + timeout_s
         while not done():
-            if proc.poll() is not None:
-                pytest.fail(f"{self.under_test} exited with {proc.returncode}:\n{proc.stdout.read()}")
+            for name, each in procs.items():
+                if each.poll() is not None:
+                    pytest.fail(f"{name} exited with {each.returncode}:\n{each.stdout.read()}")
             if time.monotonic() > deadline:
                 return False
             self.executor.spin_once(timeout_sec=0.02)

@@ -35,6 +35,7 @@ from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.stack.beliefs import MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, Encoding, Latent, attribute_probabilities
 from m2vae_fusion.stack.model import PerceptionModel
+from dds_probe import DdsProbe
 from test_sim import one_object_world
 
 REPO = Path(__file__).resolve().parents[1]
@@ -359,22 +360,15 @@ def test_with_some_own_sensors_a_foreign_latent_only_fills_the_others(model, sen
 # ---------------------------------------------------------------- sensor dropout, real nodes over DDS
 
 
-class Watcher:
+class Watcher(DdsProbe):
     """rclpy in this process: the fusion node's beliefs and counters."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from m2vae_msgs.msg import ObjectBeliefArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("dropout_watcher", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "dropout_watcher", "fusion")
         self.beliefs = []
         self.counts: dict[str, int] = {}
         reliable = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
@@ -383,22 +377,6 @@ class Watcher:
 
     def _on_diagnostics(self, msg) -> None:
         self.counts.update(diagnostics.read(msg.status).get("/robot1/fusion", {}))
-
-    def spin_until(self, done, timeout_s: float, procs: dict[str, subprocess.Popen]) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    pytest.fail(f"{name} exited with {proc.returncode}:\n{proc.stdout.read()}")
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.05)
-        return True
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 def last_update(watcher: Watcher) -> float:
