@@ -105,10 +105,11 @@ def test_a_robot_without_camera_learns_the_colour_from_another(model: Perception
     assert own2, "robot2 never shared its own latent of the object"
     alone = colour_red(model, own2[-1].mean)  # robot2's belief from its own sensing: what fuse_foreign:=false would give
     print(f"robot2 p(red): {alone:.2f} alone (LiDAR + IR), {red:.2f} with robot1's latent; class {b2.class_names[int(np.argmax(b2.class_probabilities))]}")
+    # the camera in robot2's belief can only be robot1's: without sharing this fails
     assert list(b2.modalities) == ["camera", "lidar", "ir"] and list(b2.contributing_robots) == ["robot2", "robot1"]
-    # LiDAR and IR sense a red and a green cube alike; for a shiny cube the model's guess from them leans
-    # green, so robot2 alone does not know it is red: otherwise this test would prove nothing
-    assert alone < 0.5
+    # LiDAR and IR sense a red and a green cube alike, so robot2's own guess of the colour is the model's
+    # prior for what they see (measured .09 to .67 over runs, whatever the noise gave); with robot1's
+    # latent it is sure, and right
     assert red > 0.9 and b2.class_names[int(np.argmax(b2.class_probabilities))] == LABEL
     # no echo: robot2 shares its own sensing only, and robot1, which sensed everything itself, uses none of it
     assert all(list(m.modalities) in (["lidar"], ["ir"], ["lidar", "ir"]) and list(m.contributors) == ["robot2"] for m in own2)
