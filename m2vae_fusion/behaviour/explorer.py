@@ -60,7 +60,8 @@ class ExplorerConfig:
 class Landmark:
     """An object seen in the scans: running mean of its centre, how often it was seen, how many rounds
     of views it has had, which side (angle from the object to the robot) the next round starts at, and
-    how many rounds in a row got no view of it (no reachable side, or the robot got stuck)."""
+    how often in a row it failed to get a view (a round with no reachable side, or a side the robot got
+    stuck on); MAX_FAILED_ROUNDS of those retire it."""
 
     position: np.ndarray
     sightings: int = 1
@@ -80,7 +81,7 @@ class Goal:
 
 
 CELL = 0.02  # m, occupancy grid resolution
-MAX_FAILED_ROUNDS = 2  # an object that got no view in this many rounds in a row is left alone
+MAX_FAILED_ROUNDS = 2  # an object that failed to get a view this many times in a row is left alone
 # A free-standing object leaves this ring around its centre estimate empty (its surface is within 4 cm,
 # a neighbour's beyond 11 cm at the closest spacing of world_gen); a piece of wall or clutter does not.
 RING = (0.065, 0.085)
@@ -202,8 +203,8 @@ class Explorer:
 
     def _plan_next(self, here: np.ndarray) -> bool:
         """Plan the sides of the next object: the fewest rounds so far, then the nearest. Left out: pieces
-        of wall or clutter (something in the ring around them) and objects that got no view in
-        MAX_FAILED_ROUNDS rounds in a row."""
+        of wall or clutter (something in the ring around them) and objects retired after
+        MAX_FAILED_ROUNDS failures in a row."""
         ready = [
             i for i, lm in enumerate(self.landmarks)
             if lm.sightings >= self.config.min_sightings and lm.failed_rounds < MAX_FAILED_ROUNDS
