@@ -23,9 +23,12 @@ class DdsProbe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
 
-    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc: subprocess.Popen | dict[str, subprocess.Popen]) -> bool:
+    def spin_until(
+        self, done: Callable[[], bool], timeout_s: float, proc: subprocess.Popen | dict[str, subprocess.Popen],
+        tick: Callable[[], None] | None = None,
+    ) -> bool:
         """Spin until `done()`; False after `timeout_s`; fails the test when `proc` (or any of name ->
-        process) exits meanwhile."""
+        process) exits meanwhile. `tick` runs before every spin (e.g. to keep publishing)."""
         procs = proc if isinstance(proc, dict) else {self.under_test: proc}
         deadline = time.monotonic() + timeout_s
         while not done():
@@ -34,6 +37,8 @@ class DdsProbe:
                     pytest.fail(f"{name} exited with {each.returncode}:\n{each.stdout.read()}")
             if time.monotonic() > deadline:
                 return False
+            if tick:
+                tick()
             self.executor.spin_once(timeout_sec=0.02)
         return True
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +17,7 @@ from m2vae_msgs.msg import LabelledObjectArray, ModalityEncoding
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
+from dds_probe import DdsProbe
 from m2vae_fusion.nodes import encoder
 from m2vae_fusion.nodes.encoder import (
     DropLog, Dropped, EncoderNode, ParameterError, TransformHistory, camera_reading, detection_confidence, scan_reading,
@@ -373,20 +372,13 @@ def encoder_argv(modality: str, *ros_args: str) -> list[str]:
     ]
 
 
-class Listener:
+class Listener(DdsProbe):
     """rclpy in this process: encodings, map -> odom and the ground truth of /robot1."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("test_encoder_listener", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "test_encoder_listener", "encoder")
         self.encodings: dict[str, list[ModalityEncoding]] = {m: [] for m in MODALITIES}
         self.map_to_odom: np.ndarray | None = None
         self.truth: LabelledObjectArray | None = None
@@ -405,19 +397,6 @@ class Listener:
             if (t.header.frame_id, t.child_frame_id) == ("map", "robot1/odom"):
                 r, p = t.transform.rotation, t.transform.translation
                 self.map_to_odom = frames.from_translation_quaternion((p.x, p.y, p.z), (r.x, r.y, r.z, r.w))
-
-    def spin_until(self, done: Callable[[], bool], timeout_s: float, procs: dict[str, subprocess.Popen]) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done() and time.monotonic() < deadline:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    pytest.fail(f"{name} exited with {proc.returncode}:\n{proc.stdout.read()}")
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture

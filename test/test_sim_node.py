@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
+from dds_probe import DdsProbe
 from m2vae_fusion.nodes.sim import PARAMETERS, Schedule, default_frame_prefix
 from m2vae_fusion.resources import config_path
 from m2vae_fusion.sim import ros_bridge as bridge
@@ -196,20 +195,13 @@ def sim_argv(*ros_args: str, params_file: bool = True) -> list[str]:
     return [sys.executable, "-m", "m2vae_fusion.nodes.sim", "--ros-args", *files, *ros_args]
 
 
-class Listener:
+class Listener(DdsProbe):
     """rclpy in this process: keeps the latest message of every sim topic."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("test_sim_listener", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "test_sim_listener", "sim")
         self.latest: dict[str, object] = {}
         self.tf_pairs: set[tuple[str, str]] = set()
         self.odom: list[OdometryMsg] = []
@@ -232,22 +224,6 @@ class Listener:
                 self.odom.append(msg)
 
         self.node.create_subscription(kind, topic, keep, qos)
-
-    def spin_until(self, done: Callable[[], bool], timeout_s: float, proc, tick: Callable[[], None] | None = None) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if proc.poll() is not None:
-                pytest.fail(f"sim exited with {proc.returncode}:\n{proc.stdout.read()}")
-            if time.monotonic() > deadline:
-                return
-            if tick:
-                tick()
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture
