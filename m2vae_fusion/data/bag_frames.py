@@ -64,7 +64,8 @@ class BagFrames:
     topics: dict[str, int] = field(default_factory=dict)  # messages per topic
 
 
-def _stamp(header: Any) -> float:
+def stamp_seconds(header: Any) -> float:
+    """A std_msgs/Header's stamp in seconds."""
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
@@ -161,11 +162,11 @@ def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolera
     for topic, msg in _messages(paths, wanted):
         counts[topic] = counts.get(topic, 0) + 1
         if topic == topics.scan:
-            scans.append((_stamp(msg.header), scan_from_msg(msg)))
+            scans.append((stamp_seconds(msg.header), scan_from_msg(msg)))
         elif topic == topics.ir:
-            irs.append((_stamp(msg.header), scan_from_msg(msg)))
+            irs.append((stamp_seconds(msg.header), scan_from_msg(msg)))
         elif topic == topics.image:
-            images.append((_stamp(msg.header), msg))
+            images.append((stamp_seconds(msg.header), msg))
         elif topic == topics.camera_info:
             info = msg
         elif topic == topics.tf_static:
@@ -176,9 +177,9 @@ def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolera
             for t in msg.transforms:
                 pair = (_strip(t.header.frame_id), _strip(t.child_frame_id))
                 if pair == ("map", "odom"):
-                    map_odom.add(_stamp(t.header), _matrix(t.transform))
+                    map_odom.add(stamp_seconds(t.header), _matrix(t.transform))
                 elif pair == ("odom", "base_link"):
-                    odom_base.add(_stamp(t.header), _matrix(t.transform))
+                    odom_base.add(stamp_seconds(t.header), _matrix(t.transform))
         elif topic == topics.ground_truth:
             for o in msg.objects:
                 p = o.pose.position

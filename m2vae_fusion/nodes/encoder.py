@@ -61,7 +61,7 @@ from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError
-from m2vae_fusion.data.bag_frames import image_from_msgs, scan_from_msg
+from m2vae_fusion.data.bag_frames import image_from_msgs, scan_from_msg, stamp_seconds
 from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.nodes.sim import default_frame_prefix
 from m2vae_fusion.perception import frames
@@ -131,10 +131,6 @@ class Dropped(Exception):
 
 
 # ------------------------------------------------------------ message conversion
-
-
-def stamp_of(header: Any) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 def scan_reading(msg: Any, what: str = "scan") -> Scan:
@@ -283,7 +279,7 @@ class Reading:
 
     @property
     def stamp(self) -> float:
-        return stamp_of(self.header)
+        return stamp_seconds(self.header)
 
 
 @dataclass
@@ -410,7 +406,7 @@ class EncoderNode(Node):
                 except ValueError as exc:
                     self.drops.report(Dropped("transform", f"{self.odom_frame} -> {self.base_frame}: {exc}", kind="malformed"))
                     continue
-                if self.odom.add(stamp_of(t.header), transform):
+                if self.odom.add(stamp_seconds(t.header), transform):
                     self.newest.clear()  # time jumped back: a new run, whose messages are not out of order
                 fresh = True
         if fresh:
@@ -429,7 +425,7 @@ class EncoderNode(Node):
                 self._mounting(frame)
             except Dropped as exc:
                 raise Dropped(what, f"frame {frame!r} is not connected to {self.base_frame} ({exc.reason})", kind="unknown_frame") from None
-        stamp = stamp_of(header)
+        stamp = stamp_seconds(header)
         newest = self.newest.get(what)
         if newest is not None and stamp < newest:
             raise Dropped(what, f"stamp {stamp:.3f} s is before the previous {what}'s {newest:.3f} s", kind="out_of_order")

@@ -30,6 +30,7 @@ from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
 from m2vae_fusion.core.errors import ConfigError
+from m2vae_fusion.data.bag_frames import stamp_seconds
 from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.nodes.encoder import DropLog, Dropped, scan_reading, transform_of
 from m2vae_fusion.perception import frames
@@ -107,7 +108,7 @@ class ExplorerNode(Node):
             self.static[t.child_frame_id] = transform_of(t)
 
     def _on_odom(self, msg: Odometry) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp = stamp_seconds(msg.header)
         if self.stamps and stamp < self.stamps[-1]:  # a restarted simulation: forget the old run
             self.stamps.clear()
             self.poses.clear()
@@ -131,7 +132,7 @@ class ExplorerNode(Node):
         except KeyError as exc:
             self.drops.report(Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True))
             return
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp = stamp_seconds(msg.header)
         i = min(bisect.bisect_left(self.stamps, stamp), len(self.stamps) - 1)
         if i > 0 and abs(self.stamps[i - 1] - stamp) < abs(self.stamps[i] - stamp):
             i -= 1

@@ -26,6 +26,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from m2vae_fusion.core.atomic_file import write_text_atomic
+from m2vae_fusion.data.bag_frames import stamp_seconds
 from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.stack.scoreboard import BeliefRow, TrueObject, match, summary, table
 
@@ -82,7 +83,7 @@ class ScoreboardNode(Node):
         if self.finished:
             return
         self.truth = [TrueObject(o.name, o.label, o.pose.position.x, o.pose.position.y) for o in msg.objects]
-        now = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        now = stamp_seconds(msg.header)
         if self.duration > 0 and now >= self.duration:
             self._finish(now)
         elif now >= self.next_table:

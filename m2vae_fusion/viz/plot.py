@@ -106,10 +106,6 @@ def last_beliefs(bag: Path, topic: str | None) -> tuple[str, Any]:
     return found
 
 
-def stamp_s(header: Any) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
 # ------------------------------------------------------------ views
 
 
@@ -120,6 +116,7 @@ def plot_latent(args: argparse.Namespace) -> None:
     import matplotlib.image
     import torch
 
+    from m2vae_fusion.data.bag_frames import stamp_seconds
     from m2vae_fusion.stack.model import PerceptionModel
     from m2vae_fusion.viz.latent_view import LatentView, belief_points, compute_background
 
@@ -134,7 +131,7 @@ def plot_latent(args: argparse.Namespace) -> None:
         points, left_out = belief_points(msg.beliefs, model.model_id, model.fusion.latent_dim)
         if left_out:
             print(f"not drawn (another model's or malformed latents): {', '.join(left_out)}")
-        title = f"{topic} at {stamp_s(msg.header):.1f} s: {len(points)} objects"
+        title = f"{topic} at {stamp_seconds(msg.header):.1f} s: {len(points)} objects"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     matplotlib.image.imsave(args.out, view.render(points, title))
 
@@ -147,6 +144,7 @@ def plot_beliefs(args: argparse.Namespace) -> None:
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle, Rectangle
 
+    from m2vae_fusion.data.bag_frames import stamp_seconds
     from m2vae_fusion.viz.markers import CUBE_SIDE, CYLINDER_DIAMETER, MarkerBook
 
     topic, msg = last_beliefs(args.bag, args.topic)
@@ -186,7 +184,7 @@ def plot_beliefs(args: argparse.Namespace) -> None:
     ax.set_xlabel(f"x [m] ({frame})")
     ax.set_ylabel(f"y [m] ({frame})")
     note = ", ground truth dashed" if truth_objects else ""
-    ax.set_title(f"{topic} at {stamp_s(msg.header):.1f} s: {len(objects)} objects (opacity = confidence{note})", fontsize=9)
+    ax.set_title(f"{topic} at {stamp_seconds(msg.header):.1f} s: {len(objects)} objects (opacity = confidence{note})", fontsize=9)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out)
 
