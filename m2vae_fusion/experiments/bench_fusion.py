@@ -163,11 +163,17 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
 
 
-def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+def measure_with_model(args: argparse.Namespace, bench: str, measure: Callable[[PerceptionModel], dict[str, Any]]) -> dict[str, Any]:
+    """`measure` on the --model, with --threads torch threads (fusion and scale benches)."""
     if args.threads < 1:
-        raise ValueError(f"bench fusion: --threads must be >= 1, got {args.threads}")
+        raise ValueError(f"bench {bench}: --threads must be >= 1, got {args.threads}")
     model = load_model(args.model)
     with torch_threads(args.threads):
-        results = bench_fusion(model, args.repetitions, tuple(args.batch_sizes))
+        results = measure(model)
     results["threads"] = args.threads
+    return results
+
+
+def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    results = measure_with_model(args, "fusion", lambda model: bench_fusion(model, args.repetitions, tuple(args.batch_sizes)))
     return results, table(results)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from m2vae_fusion.experiments.bench_fusion import load_model, own_encoding, percentiles_us, spread_positions, timed, torch_threads
+from m2vae_fusion.experiments.bench_fusion import measure_with_model, own_encoding, percentiles_us, spread_positions, timed
 
 if TYPE_CHECKING:  # torch and rclpy load only when a benchmark runs, not for `m2vae --help`
     from m2vae_fusion.stack.beliefs import Latent
@@ -268,10 +268,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    if args.threads < 1:
-        raise ValueError(f"bench scale: --threads must be >= 1, got {args.threads}")
-    model = load_model(args.model)
-    with torch_threads(args.threads):
-        results = bench_scale(model, tuple(args.objects), tuple(args.robots), args.bursts, args.encodings, args.publishes)
-    results["threads"] = args.threads
+    results = measure_with_model(
+        args, "scale", lambda model: bench_scale(model, tuple(args.objects), tuple(args.robots), args.bursts, args.encodings, args.publishes)
+    )
     return results, table(results)
