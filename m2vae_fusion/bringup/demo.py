@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
                         help=f"simulated seconds the demo runs (default: {DEFAULT_DURATION_S:g})")
     parser.add_argument("--robots", type=int, default=1, help="robots exploring the arena, each with its own sensors and fusion node, sharing latents (default: 1)")
-    parser.add_argument("--world", help="world SDF (default: worlds/arena.sdf for one robot, arena_two_robots.sdf for two)")
+    parser.add_argument("--world", help="world SDF (default: worlds/arena.sdf for one robot, arena_two_robots.sdf for two, a generated arena for more)")
     parser.add_argument("--headless", action="store_true",
                         help="no viz node and no rviz2 (CI; the default when there is no $DISPLAY or $WAYLAND_DISPLAY)")
     parser.add_argument("--gui", action="store_true", help="start the viz node (and rviz2 when installed) even without a display")
