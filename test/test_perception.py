@@ -250,10 +250,10 @@ def test_crop_is_none_when_too_near_or_mostly_outside() -> None:
 
 
 def test_sector_is_shape_specific_and_blind_to_colour(quiet_arena: Simulator) -> None:
-    def sector(name: str) -> np.ndarray:
+    def sector(name: str, **window: float) -> np.ndarray:
         outward(quiet_arena, name, 0.2)
         c = detect_objects(quiet_arena.lidar())[0]
-        return lidar_sector(quiet_arena.lidar(), c.bearing, c.distance)
+        return lidar_sector(quiet_arena.lidar(), c.bearing, c.distance, **window)
 
     # the arena is point-symmetric: a half turn maps each red primitive onto its green twin
     red, green = sector("red_cylinder_matte"), sector("green_cylinder_matte")
@@ -261,14 +261,21 @@ def test_sector_is_shape_specific_and_blind_to_colour(quiet_arena: Simulator) ->
     assert np.abs(red - green).max() < 1e-3
     assert np.abs(red[0] - cube[0]).sum() > 1.0, "depth profiles of a cylinder and a cube should differ"
     # the matte surface reflects 0.25 where it faces the sensor; the background (walls) does not matter
+    # the centre is the nearest surface + 3 cm: in the default 10 cm window that surface reads (-3 + 5) / 10;
+    # a 5 cm window clips it and spends its range on the flanks, where cube and cylinder differ
     assert red[1, 16] == pytest.approx(0.25, abs=0.01) and red[0, 16] == pytest.approx(0.2, abs=0.01)
+    narrow = sector("red_cylinder_matte", depth_window=0.05)
+    assert narrow[0, 16] == 0.0 and 0.05 < narrow[0, 8] < 0.95 and 0.05 < narrow[0, 24] < 0.95
 
 
 def test_sector_formula_on_hand_built_scans() -> None:
     n = 360
     flat = synthetic_scan(np.full(n, 0.47), np.full(n, 1.7))  # a surrounding surface 3 cm before 0.5 m
-    s = lidar_sector(flat, 0.3, 0.5)
+    s = lidar_sector(flat, 0.3, 0.5, depth_window=0.1)
     assert s.shape == (2, 32) and np.allclose(s[0], 0.2, atol=1e-5) and np.allclose(s[1], 1.0)  # intensity clipped
+    assert np.allclose(lidar_sector(flat, 0.3, 0.5, depth_window=0.05)[0], 0.0)  # (-3 + 2.5) / 5 cm, clipped
+    nearer = synthetic_scan(np.full(n, 0.49), np.full(n, 0.5))
+    assert np.allclose(lidar_sector(nearer, 0.3, 0.5, depth_window=0.05)[0], 0.3, atol=1e-5)  # (-1 + 2.5) / 5
     empty = synthetic_scan(np.full(n, np.inf), np.zeros(n))
     assert np.all(lidar_sector(empty, 0.0, 0.5) == [[1.0], [0.0]])
     # a 90-degree scan does not see behind itself

@@ -179,6 +179,9 @@ def test_reproduce_sim_tiny(tmp_path: Path) -> None:
     assert set(results["meta_sensor"]) == {"raw", "m2vae"} and set(results["in_place"]) == {"with_reenc", "without_reenc"}
     assert set(results["per_subset"]) == {"camera", "lidar", "ir", "camera+lidar", "camera+ir", "lidar+ir", "camera+lidar+ir"}
     assert all(0 <= r <= 1 for r in [*results["meta_sensor"].values(), *results["in_place"].values(), *results["per_subset"].values()])
+    for name, rates in results["meta_sensor_runs"].items():  # the figure is the mean over the MLP seeds
+        assert len(rates) == 5 and results["meta_sensor"][name] == pytest.approx(sum(rates) / len(rates))
+    assert "5 MLP seeds" in proc.stdout
 
 
 def test_export_keeps_the_model_id_and_drops_optimiser_state(trained, tmp_path: Path) -> None:

@@ -56,17 +56,26 @@ def reproduce_sim(config: StackConfig, out: Path, seed: int = 0, train_samples: 
 
 
 def table(results: dict[str, Any]) -> str:
-    meta, in_place = results["meta_sensor"], results["in_place"]
+    meta, in_place, repeated = results["meta_sensor"], results["in_place"], results["in_place_repeated"]
+    runs = results.get("meta_sensor_runs", {})
+
+    def row(label: str, measured: float, paper: float | None = None, note: str = "") -> str:
+        return f"{label:<50}{measured:>9.3f}{'' if paper is None else format(paper, '.3f'):>8}{note}"
+
+    def spread(name: str) -> str:
+        rates = runs.get(name, [])
+        return f"   ({len(rates)} MLP seeds: {min(rates):.3f}-{max(rates):.3f})" if len(rates) > 1 else ""
+
     lines = [
         f"Simulated camera / LiDAR / reflectance (paper Sec. V-D), {results['observations']['train']} training and "
         f"{results['observations']['test']} test observations (test world {TEST_WORLD})",
-        f"{'accuracy':<46}{'measured':>10}{'paper':>8}",
-        f"{'meta-sensor, MLP on raw beta-VAE features':<46}{meta['raw']:>10.3f}{PAPER['meta_sensor']['raw']:>8.3f}",
-        f"{'meta-sensor, MLP on M2VAE z (all sensors)':<46}{meta['m2vae']:>10.3f}{PAPER['meta_sensor']['m2vae']:>8.3f}",
-        f"{'one sensor at a time, in-place fusion, re-enc':<46}{in_place['with_reenc']:>10.3f}{PAPER['in_place']['with_reenc']:>8.3f}",
-        f"{'one sensor at a time, in-place fusion, no re-enc':<46}{in_place.get('without_reenc', float('nan')):>10.3f}{PAPER['in_place']['without_reenc']:>8.3f}",
-        f"{'same, ' + str(results['in_place_repeated']['sensings']) + ' sensings, re-enc':<46}{results['in_place_repeated']['with_reenc']:>10.3f}{'':>8}",
-        f"{'same, ' + str(results['in_place_repeated']['sensings']) + ' sensings, no re-enc':<46}{results['in_place_repeated'].get('without_reenc', float('nan')):>10.3f}{'':>8}",
+        f"{'accuracy':<50}{'measured':>9}{'paper':>8}",
+        row("meta-sensor, MLP on raw beta-VAE features", meta["raw"], PAPER["meta_sensor"]["raw"], spread("raw")),
+        row("meta-sensor, MLP on M2VAE z (all sensors)", meta["m2vae"], PAPER["meta_sensor"]["m2vae"], spread("m2vae")),
+        row("one sensor at a time, in-place fusion, re-enc", in_place["with_reenc"], PAPER["in_place"]["with_reenc"]),
+        row("one sensor at a time, in-place fusion, no re-enc", in_place.get("without_reenc", float("nan")), PAPER["in_place"]["without_reenc"]),
+        row(f"same, {repeated['sensings']} sensings, re-enc", repeated["with_reenc"]),
+        row(f"same, {repeated['sensings']} sensings, no re-enc", repeated.get("without_reenc", float("nan"))),
         "per subset (the model's classifier: one MLP on z of every subset encoder):",
         "  " + ", ".join(f"{subset_key(s)} {results['per_subset'][subset_key(s)]:.3f}" for s in subsets()),
     ]

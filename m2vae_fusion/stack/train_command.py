@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stage in ("all", "preprocessors"):
         records = train_preprocessors(config, observations, args.out, resume=not args.no_resume, progress=progress, jobs=args.jobs, log=say)
         for m, record in records.items():
-            say(f"  {m}: {record['samples']} views, final loss {record['final'].get('loss', float('nan')):.3f}")
+            loss = record["final"].get("loss")  # none when the checkpoint in --out had finished already
+            say(f"  {m}: {record['samples']} views, " + (f"final loss {loss:.3f}" if loss is not None else "already trained (resumed a finished checkpoint)"))
     if args.stage in ("all", "fusion"):
         manifest = train_fusion(config, observations.subset(complete), args.out, resume=not args.no_resume, progress=progress, log=say)
         say(f"perception model {manifest['model_id']}: {args.out / MANIFEST}")
