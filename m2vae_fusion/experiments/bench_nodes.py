@@ -5,8 +5,12 @@ config/encoders.yaml) on a fresh ROS_DOMAIN_ID with loopback-only DDS. This proc
 the embedded simulator rendered beforehand (the robot 0.2 m from each object of the world, facing it):
 per tick /tf odom -> base_link, then the sensor's messages (camera: camera_info + image; IR: ir/scan)
 and the LiDAR scan, all stamped with the current wall time, at --rate-hz (30 Hz: a camera's frame
-rate). Node latency = arrival of the frame's encodings on `encodings` - that stamp, so it covers the
-DDS transport both ways, the node's executor, conversion, object detection and the torch forward.
+rate). Node latency = arrival of the frame's last encoding on `encodings` - the moment the first
+sensor message of the frame goes out, so it covers the DDS transport both ways, the node's executor,
+conversion, object detection and the torch forward. Arrival is the RMW's reception time of the sample
+(MessageInfo received_timestamp, the same system clock), not the time this process's Python executor
+gets round to the callback: that executor's half millisecond, like the /tf publish before the sensor
+messages, is the harness's cost, not the node's.
 odom -> base_link goes out with every frame at the frame's stamp: the node holds encodings back until
 it has a transform at or after the scan (up to 0.5 s), which here is never the bottleneck measured.
 
@@ -262,12 +266,13 @@ class Replay:
         self.tf = self.node.create_publisher(TFMessage, "/tf", TF_QOS)
         self.tf_static = self.node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
         self.tf_static.publish(static_msg)
-        self.arrivals: dict[int, list[int]] = {}
+        self.arrivals: dict[int, list[int]] = {}  # per frame stamp
+        self.sent: dict[int, int] = {}  # frame stamp -> when its first sensor message went out
         self.nonfinite = 0
         self.encodings = self.node.create_subscription(ModalityEncoding, "encodings", self._on_encoding, ENCODING_QOS)
 
-    def _on_encoding(self, msg: Any) -> None:
-        arrived = time.time_ns()
+    def _on_encoding(self, msg: Any, info: Any) -> None:
+        arrived = info.get("received_timestamp") or time.time_ns()  # 0 where the RMW does not fill it in
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.arrivals.setdefault(stamp, []).append(arrived)
         if not all(math.isfinite(v) for v in (*msg.mean, *msg.log_var)):
@@ -287,6 +292,7 @@ class Replay:
         for _, msg in frame.messages:
             msg.header.stamp = stamp
         self.tf.publish(frame.odom)
+        self.sent[stamp_ns] = time.time_ns()
         for topic, msg in frame.messages:
             self.publishers[topic].publish(msg)
         return stamp_ns
@@ -294,7 +300,7 @@ class Replay:
     def answered(self, stamp_ns: int, expected: int) -> int | None:
         """The latency in ns of the frame stamped `stamp_ns` once its `expected` encodings are in."""
         arrived = self.arrivals.get(stamp_ns, ())
-        return arrived[expected - 1] - stamp_ns if len(arrived) >= expected else None
+        return max(arrived[:expected]) - self.sent[stamp_ns] if len(arrived) >= expected else None
 
     def spin_until(self, deadline: float, done: Callable[[], bool] = lambda: False) -> bool:
         """Take messages until `done()` or time.monotonic() reaches `deadline`; returns done()."""
