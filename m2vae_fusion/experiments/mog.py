@@ -47,7 +47,7 @@ class MoGExperiment:
     reencode: ReencodeConfig = field(default_factory=lambda: ReencodeConfig(alpha=0.2, start_epoch=100, ramp_epochs=100))
     drift_steps: int = 400
     n_train_per_class: int = 1000
-    n_test_per_class: int = 200
+    n_test_per_class: int = 1000  # see config/reproduce/mog.yaml: the standard error of the rates
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or not 1 <= self.baseline_seeds <= self.seeds:
