@@ -5,6 +5,8 @@ sim node over DDS, checked against the simulator's ground truth. A tiny model is
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -355,6 +357,7 @@ def test_node_drops_bad_messages_and_goes_on(node_in_process):
         ({"modality": "sonar"}, "parameter 'modality' must be one of camera, lidar, ir, got 'sonar'"),
         ({"modality": "lidar", "model_id": "m2vae-000000000000"}, "parameter 'model_id' is 'm2vae-000000000000' but"),
         ({"modality": "ir", "max_objects": 0}, "parameter 'max_objects' must be >= 1"),
+        ({"modality": "lidar", "executor": "multi_threaded"}, "parameter 'executor' must be one of single_threaded, events, got 'multi_threaded'"),
     ],
 )
 def test_bad_parameters_are_named(node_in_process, overrides, message):
@@ -445,6 +448,35 @@ def test_three_encoders_beside_the_sim_node(processes, listener, model_dir, near
         out = procs[modality].stdout.read()
         assert "dropped scan: 1 of 360 ranges are NaN" in out, out
         assert "Traceback" not in out, out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_events_executor_idles_quietly_encodes_and_stops_on_ctrl_c(processes, listener, model_dir, near_world):
+    """executor:=events spins the node on rclpy's EventsExecutor: no busy loop while nothing arrives
+    (its own spin() is one in this rclpy), encodings flow, and Ctrl-C ends it cleanly."""
+    ns = ("-r", "__ns:=/robot1")
+    encoder = processes.start(*encoder_argv("lidar", *ns, "-p", f"model:={model_dir}", "-p", "executor:=events"))
+    up = lambda: listener.node.count_publishers("/robot1/encodings") > 0
+    assert listener.spin_until(up, 60, encoder), "the encoder never advertised /robot1/encodings"
+    listener.spin_until(lambda: False, 1.0, encoder)  # past start-up's own work
+    before = cpu_seconds(encoder.pid)
+    listener.spin_until(lambda: False, 2.0, encoder)
+    idle = cpu_seconds(encoder.pid) - before
+    assert idle < 0.5, f"the idle encoder used {idle:.2f} s of CPU in 2 s: a busy loop"
+
+    sim = processes.python("-m", "m2vae_fusion.nodes.sim", "--ros-args", *ns, "-p", f"world:={near_world}", "-p", "seed:=2")
+    enough = lambda: len(listener.encodings["lidar"]) >= 5
+    assert listener.spin_until(enough, 60, {"encoder": encoder, "sim": sim}), f"{len(listener.encodings['lidar'])} encodings"
+
+    os.killpg(encoder.pid, signal.SIGINT)
+    out, _ = encoder.communicate(timeout=10)
+    assert encoder.returncode == 0, out
+    assert "Traceback" not in out, out
 
 
 def test_missing_model_is_fatal(processes, tmp_path):

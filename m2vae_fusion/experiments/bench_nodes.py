@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from m2vae_fusion.core.errors import M2VAEError
+from m2vae_fusion.node_runtime import EXECUTORS
 
 MODALITIES = ("camera", "lidar", "ir")
 NAMESPACE = "bench"
@@ -136,10 +137,12 @@ class NodeProcess:
         self.log.close()
 
 
-def encoder_command(modality: str, params_file: Path, model: Path | None) -> list[str]:
+def encoder_command(modality: str, params_file: Path, model: Path | None, executor: str | None = None) -> list[str]:
     argv = ["encoder", "--ros-args", "-r", f"__ns:=/{NAMESPACE}", "-r", f"__node:={modality}_encoder", "--params-file", str(params_file)]
     if model is not None:
         argv += ["-p", f"model:={model}"]
+    if executor is not None:
+        argv += ["-p", f"executor:={executor}"]
     return argv
 
 
@@ -488,6 +491,7 @@ def bench_nodes(
     model_dir: Path | None = None,
     params_file: Path | None = None,
     domain_id: int | None = None,
+    executor: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     import torch
@@ -510,6 +514,9 @@ def bench_nodes(
             raise FileNotFoundError(f"bench nodes: {path} does not exist")
     model = PerceptionModel.load(model_dir or default_model_dir())
     params = {m: encoder_parameters(params_file, m) for m in modalities}
+    if executor is not None:
+        for values in params.values():
+            values["executor"] = executor
     torch.set_num_threads(int(params[modalities[0]]["threads"]))  # as the node: the bare path gets what it gets
     env = isolated_ros_env(domain_id)
     results: dict[str, Any] = {
@@ -520,12 +527,13 @@ def bench_nodes(
         "model_id": model.model_id,
         "domain_id": int(env["ROS_DOMAIN_ID"]),
         "machine": machine(),
+        "executors": {m: params[m]["executor"] for m in modalities},
         "modalities": {},
         "targets": TARGETS,
     }
     static_msg, static, frames = render_frames(world, modalities, model, params, rate_hz)
     for modality in modalities:
-        command = encoder_command(modality, params_file, model_dir)
+        command = encoder_command(modality, params_file, model_dir, executor)
         log(f"{modality}: {' '.join(command)} on ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}, {len(frames[modality])} views")
         results["modalities"][modality] = measure_modality(
             modality, frames[modality], static_msg, static, model, params[modality], env, command,
@@ -540,7 +548,8 @@ def table(results: dict[str, Any]) -> str:
     widths = (9, 9, 9, 9, 9, 10, 12, 16, 18)
     lines = [
         f"encoder nodes over DDS vs the bare path in this process: {results['messages']} messages per modality at "
-        f"{results['rate_hz']:g} Hz after {results['warmup']} warm-up, model {results['model_id']}",
+        f"{results['rate_hz']:g} Hz after {results['warmup']} warm-up, model {results['model_id']}, executor "
+        f"{'/'.join(sorted(set(results['executors'].values())))}",
         f"machine: {m['cpu']}, {m['usable_cpus']} of {m['cpus']} CPUs usable, load {m['load_average_1min']:.1f} at the start; times in ms",
         " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths))),
     ]
@@ -569,11 +578,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="perception model folder, for the nodes and the bare path (default: the shipped m2vae_fusion/weights/amiro)")
     parser.add_argument("--params-file", type=Path, help="encoder parameters (default: the package's config/encoders.yaml)")
     parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID of the measurement (default: a random one, loopback-only discovery)")
+    parser.add_argument(
+        "--executor", choices=EXECUTORS, help="the nodes' executor parameter (default: the params file's, single_threaded in the package's)"
+    )
 
 
 def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     results = bench_nodes(
         args.modalities, messages=args.messages, warmup=args.warmup, rate_hz=args.rate_hz, world=args.world,
-        model_dir=args.model, params_file=args.params_file, domain_id=args.domain_id, log=lambda text: print(text, file=sys.stderr),
+        model_dir=args.model, params_file=args.params_file, domain_id=args.domain_id, executor=args.executor, log=lambda text: print(text, file=sys.stderr),
     )
     return results, table(results)

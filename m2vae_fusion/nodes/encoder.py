@@ -62,7 +62,7 @@ from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError
 from m2vae_fusion.data.bag_frames import image_from_msgs, scan_from_msg, stamp_seconds
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.node_runtime import ParameterError, declare, declare_executor, declare_number, executor_parameter, run_node
 from m2vae_fusion.nodes.sim import default_frame_prefix
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.features import observe
@@ -113,6 +113,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "threads": (1, "torch threads (one per process is fastest for these small networks)"),
     "future_tolerance_s": (1.0, "drop sensor messages stamped more than this many seconds ahead of the node's clock and the newest odometry"),
     "diagnostics_period_s": (1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]"),
+    "executor": executor_parameter("events"),
 }
 
 
@@ -321,6 +322,7 @@ class EncoderNode(Node):
         prefix = prefix + "/" if prefix else ""
         self.base_frame, self.odom_frame = prefix + "base_link", prefix + "odom"
 
+        declare_executor(self, PARAMETERS)  # run_node spins the node on it
         self.future_tolerance = self._number("future_tolerance_s")
         diagnostics_period = self._number("diagnostics_period_s")
         if diagnostics_period <= 0:

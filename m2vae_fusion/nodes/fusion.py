@@ -78,7 +78,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.node_runtime import ParameterError, declare, declare_executor, declare_number, executor_parameter, run_node
 from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
 from m2vae_fusion.perception import frames
 from m2vae_fusion.resources import default_model_dir
@@ -114,6 +114,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "future_tolerance_s": (1.0, "drop encodings and latents stamped more than this many seconds ahead of the data clock and the node's clock"),
     "max_foreign_robots": (16, "fuse latents of at most this many other robots at a time; a robot's slot frees after forget_after_s without a valid latent"),
     "diagnostics_period_s": (1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]"),
+    "executor": executor_parameter("single_threaded"),
 }
 
 
@@ -198,6 +199,7 @@ class FusionNode(Node):
         if self.max_foreign_robots < 1:
             raise ParameterError(f"parameter 'max_foreign_robots' must be >= 1, got {self.max_foreign_robots}")
         diagnostics_period = self._number("diagnostics_period_s")
+        declare_executor(self, PARAMETERS)  # run_node spins the node on it
         self.add_on_set_parameters_callback(
             lambda _: SetParametersResult(successful=False, reason="fusion reads its parameters at start-up only: restart it")
         )
