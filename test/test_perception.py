@@ -256,15 +256,16 @@ def test_sector_is_shape_specific_and_blind_to_colour(quiet_arena: Simulator) ->
         return lidar_sector(quiet_arena.lidar(), c.bearing, c.distance, **window)
 
     # the arena is point-symmetric: a half turn maps each red primitive onto its green twin
-    red, green = sector("red_cylinder_matte"), sector("green_cylinder_matte")
-    cube = sector("red_cube_matte")
+    wide = {"depth_window": 0.1}
+    red, green = sector("red_cylinder_matte", **wide), sector("green_cylinder_matte", **wide)
+    cube = sector("red_cube_matte", **wide)
     assert np.abs(red - green).max() < 1e-3
     assert np.abs(red[0] - cube[0]).sum() > 1.0, "depth profiles of a cylinder and a cube should differ"
-    # the matte surface reflects 0.25 where it faces the sensor; the background (walls) does not matter
-    # the centre is the nearest surface + 3 cm: in the default 10 cm window that surface reads (-3 + 5) / 10;
+    # the matte surface reflects 0.25 where it faces the sensor; the background (walls) reads as no return
+    # the centre is the nearest surface + 3 cm: in a 10 cm window that surface reads (-3 + 5) / 10;
     # a 5 cm window clips it and spends its range on the flanks, where cube and cylinder differ
     assert red[1, 16] == pytest.approx(0.25, abs=0.01) and red[0, 16] == pytest.approx(0.2, abs=0.01)
-    narrow = sector("red_cylinder_matte", depth_window=0.05)
+    narrow = sector("red_cylinder_matte")  # the default 5 cm
     assert narrow[0, 16] == 0.0 and 0.05 < narrow[0, 8] < 0.95 and 0.05 < narrow[0, 24] < 0.95
 
 
@@ -278,6 +279,12 @@ def test_sector_formula_on_hand_built_scans() -> None:
     assert np.allclose(lidar_sector(nearer, 0.3, 0.5, depth_window=0.05)[0], 0.3, atol=1e-5)  # (-1 + 2.5) / 5
     empty = synthetic_scan(np.full(n, np.inf), np.zeros(n))
     assert np.all(lidar_sector(empty, 0.0, 0.5) == [[1.0], [0.0]])
+    # beyond the window the background reads as no return, whatever reflects there
+    wall = synthetic_scan(np.full(n, 1.3), np.full(n, 0.8))
+    assert np.all(lidar_sector(wall, 0.0, 0.5) == [[1.0], [0.0]])
+    edge = synthetic_scan(np.full(n, 0.54), np.full(n, 0.8))  # near the window's far edge: still the object
+    assert np.allclose(lidar_sector(edge, 0.0, 0.5, depth_window=0.1), [[0.9], [0.8]])
+    assert np.all(lidar_sector(edge, 0.0, 0.5, depth_window=0.05) == [[1.0], [0.0]])  # beyond a 5 cm one
     # a 90-degree scan does not see behind itself
     front = synthetic_scan(np.full(91, 0.47), angle_min=-math.pi / 4, increment=math.radians(1))
     assert lidar_sector(front, math.pi, 0.5) is None and lidar_sector(front, 0.0, 0.5) is not None

@@ -44,7 +44,7 @@ class MoGExperiment:
     models: list[str] = field(default_factory=lambda: ["m2vae", "jmvae_zero", "tvae", "mvae", "mopoe"])
     seeds: int = 3  # M2VAE runs, with and without the re-encoding loss
     baseline_seeds: int = 1  # every other model
-    reencode: ReencodeConfig = field(default_factory=lambda: ReencodeConfig(alpha=0.2, start_epoch=100, ramp_epochs=100))
+    reencode: ReencodeConfig = field(default_factory=lambda: ReencodeConfig(alpha=0.25, start_epoch=100, ramp_epochs=100))
     drift_steps: int = 400
     n_train_per_class: int = 1000
     n_test_per_class: int = 1000  # see config/reproduce/mog.yaml: the standard error of the rates

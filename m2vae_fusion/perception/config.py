@@ -67,7 +67,7 @@ class FeatureConfig:
 
     lidar_samples: int = 32
     lidar_half_width: float = 0.06
-    lidar_depth_window: float = 0.1
+    lidar_depth_window: float = 0.05  # twice the depth contrast of 0.1 on the flanks, where cube and cylinder differ
     crop_size: float = 0.16
     crop_pixels: int = 64
     crop_min_depth: float = 0.05  # nearer than this the crop would exceed any sane pixel budget

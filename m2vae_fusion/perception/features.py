@@ -33,8 +33,10 @@ def lidar_sector(
 
     Depth is relative to `distance` (the object's centre), so near and far views look alike:
     (range - distance + depth_window / 2) / depth_window, 1 where there is no return. Intensity is
-    clipped to [0, 1], 0 where there is no return. Beams are interpolated linearly. None if the
-    sector's centre lies outside the scan's field of view.
+    clipped to [0, 1], 0 where there is no return or the return lies beyond the window: whatever is
+    behind the object (a wall, nothing) then reads the same, so the view does not learn the
+    training world's background. Beams are interpolated linearly. None if the sector's centre lies
+    outside the scan's field of view.
     """
     if not distance > 0 or not half_width > 0 or not depth_window > 0 or samples < 2:
         raise ValueError(f"need distance, half_width, depth_window > 0 and samples >= 2; got {distance}, {half_width}, {depth_window}, {samples}")
@@ -42,8 +44,9 @@ def lidar_sector(
     hit = beam_hits(scan)
     # below range_min (REP-117: -inf) is a surface too close to measure; no return reads as infinitely far
     depth = np.where(hit, ranges, np.where(ranges < scan.range_min, scan.range_min, np.inf))
-    depth = np.clip((depth - distance + depth_window / 2) / depth_window, 0.0, 1.0)
-    intensity = np.where(hit, np.clip(scan_intensities(scan), 0.0, 1.0), 0.0)
+    depth = (depth - distance + depth_window / 2) / depth_window
+    intensity = np.where(hit & (depth <= 1.0), np.clip(scan_intensities(scan), 0.0, 1.0), 0.0)
+    depth = np.clip(depth, 0.0, 1.0)
 
     centre = beam_position(scan, bearing)
     offsets = np.linspace(-half_width, half_width, samples)
