@@ -2,8 +2,9 @@
 
 Starts the simulated robots' node graph headless (bringup.description.sim_description, each node its
 own process) on a fresh ROS_DOMAIN_ID with loopback-only DDS, so no other ROS 2 system hears the
-garbage. Once every encoder and fusion node reports on /diagnostics and each robot's sensors have
-sent a scan, an image and an IR reading to start from, it publishes --messages adversarial messages,
+garbage. Once every encoder and fusion node reports on /diagnostics, each fusion node publishes its
+beliefs in map (it takes latents in map only) and each robot's sensors have sent a scan, an image and
+an IR reading to start from, it publishes --messages adversarial messages,
 drawn evenly and seeded from CASES, onto the robots' `scan`, `camera/image_raw` and `ir/scan` and
 onto /shared/latents, while the graph keeps running on its simulated sensors. Each case breaks one
 thing (NaN / negative ranges, empty and huge scans, wrong image encoding / step / size, zero-size and
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -479,6 +481,7 @@ class Fuzzer:
         self.counts: dict[str, dict[str, int]] = {}  # node name -> its newest counters
         self.seen: Counter[tuple[str, str]] = Counter()  # (robot, topic) -> messages this process received, the sim's and its own
         self.outcome = Outcome()
+        self.belief_frames: dict[str, str] = {}  # robot -> frame of its fusion node's latest beliefs
         self.publishers: dict[tuple[str, str], Any] = {}
         topics = {"scan": (LaserScan, "scan"), "image": (Image, "camera/image_raw"), "ir": (LaserScan, "ir/scan")}
         observer = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)  # deep: it should lose less than the nodes
@@ -486,7 +489,9 @@ class Fuzzer:
             for key, (kind, name) in topics.items():
                 self.publishers[(robot, key)] = self.node.create_publisher(kind, f"/{robot}/{name}", qos_profile_sensor_data)
                 self.node.create_subscription(kind, f"/{robot}/{name}", self._base(robot, key), observer)
-            self.node.create_subscription(ObjectBeliefArray, f"/{robot}/beliefs", self._on_beliefs, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+            self.node.create_subscription(
+                ObjectBeliefArray, f"/{robot}/beliefs", functools.partial(self._on_beliefs, robot), QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+            )
         self.latents = self.node.create_publisher(LatentEmbedding, "/shared/latents", LATENT_QOS)
         self.node.create_subscription(Clock, "/clock", self._on_clock, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
         self.node.create_subscription(DiagnosticArray, diagnostics.TOPIC, self._on_diagnostics, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
@@ -507,7 +512,8 @@ class Fuzzer:
     def _on_diagnostics(self, msg: Any) -> None:
         self.counts.update(self._read(msg.status))
 
-    def _on_beliefs(self, msg: Any) -> None:
+    def _on_beliefs(self, robot: str, msg: Any) -> None:
+        self.belief_frames[robot] = msg.header.frame_id
         self.outcome.beliefs_checked += len(msg.beliefs)
         self.outcome.non_finite_beliefs += belief_problems(msg)
 
@@ -561,12 +567,15 @@ def run_fuzz(messages: int, seed: int, robots: int, log_dir: Path, progress: Cal
 
         def ready() -> bool:
             reported = all(fuzzer.counts.get(n, {}).get("received scan", 0) > 0 for full in names.values() for n in full if "encoder" in n)
-            return reported and all(n in fuzzer.counts for n in watched) and all(k in scene.bases for k in needed) and scene.now_ns > 2e9
+            # latents are taken in map only: before a fusion node has map -> odom it would drop them all as "frame"
+            in_map = all(fuzzer.belief_frames.get(r) == "map" for r in namespaces)
+            return reported and in_map and all(n in fuzzer.counts for n in watched) and all(k in scene.bases for k in needed) and scene.now_ns > 2e9
 
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not ready():
             if graph.exited() or time.monotonic() > deadline:
                 missing = [n for n in watched if n not in fuzzer.counts] + [f"/{r}/{t}" for r, t in needed if (r, t) not in scene.bases]
+                missing += [f"/{r}/beliefs in map" for r in namespaces if fuzzer.belief_frames.get(r) != "map"]
                 raise RuntimeError(f"the graph did not come up (exited: {graph.exited() or 'none'}; not heard from: {missing or 'none'})")
             fuzzer.spin(0.1)
         fuzzer.spin(2 * FAST_DIAGNOSTICS_S)  # every node's counters from after the bases
