@@ -579,7 +579,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, help="encoder parameters (default: the package's config/encoders.yaml)")
     parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID of the measurement (default: a random one, loopback-only discovery)")
     parser.add_argument(
-        "--executor", choices=EXECUTORS, help="the nodes' executor parameter (default: the params file's, single_threaded in the package's)"
+        "--executor", choices=EXECUTORS, help="the nodes' executor parameter (default: the params file's; events in the package's)"
     )
 
 

@@ -9,8 +9,8 @@ Everything comes from the model alone (its manifest holds no training latents):
   (79 % of 72 in 3 seeds x 8 classes x 3 views, against 75 % and 56 %, with an earlier shipped model).
 - Plane: within the span of the three leading linear discriminants (LDA) of the samples, the plane on
   which the most classes keep a region of their own (fit_plane); PCA where fewer than three classes
-  occur. Lift: a plane point
-  (u, v) stands for E[z | B^T (z - m) = (u, v)] under the samples' Gaussian fit, m + S B (B^T S B)^-1 (u, v).
+  occur. Lift: a plane point (u, v) stands for E[z | B^T (z - m) = (u, v)] under the samples'
+  Gaussian fit, m + S B (B^T S B)^-1 (u, v).
 - Class regions: the class that the samples projecting near a plane point most probably have (a
   Gaussian-kernel average of their class probabilities), i.e. the class a belief drawn there most likely
   has. The classifier of the lifted point itself would be simpler but hides the classes whose samples lie
