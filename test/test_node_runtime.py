@@ -32,11 +32,9 @@ def make_node(ros_env):
 
 
 def test_executor_parameter_picks_the_executor(make_node):
-    from rclpy.experimental import EventsExecutor
-
     events = make_node()
     assert declare_executor(events, TABLE) == "events"
-    assert isinstance(node_executor(events), type(EventsExecutor(context=events.context)))
+    assert type(node_executor(events)).__name__ == "EventsExecutor"  # a pybind11 class, made by a factory function
     python = make_node(executor="single_threaded")
     assert declare_executor(python, TABLE) == "single_threaded" and node_executor(python) is None
     assert node_executor(make_node()) is None  # a node without the parameter: rclpy.spin's executor

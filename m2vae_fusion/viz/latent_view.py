@@ -66,9 +66,14 @@ def prior_samples(latent_dim: int, count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, latent_dim))
 
 
+def populated_classes(labels: np.ndarray) -> list:
+    """The labels with at least two points: a class of one has no spread to fit."""
+    return [c for c in np.unique(labels) if np.sum(labels == c) > 1]
+
+
 def discriminant_directions(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Fisher's linear discriminants of labelled points (D, k), best first; k = classes - 1."""
-    classes = [c for c in np.unique(labels) if np.sum(labels == c) > 1]
+    classes = populated_classes(labels)
     overall = z.mean(axis=0)
     dim = z.shape[1]
     within = np.zeros((dim, dim))
@@ -125,7 +130,7 @@ def fit_plane(z: np.ndarray, labels: np.ndarray) -> LatentPlane:
     two leading discriminants for three classes, PCA for fewer."""
     directions = discriminant_directions(z, labels)
     if directions.shape[1] >= 3:
-        kept = np.isin(labels, [c for c in np.unique(labels) if np.sum(labels == c) > 1])
+        kept = np.isin(labels, populated_classes(labels))
         y = (z[kept] - z.mean(axis=0)) @ directions[:, :3]
         directions = directions[:, :3] @ visible_classes_plane(y, labels[kept])
     elif directions.shape[1] < 2:
