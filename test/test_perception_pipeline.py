@@ -28,6 +28,11 @@ SENSORS = ("camera", "lidar", "ir")
 # The largest change of any class probability between two arrival orders of the three sensors, with the
 # shipped model: measured 0.094 at worst and 0.003 in the median over the 8 classes x 3 noise seeds.
 ORDER_TOLERANCE = 0.2
+# A matte cylinder is the shipped model's least sure class in a wall-less world (p .70-.75 from one view
+# per sensor): the first belief holding all three sensors read "matte cube" in one of five full-suite
+# runs; later views of the same sensors enter the belief as running means (issue 7: the class
+# "converges once all three modalities have been sensed").
+CONVERGE_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +100,17 @@ def test_nodes_classify_the_object_in_front(label: str, processes, tmp_path: Pat
     with rclpy.init():
         node = rclpy.create_node("pipeline_probe")
         node.create_subscription(ObjectBeliefArray, "/robot1/beliefs", beliefs.append, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        # the class converges: judged on the belief CONVERGE_S after all three sensors first entered it
         deadline = time.monotonic() + 60
-        final = None
-        while time.monotonic() < deadline and final is None:
+        final, complete_since = None, None
+        while time.monotonic() < deadline and (complete_since is None or time.monotonic() < complete_since + CONVERGE_S):
             rclpy.spin_once(node, timeout_sec=0.2)
             for msg in beliefs:
                 for b in msg.beliefs:
                     if len(b.modalities) == 3 and abs(b.position.x - 0.2) < 0.05 and abs(b.position.y) < 0.05:
                         final = b
+                        complete_since = complete_since or time.monotonic()
+            beliefs.clear()
             for proc in processes.started:
                 assert proc.poll() is None, proc.stdout.read()
         node.destroy_node()
