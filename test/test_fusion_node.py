@@ -114,7 +114,8 @@ def test_fusion_node_fuses_one_object_and_drops_bad_encodings(processes, peer: P
 
     def matched() -> bool:
         subscribed = peer.encodings.get_subscription_count() >= 1 and peer.tf.get_subscription_count() >= 1
-        return subscribed and peer.node.count_publishers("/shared/latents") >= 1
+        # the peer's own publisher and subscriber are on /shared/latents too: the node's make it two
+        return subscribed and peer.node.count_publishers("/shared/latents") >= 2 and peer.node.count_subscribers("/shared/latents") >= 2
 
     assert peer.spin_until(matched, 30, proc), "fusion node never subscribed to encodings and /tf"
     assert peer.node.count_subscribers("/shared/latents") == 2  # this test's and the node's, for other robots' latents
@@ -192,7 +193,8 @@ def latent_embedding(robot_id: str, object_id: str, model_id: str, sequence: int
 def test_foreign_latents_are_fused_and_bad_ones_dropped(processes, peer: Peer, model_dir: Path) -> None:
     model_id = PerceptionModel.load(model_dir).model_id
     proc = processes.start(*fusion_argv("-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "publish_rate_hz:=20.0"))
-    assert peer.spin_until(lambda: peer.shared.get_subscription_count() >= 1 and peer.tf.get_subscription_count() >= 1, 30, proc)
+    # the peer hears its own /shared/latents: only a second subscription is the node's
+    assert peer.spin_until(lambda: peer.shared.get_subscription_count() >= 2 and peer.tf.get_subscription_count() >= 1, 30, proc)
     peer.tf.publish(TFMessage(transforms=[transform("map", "robot1/odom", MAP_TO_ODOM, 0.0)]))
     peer.spin_until(lambda: False, 0.2, proc)
     where = (2.0, 2.0, 0.03)  # in map
