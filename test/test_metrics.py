@@ -1,5 +1,5 @@
-"""Metrics of Sec. V: Gaussian naive Bayes, the ELBO test (Eq. 20), coherence (Table I) and
-re-encoding drift (Eq. 21)."""
+"""Metrics of Sec. V: Gaussian naive Bayes, the ELBO test (Eq. 20) with its terms and the joint
+posterior's offset, coherence (Table I) and re-encoding drift (Eq. 21)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from m2vae_fusion.core.metrics import (
     coherence,
     drift_field,
     elbo_table,
+    elbo_terms,
     elbo_test,
     embed_all_subsets,
+    joint_offset,
+    joint_offset_table,
     raw_accuracy,
     reencoding_drift,
+    subset_means,
 )
 from m2vae_fusion.core.model import MultiModalVAE, build_model
 from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
@@ -174,11 +178,12 @@ def test_elbo_equals_a_hand_computation_when_the_posterior_is_the_prior():
             model.decoders[name].out.weight.zero_()
             model.decoders[name].out.bias.fill_(c)
     # log p(z) - log q(z) = 0, so L_S = sum_m sum_j x log s(c) + (1 - x) log(1 - s(c)) for every S.
-    expected = torch.zeros(5, dtype=torch.float64)
+    per_modality = {}
     for name, c in logits.items():
         s = 1.0 / (1.0 + math.exp(-c))
         x = batch[name].double()
-        expected += (x * math.log(s) + (1 - x) * math.log(1 - s)).sum(-1)
+        per_modality[name] = (x * math.log(s) + (1 - x) * math.log(1 - s)).sum(-1)
+    expected = per_modality["a"] + per_modality["b"]
     for subset in (["a"], ["b"], ["a", "b"]):
         for iw in (False, True):
             generator = torch.Generator().manual_seed(0)
@@ -188,6 +193,11 @@ def test_elbo_equals_a_hand_computation_when_the_posterior_is_the_prior():
     assert list(table) == ["a", "b", "a+b"]
     for value in table.values():
         assert value == pytest.approx(expected.mean().item(), abs=1e-5)
+    # the same split into its terms, in chunks of 2 of the 5 samples
+    terms = subset_means(model, batch, lambda chunk, names: elbo_terms(model, chunk, names), batch_size=2)
+    assert list(terms) == ["a", "b", "a+b"]
+    for value in terms.values():
+        assert value == pytest.approx({"a": per_modality["a"].mean().item(), "b": per_modality["b"].mean().item(), "kl": 0.0}, abs=1e-5)
 
 
 def test_elbo_table_on_a_tiny_model():
@@ -195,6 +205,49 @@ def test_elbo_table_on_a_tiny_model():
     table = elbo_table(tiny_model(), tiny_batch(), samples=2, importance_weighted=True, generator=generator)
     assert set(table) == {"a", "b", "a+b"}
     assert all(math.isfinite(v) for v in table.values())
+
+
+def test_elbo_terms_add_up_to_the_single_sample_elbo():
+    model, batch = tiny_model(), tiny_batch()
+    for subset in (["a"], ["b"], ["a", "b"]):
+        terms = elbo_terms(model, batch, subset, generator=torch.Generator().manual_seed(5))
+        assert list(terms) == ["a", "b", "kl"] and all(t.shape == (6,) for t in terms.values())
+        assert torch.all(terms["a"] < 0) and torch.all(terms["b"] < 0)
+        elbo = elbo_test(model, batch, subset, generator=torch.Generator().manual_seed(5))
+        torch.testing.assert_close(terms["a"] + terms["b"] - terms["kl"], elbo)
+
+
+class ShiftedEncoder(MultiModalVAE):
+    """Stub: given both modalities q = N(x_a[:, :1], 1) in every dimension; given one, its mean
+    (x_a[:, :1] from a, 0 from b) is moved by `shift` and its standard deviation is `std`."""
+
+    def __init__(self, config: ModelConfig, shift: float, std: float) -> None:
+        super().__init__(config)
+        self.shift, self.std = shift, std
+
+    def encode(self, inputs):
+        mean = inputs["a"][:, :1].repeat(1, self.latent_dim) if "a" in inputs else torch.zeros(len(inputs["b"]), self.latent_dim)
+        if set(inputs) == set(self.modality_names):
+            return DiagonalGaussian(mean, torch.zeros_like(mean))
+        return DiagonalGaussian(mean + self.shift, torch.full_like(mean, 2 * math.log(self.std)))
+
+
+def test_joint_offset_counts_the_joint_mean_in_the_subset_posteriors_standard_deviations():
+    batch = tiny_batch()
+    model = ShiftedEncoder(tiny_config(latent_dim=3), shift=1.0, std=2.0)
+    assert torch.all(joint_offset(model, batch, ["a", "b"]) == 0)
+    torch.testing.assert_close(joint_offset(model, batch, ["a"]), torch.full((6,), 0.25))
+    # b alone puts its mean at 0 + 1: the offset is (x_a - 1)^2 / 4 in every dimension
+    torch.testing.assert_close(joint_offset(model, batch, ["b"]), (batch["a"][:, 0] - 1.0).pow(2) / 4)
+    table = joint_offset_table(model, batch, batch_size=4)
+    assert table["a+b"] == 0 and table["a"] == pytest.approx(0.25)
+    assert table["b"] == pytest.approx(((batch["a"][:, 0] - 1.0).pow(2) / 4).mean().item())
+    # narrower than its own error: the offset grows as 1 / std^2
+    assert joint_offset(ShiftedEncoder(tiny_config(3), 1.0, 0.5), batch, ["a"]).mean().item() == pytest.approx(4.0)
+    with pytest.raises(DataError, match="lacks modalities"):
+        joint_offset(model, {"a": batch["a"]}, ["a"])
+    with pytest.raises(ConfigError, match="batch_size"):
+        joint_offset_table(model, batch, batch_size=0)
 
 
 def test_elbo_test_rejects_bad_inputs():

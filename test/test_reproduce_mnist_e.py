@@ -57,6 +57,7 @@ def test_reproduce_mnist_e_tiny(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Table II" in proc.stdout and "-10.75" in proc.stdout  # the paper's M2VAE row beside ours
+    assert "Eq. 20 by term" in proc.stdout and "Offset of the joint posterior mean" in proc.stdout
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["estimator"] == "importance-weighted, K=3"
     assert "nats" in results["units"]
@@ -64,6 +65,12 @@ def test_reproduce_mnist_e_tiny(tmp_path):
         assert set(results[model]) == {"ab", "a", "b"}
         # nats of 1568 pixels: far below zero, finite
         assert all(math.isfinite(e) and e < 0 for e in results[model].values())
+        # the single-sample Eq. 20 terms: likelihoods of both images below zero, the KL term finite
+        terms = results["elbo_terms"][model]
+        assert set(terms) == {"ab", "a", "b"} and all(set(t) == {"a", "b", "kl"} for t in terms.values())
+        assert all(t["a"] < 0 and t["b"] < 0 and math.isfinite(t["kl"]) for t in terms.values())
+        offset = results["joint_offset"][model]
+        assert offset["ab"] == 0 and offset["a"] > 0 and offset["b"] > 0
         assert set(results["coherence"][model]) == {"ab", "a", "b"}
         assert set(results["cross_modal"][model]) == {"a->b'", "b->a'"}
         rates = [*results["coherence"][model].values(), *results["cross_modal"][model].values()]

@@ -1,5 +1,6 @@
-"""Evaluation metrics of Sec. V: the per-subset ELBO test (Eq. 20), naive-Bayes coherence
-(Table I) and re-encoding drift (Eq. 21, Fig. 5).
+"""Evaluation metrics of Sec. V: the per-subset ELBO test (Eq. 20) with its terms and the
+uni-modal posteriors' offset from the joint one, naive-Bayes coherence (Table I) and re-encoding
+drift (Eq. 21, Fig. 5).
 
 Every function uses only the model contract (encode, decode, reconstruct, log_likelihood), so
 the M2VAE and every baseline are measured the same way. All of them run without gradients.
@@ -8,7 +9,7 @@ the M2VAE and every baseline are measured the same way. All of them run without 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,18 @@ from m2vae_fusion.core.fusion import auto_reencode
 from m2vae_fusion.core.gaussian import DiagonalGaussian, standard_normal_log_prob
 from m2vae_fusion.core.model import MultiModalVAE
 from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
+
+
+def _draw(
+    model: MultiModalVAE, inputs: Mapping[str, Tensor], subset_names: Sequence[str], samples: int, generator: torch.Generator | None
+) -> tuple[DiagonalGaussian, Tensor]:
+    """q_S(z|S) of the subset `subset_names` and `samples` draws from it, shape (K, batch, latent)."""
+    if samples < 1:
+        raise ConfigError(f"elbo_test: samples must be >= 1, got {samples}")
+    model.check_inputs(inputs, complete=True)
+    q = model.encode(_subset_inputs(model, inputs, subset_names))
+    eps = torch.randn((samples, *q.mean.shape), generator=generator, dtype=q.mean.dtype, device=q.mean.device)
+    return q, q.mean + q.std * eps
 
 
 @torch.no_grad()
@@ -42,16 +55,71 @@ def elbo_test(
     estimate is the Monte-Carlo mean of the K log-weights, or with `importance_weighted` their
     log-mean-exp (the IWAE bound, tighter than the mean by Jensen's inequality).
     """
-    if samples < 1:
-        raise ConfigError(f"elbo_test: samples must be >= 1, got {samples}")
-    model.check_inputs(inputs, complete=True)
-    q = model.encode(_subset_inputs(model, inputs, subset_names))
-    eps = torch.randn((samples, *q.mean.shape), generator=generator, dtype=q.mean.dtype, device=q.mean.device)
-    z = q.mean + q.std * eps  # (K, batch, latent)
+    q, z = _draw(model, inputs, subset_names, samples, generator)
     log_w = model.log_likelihood(model.decode(z), inputs) + standard_normal_log_prob(z) - q.log_prob(z)
     if importance_weighted:
         return torch.logsumexp(log_w, dim=0) - math.log(samples)
     return log_w.mean(dim=0)
+
+
+@torch.no_grad()
+def elbo_terms(
+    model: MultiModalVAE, inputs: Mapping[str, Tensor], subset_names: Sequence[str], *, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """The single-sample Eq. 20 estimate split into its terms, each of shape (batch,): log p(m | z)
+    for every modality m of the model (keyed by m) and "kl" = log q_S(z|S) - log p(z), so that
+    L_S = sum_m terms[m] - terms["kl"], from the same draw as `elbo_test` with the same generator.
+
+    Shows where a subset's ELBO is lost: reconstructing its own modalities, generating the others
+    (the cross-modal terms), or its posterior's distance from the prior.
+    """
+    q, z = _draw(model, inputs, subset_names, 1, generator)
+    params = model.decode(z)
+    terms = {name: model.decoders[name].log_prob(params[name], inputs[name])[0] for name in model.modality_names}
+    terms["kl"] = (q.log_prob(z) - standard_normal_log_prob(z))[0]
+    return terms
+
+
+@torch.no_grad()
+def joint_offset(model: MultiModalVAE, inputs: Mapping[str, Tensor], subset_names: Sequence[str]) -> Tensor:
+    """Mean over latent dimensions of ((mu_M - mu_S) / sigma_S)^2, shape (batch,): how many of q_S's
+    own standard deviations the posterior mean given every modality M lies from q_S's mean.
+
+    The mutual terms KL(q_M || q_S) of Eq. 15 ask q_S to cover q_M, which puts this near or
+    below 1; a uni-modal encoder trained to reconstruct every modality from its own (Eq. 20
+    itself, as JMVAE-Zero and MoPoE do) may instead be narrower than its own error, which puts it
+    well above 1. 0 for S = M.
+    """
+    model.check_inputs(inputs, complete=True)
+    joint = model.encode(_subset_inputs(model, inputs, model.modality_names))
+    q = model.encode(_subset_inputs(model, inputs, subset_names))
+    return ((joint.mean - q.mean) / q.std).pow(2).mean(dim=-1)
+
+
+def subset_means(
+    model: MultiModalVAE,
+    inputs: Mapping[str, Tensor],
+    per_sample: Callable[[Mapping[str, Tensor], Sequence[str]], Mapping[str, Tensor]],
+    batch_size: int = 1024,
+) -> dict[str, dict[str, float]]:
+    """For every subset (keyed by its label), the data-set mean of each per-sample tensor that
+    `per_sample(chunk, subset_names)` returns.
+
+    Evaluated in chunks of `batch_size` so that many samples of large inputs fit in memory.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    model.check_inputs(inputs, complete=True)
+    n = _num_samples(inputs)
+    table: dict[str, dict[str, float]] = {}
+    for subset in sub.all_subsets(len(model.modality_names)):
+        names = sub.names_of(subset, model.modality_names)
+        totals: dict[str, float] = {}
+        for start in range(0, n, batch_size):
+            for key, x in per_sample({k: v[start : start + batch_size] for k, v in inputs.items()}, names).items():
+                totals[key] = totals.get(key, 0.0) + float(x.sum())
+        table[sub.label(subset, model.modality_names)] = {key: total / n for key, total in totals.items()}
+    return table
 
 
 @torch.no_grad()
@@ -64,26 +132,22 @@ def elbo_table(
     batch_size: int = 1024,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """Mean Eq. 20 ELBO over the data set for every subset, keyed by subset label (Table II).
+    """Mean Eq. 20 ELBO over the data set for every subset, keyed by subset label (Table II)."""
 
-    Evaluated in chunks of `batch_size` so that K samples of large inputs fit in memory.
-    """
-    if batch_size < 1:
-        raise ConfigError(f"elbo_table: batch_size must be >= 1, got {batch_size}")
-    model.check_inputs(inputs, complete=True)
-    n = _num_samples(inputs)
-    table: dict[str, float] = {}
-    for subset in sub.all_subsets(len(model.modality_names)):
-        names = sub.names_of(subset, model.modality_names)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            chunk = {k: v[start : start + batch_size] for k, v in inputs.items()}
-            elbo = elbo_test(
-                model, chunk, names, samples=samples, importance_weighted=importance_weighted, generator=generator
-            )
-            total += float(elbo.sum())
-        table[sub.label(subset, model.modality_names)] = total / n
-    return table
+    def elbo(chunk: Mapping[str, Tensor], names: Sequence[str]) -> dict[str, Tensor]:
+        return {"elbo": elbo_test(model, chunk, names, samples=samples, importance_weighted=importance_weighted, generator=generator)}
+
+    return {label: means["elbo"] for label, means in subset_means(model, inputs, elbo, batch_size).items()}
+
+
+@torch.no_grad()
+def joint_offset_table(model: MultiModalVAE, inputs: Mapping[str, Tensor], batch_size: int = 1024) -> dict[str, float]:
+    """Mean `joint_offset` over the data set for every subset, keyed by subset label."""
+
+    def offset(chunk: Mapping[str, Tensor], names: Sequence[str]) -> dict[str, Tensor]:
+        return {"offset": joint_offset(model, chunk, names)}
+
+    return {label: means["offset"] for label, means in subset_means(model, inputs, offset, batch_size).items()}
 
 
 @torch.no_grad()
