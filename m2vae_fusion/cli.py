@@ -67,7 +67,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     mnist.add_argument("--models", nargs="+", help="models to compare (default: all five)")
     mnist.add_argument("--jobs", type=int, help="parallel training processes (default: number of CPUs)")
     mnist.add_argument(
-        "--importance-samples", type=int, metavar="K", help="importance-weighted ELBO with K samples (default: single-sample)"
+        "--importance-samples", type=int, metavar="K",
+        help="also print the importance-weighted ELBO with K samples beside the single-sample Table II; 0: single-sample only "
+        "(default: from the config, 100)",
     )
     mnist.add_argument("--out", type=Path, default=Path("runs/mnist_e"), help="folder for checkpoints, metrics and figures (default: runs/mnist_e)")
     mnist.add_argument("--json", type=Path, help="also write the results as JSON to this path")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.experiments.mnist_e import load_experiment
+from m2vae_fusion.experiments.mnist_e import load_experiment, table_ii
 
 MODELS = ["m2vae", "tvae", "jmvae_zero", "mvae", "mopoe"]
 
@@ -59,12 +59,15 @@ def test_reproduce_mnist_e_tiny(tmp_path):
     assert "Table II" in proc.stdout and "-10.75" in proc.stdout  # the paper's M2VAE row beside ours
     assert "Eq. 20 by term" in proc.stdout and "Offset of the joint posterior mean" in proc.stdout
     results = json.loads((tmp_path / "r.json").read_text())
-    assert results["estimator"] == "importance-weighted, K=3"
+    assert results["estimator"] == "single-sample" and results["importance_weighted"]["samples"] == 3
+    assert "The same bound importance-weighted (K=3" in proc.stdout and proc.stdout.count("highest ELBO: ab ") == 2
     assert "nats" in results["units"]
     for model in ("m2vae", "tvae"):
         assert set(results[model]) == {"ab", "a", "b"}
         # nats of 1568 pixels: far below zero, finite
         assert all(math.isfinite(e) and e < 0 for e in results[model].values())
+        assert set(results["importance_weighted"][model]) == {"ab", "a", "b"}
+        assert all(math.isfinite(e) and e < 0 for e in results["importance_weighted"][model].values())
         # the single-sample Eq. 20 terms: likelihoods of both images below zero, the KL term finite
         terms = results["elbo_terms"][model]
         assert set(terms) == {"ab", "a", "b"} and all(set(t) == {"a", "b", "kl"} for t in terms.values())
@@ -99,3 +102,25 @@ def test_unknown_model_gives_a_clean_error(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "unknown models ['nope']" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_table_names_the_best_model_per_subset_and_the_smallest_gap():
+    elbos = {"m2vae": {"ab": -10.0, "a": -12.0, "b": -13.0}, "tvae": {"ab": -9.0, "a": -20.0, "b": -14.0},
+             "jmvae_zero": {"ab": -11.0, "a": -11.5, "b": -30.0}}
+    results = {
+        **elbos, "units": "nats", "estimator": "single-sample",
+        "elbo_terms": {m: {s: {"a": -1.0, "b": -2.0, "kl": 0.5} for s in ("ab", "a", "b")} for m in elbos},
+        "joint_offset": {m: {"ab": 0.0, "a": 0.5, "b": 0.6} for m in elbos},
+        "coherence": {m: {"ab": 0.9, "a": 0.8, "b": 0.7} for m in elbos},
+        "cross_modal": {"classifier on real test images": {"a (real)": 0.9, "b (real)": 0.8},
+                        **{m: {"a->b'": 0.5, "b->a'": 0.6} for m in elbos}},
+    }
+    text = table_ii(results)
+    assert "ranking by ab (paper: m2vae > tvae > jmvae_zero): tvae > m2vae > jmvae_zero" in text
+    # worst uni-modal gap: m2vae -3, tvae -11, jmvae_zero -19
+    assert "highest ELBO: ab tvae, a jmvae_zero, b m2vae; smallest uni-modal gap: m2vae" in text
+    assert "importance-weighted" not in text
+    weighted = {"samples": 7, **{m: {k: v + 1 for k, v in e.items()} for m, e in elbos.items()}}
+    weighted["m2vae"]["ab"] = 0.0
+    text = table_ii({**results, "importance_weighted": weighted})
+    assert "The same bound importance-weighted (K=7" in text and "ranking by ab (paper: m2vae > tvae > jmvae_zero): m2vae > tvae" in text
