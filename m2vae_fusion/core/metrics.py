@@ -82,8 +82,8 @@ def elbo_terms(
 
 @torch.no_grad()
 def joint_offset(model: MultiModalVAE, inputs: Mapping[str, Tensor], subset_names: Sequence[str]) -> Tensor:
-    """Mean over latent dimensions of ((mu_M - mu_S) / sigma_S)^2, shape (batch,): how many of q_S's
-    own standard deviations the posterior mean given every modality M lies from q_S's mean.
+    """Mean over latent dimensions of ((mu_M - mu_S) / sigma_S)^2, shape (batch,): the squared
+    distance, in q_S's own standard deviations, of the posterior mean given every modality M.
 
     The mutual terms KL(q_M || q_S) of Eq. 15 ask q_S to cover q_M, which puts this near or
     below 1; a uni-modal encoder trained to reconstruct every modality from its own (Eq. 20
