@@ -231,7 +231,9 @@ def live(ros_env, tmp_path_factory):
             time.sleep(0.1)
         started = time.time()
         while len(finished := list(split.glob("*.mcap"))) < 4:  # four finished parts: ~3 s at 10 images/s
-            assert time.time() < started + 40, f"the split recorder finished only {len(finished)} parts in 40 s"
+            if time.time() > started + 40:  # its own log says what it subscribed to and received
+                out, _ = stop(parts, signal.SIGTERM)
+                pytest.fail(f"the split recorder finished only {len(finished)} parts in 40 s:\n{out}")
             time.sleep(0.1)
         window = (started, time.time())
         yield Live(
@@ -269,7 +271,7 @@ def test_recording_holds_every_topic(live: Live):
         counts = {c.topic: c.msgcount for c in reader.connections}
         offered = {c.topic: c.ext.offered_qos_profiles[0] for c in reader.connections}
         definitions = {c.topic: c.msgdef.data for c in reader.connections}
-    assert all(n > 0 for n in counts.values()), counts
+    assert all(n > 0 for n in counts.values()), f"{counts}\n{rec.out}"
     for topic, n in counts.items():
         assert f"{topic} " in rec.out and f" {n} " in rec.out, f"summary lacks {topic}: {rec.out}"
     assert offered["/tf_static"].durability.name == "TRANSIENT_LOCAL"  # `ros2 bag play` latches it again
@@ -300,7 +302,7 @@ def test_split_parts_lose_and_repeat_nothing(live: Live):
             for connection, _, raw in part.messages():
                 store.deserialize_cdr(raw, connection.msgtype)
     split_msgs, plain_msgs = read_bag(rec.bag), read_bag(whole.bag)
-    assert set(split_msgs) == set(TOPICS)
+    assert set(split_msgs) == set(TOPICS), rec.out
     assert sum(map(len, split_msgs.values())) == info["message_count"]
     assert len(split_msgs["/tf_static"]) == 1
     for topic, period in PERIOD_S.items():
