@@ -1,19 +1,32 @@
 """What every node of m2vae_fusion shares around rclpy: declaring described, checked parameters, the
 error a node raises for a parameter it cannot run with, and `run_node`, the `main` of each console
-script (fatal log + exit status 2 for a bad parameter, clean exit on Ctrl-C or an external shutdown),
-spinning the node on the executor its `executor` parameter names (executor_parameter)."""
+script (fatal log + exit status 2 for a bad parameter, exit status 0 on SIGINT, SIGTERM or an external
+shutdown), spinning the node on the executor its `executor` parameter names (executor_parameter).
+
+Signals: rclpy's own handlers are not installed. They shut the context down and then let Python raise
+KeyboardInterrupt wherever the main thread is, which inside a callback run by the C++ EventsExecutor
+becomes `terminate called after throwing ... pybind11::error_already_set` and aborts the process
+(exit -6), the node's shutdown never running. Instead SIGINT and SIGTERM only set a flag (StopSignals);
+the spin loop sees it within SPIN_TICK_S, leaves the executor between callbacks, destroys the node and
+shuts rclpy down. `ros2 launch` on Ctrl-C delivers SIGINT twice (the terminal's and its own), so a
+repeated signal is still a stop request; only a third one ends the process at once, the default way."""
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 
 class ParameterError(ValueError):
@@ -21,6 +34,9 @@ class ParameterError(ValueError):
 
 
 EXECUTORS = ("single_threaded", "events")
+SPIN_TICK_S = 0.1  # longest time between a stop signal and the spin loop seeing it
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HARD_STOP_COUNT = 3  # signals until the process ends without its orderly shutdown
 
 
 def executor_parameter(default: str) -> tuple[str, str]:
@@ -40,53 +56,89 @@ def declare_executor(node: Node, table: Parameters) -> str:
     return kind
 
 
-def node_executor(node: Node) -> Executor | None:
-    """The executor the node's `executor` parameter names; None for rclpy's global single-threaded one
-    (also for a node without that parameter)."""
-    if not node.has_parameter("executor") or node.get_parameter("executor").value == "single_threaded":
-        return None
-    try:
-        from rclpy.experimental import EventsExecutor
-    except ImportError:  # a system rclpy of an older distribution
-        node.get_logger().warning("executor 'events': this rclpy has no rclpy.experimental.EventsExecutor; spinning on single_threaded")
-        return None
-    return EventsExecutor(context=node.context)
+def node_executor(node: Node) -> Executor:
+    """The executor the node's `executor` parameter names (single_threaded for a node without it)."""
+    if node.has_parameter("executor") and node.get_parameter("executor").value == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:  # a system rclpy of an older distribution
+            node.get_logger().warning("executor 'events': this rclpy has no rclpy.experimental.EventsExecutor; spinning on single_threaded")
+        else:
+            return EventsExecutor(context=node.context)
+    return SingleThreadedExecutor(context=node.context)
 
 
-def _spin(node: Node, executor: Executor | None) -> None:
-    if executor is None:
-        rclpy.spin(node)
-        return
-    # Not executor.spin() nor rclpy.spin(): the EventsExecutor of this rclpy (9.1) waits without a
-    # timeout by spinning a core and running no callbacks; with one it sleeps and works. The timeout
-    # only bounds how long a shutdown takes to be seen, as the executor wakes on shutdown anyway.
+class StopSignals:
+    """Once installed (main thread only), for the rest of the process: SIGINT and SIGTERM are recorded
+    as stop requests instead of raising KeyboardInterrupt; the HARD_STOP_COUNT-th one ends the process
+    the default way. Never put back: a second signal may arrive while rclpy shuts down or Python
+    exits, and must not turn a clean stop into a death by signal."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.received)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        # Runs between two bytecodes of whatever the main thread does, possibly inside a callback the
+        # C++ executor called: it must not raise.
+        self.received.append(signum)
+        if len(self.received) >= HARD_STOP_COUNT:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def install(self) -> StopSignals:
+        return self._set(self._handle)
+
+    def ignore_from_now(self) -> StopSignals:
+        """For a process that has shut down and is only exiting: Python's finalisation puts SIGINT
+        back to its default (death by signal, status -2) unless it is ignored."""
+        return self._set(signal.SIG_IGN)
+
+    def _set(self, handler: Any) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, handler)
+        return self
+
+
+def spin_until_stopped(node: Node, executor: Executor, stop: StopSignals) -> None:
+    """Run the node's callbacks until a stop signal or until its context is shut down (a node ending
+    itself, e.g. the scoreboard after its duration)."""
+    # Not executor.spin(): it would not return to Python to see the signal flag, and the EventsExecutor
+    # of rclpy 9.1 spins a core when it waits without a timeout.
     executor.add_node(node)
     try:
-        while executor.context.ok():
-            executor.spin_once(timeout_sec=1.0)
+        while not stop.requested and executor.context.ok():
+            executor.spin_once(timeout_sec=SPIN_TICK_S)
+    except ExternalShutdownException:
+        pass
     finally:
         executor.remove_node(node)
+        executor.shutdown()
 
 
 def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = None, close: Callable[[Node], None] | None = None) -> None:
+    """The `main` of a node's console script: exit status 0 when stopped by a signal or by the node
+    itself, 2 for a parameter it cannot run with; any other error propagates (non-zero status)."""
+    stop = StopSignals().install()  # before init: a signal while the node loads its model is a stop too
+    # Not `with rclpy.init()`: Jazzy's rclpy (7.1) returns None there.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        with rclpy.init(args=args):
-            try:
-                node = factory()
-            except (ParameterError, ParameterException) as exc:
-                rclpy.logging.get_logger(name).fatal(str(exc))
-                raise SystemExit(2) from None
-            try:
-                _spin(node, node_executor(node))
-            except RuntimeError:
-                # Ctrl-C shuts the context down from rclpy's signal handler; a message being taken at that
-                # moment fails inside rclpy. That is the shutdown, not an error of the node.
-                if rclpy.ok():
-                    raise
-            finally:
-                (close or Node.destroy_node)(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        try:
+            node = factory()
+        except (ParameterError, ParameterException) as exc:
+            rclpy.logging.get_logger(name).fatal(str(exc))
+            raise SystemExit(2) from None
+        try:
+            spin_until_stopped(node, node_executor(node), stop)
+        finally:
+            (close or Node.destroy_node)(node)
+    finally:
+        rclpy.try_shutdown()
+        stop.ignore_from_now()
 
 
 Parameters = dict[str, tuple[object, str]]  # name -> (default, description)
