@@ -1,26 +1,19 @@
-"""The node-graph description (m2vae_fusion.bringup.description) for 1 and 3 robots, embedded and Gazebo,
-the rendering of parameters into argv that rclpy parses back, and the launch files, exercised with
-minimal stand-ins for the launch packages (which are not installable here)."""
+"""The node graphs (m2vae_fusion.bringup.graph): the simulated demo for 1 and 3 robots, embedded and
+Gazebo, per-robot overrides, a real robot's perception graph; and the rendering of parameters into
+argv that rclpy parses back. The launch files built from these graphs are tested under the real
+launch system in test_launch_files.py, test_ros2_launch.py and test_launch_graph.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import py_compile
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import yaml
 
-from m2vae_fusion.bringup.description import (
-    BringupError,
-    NodeSpec,
-    gazebo_available,
-    render_value,
-    sim_description,
-)
-from m2vae_fusion.resources import share_dir
+from m2vae_fusion.bringup.description import BringupError, NodeSpec, gazebo_available, render_value
+from m2vae_fusion.bringup.graph import ROBOT_NODES as OVERRIDABLE, load_overrides, perception_description, sim_description
+from m2vae_fusion.nodes import encoder, fusion, viz
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
@@ -153,33 +146,87 @@ def test_given_world_robots_and_errors(tmp_path) -> None:
         sim_description(1, simulator="embedded", duration_s=-1)
 
 
-def test_graph_file_overrides_and_errors(tmp_path) -> None:
-    graph = yaml.safe_load((CONFIG / "graph_sim.yaml").read_text())
-    graph["robot_overrides"] = {"robot2": {"camera_encoder": {"enabled": False}, "fusion": {"parameters": {"gate": 0.1}}}}
-    path = tmp_path / "graph.yaml"
-    path.write_text(yaml.safe_dump(graph))
-    (tmp_path / "fusion.yaml").write_text("")
-    d = sim_description(2, simulator="embedded", graph=path)
+def test_overrides_switch_nodes_off_and_merge_parameters(tmp_path) -> None:
+    path = tmp_path / "overrides.yaml"
+    path.write_text("robot2:\n  camera_encoder: {enabled: false}\n  fusion: {parameters: {gate: 0.05}}\nrobot7: {viz: {enabled: false}}\n")
+    d = sim_description(2, simulator="embedded", overrides=load_overrides(path))
     assert "robot1/camera_encoder" in keys(d) and "robot2/camera_encoder" not in keys(d)
-    assert d.node("robot2/fusion").parameters["gate"] == 0.1 and "gate" not in d.node("robot1/fusion").parameters
-    assert d.node("robot2/fusion").params_files == (tmp_path / "fusion.yaml",)  # relative to the graph file
+    assert d.node("robot2/fusion").parameters == {"use_sim_time": True, "gate": 0.05}
+    assert "gate" not in d.node("robot1/fusion").parameters
+    assert d.node("robot2/fusion").remaps == (("/clock", "/robot2/clock"),)  # the rest of the node is unchanged
+    # a robot the run does not have (robot7) is no error: one file serves runs with any number of robots
+    assert len(d.nodes) == len(sim_description(2, simulator="embedded").nodes) - 1
 
-    graph["robot_overrides"] = {"robot2": {"camera": {"enabled": False}}}
-    path.write_text(yaml.safe_dump(graph))
-    with pytest.raises(BringupError, match="no robot node 'camera'"):
-        sim_description(2, simulator="embedded", graph=path)
-    graph["robot_overrides"] = {}
-    graph["robot_nodes"][0]["paramz"] = {}
-    path.write_text(yaml.safe_dump(graph))
-    with pytest.raises(BringupError, match=r"robot_nodes\[0\] \(sim\): unknown key\(s\) \['paramz'\]"):
-        sim_description(1, simulator="embedded", graph=path)
-    del graph["robot_nodes"][0]["paramz"]
-    graph["robot_nodes"][0]["parameters"]["world"] = "${wrold}"
-    path.write_text(yaml.safe_dump(graph))
-    with pytest.raises(BringupError, match=r"unknown variable \$\{wrold\}"):
-        sim_description(1, simulator="embedded", graph=path)
-    with pytest.raises(BringupError, match="graph nope"):
-        sim_description(1, simulator="embedded", graph="nope")
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("robot2: {camera: {enabled: false}}", "robot2: no robot node 'camera'"),
+    ("robto2: {fusion: {enabled: false}}", "'robto2' is not a robot namespace"),
+    ("robot2: {fusion: {enable: false}}", r"robot2.fusion: unknown key\(s\) \['enable'\]"),
+    ("robot2: {fusion: {enabled: 'no'}}", "`enabled` must be true or false"),
+    ("robot2: {fusion: {parameters: [gate]}}", "`parameters` a mapping"),
+    ("robot2: [fusion]", "robot2: expected NODE"),
+    ("[robot2]", "expected NAMESPACE -> NODE"),
+    ("robot2: {fusion: {", "not valid YAML"),
+])
+def test_bad_overrides_are_named(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "overrides.yaml"
+    path.write_text(text)
+    with pytest.raises(BringupError, match=message):
+        load_overrides(path)
+    with pytest.raises(BringupError, match="no_such.yaml"):
+        load_overrides(tmp_path / "no_such.yaml")
+
+
+def test_every_robot_node_can_be_overridden(tmp_path, monkeypatch) -> None:
+    """check_overrides knows every node a robot gets, whatever the simulator and display."""
+    fake_rviz(tmp_path, monkeypatch)
+    built = {n.name for sim in ("embedded", "gazebo") for n in sim_description(2, simulator=sim, cache_dir=tmp_path).nodes if n.namespace == "/robot2"}
+    built -= {n for n in built if n == "map_to_odom" or n.startswith("static_tf_")}  # Gazebo's transforms, from the robot's SDF
+    assert built == set(OVERRIDABLE)
+    off = {name: {"enabled": False} for name in OVERRIDABLE}
+    assert not any(n.namespace == "/robot2" and n.name in OVERRIDABLE for n in sim_description(2, simulator="gazebo", cache_dir=tmp_path, overrides={"robot2": off}).nodes)
+
+
+def test_perception_graph_for_a_real_robot(tmp_path, monkeypatch) -> None:
+    d = perception_description(
+        "robot3", image_topic="/front/image", image_transport="compressed", camera_info_topic="/front/info", scan_topic="/base_scan",
+        ir_topic="ir", frame_prefix="amiro3/", model="~/models/amiro", robot_id="amiro3", share_latents=False, headless=True,
+    )
+    assert keys(d) == ["robot3/camera_encoder", "robot3/lidar_encoder", "robot3/ir_encoder", "robot3/fusion"]
+    assert d.simulator is None and d.robots == () and not d.notes  # headless: rviz2 not asked for
+    model = str(Path("~/models/amiro").expanduser())
+    shared = {"scan_topic": "/base_scan", "frame_prefix": "amiro3/", "model": model, "use_sim_time": False}
+    camera = d.node("robot3/camera_encoder")
+    assert camera.parameters == {**shared, "image_topic": "/front/image", "image_transport": "compressed", "camera_info_topic": "/front/info"}
+    assert camera.params_files == (CONFIG / "encoders.yaml",) and camera.remaps == ()
+    assert d.node("robot3/lidar_encoder").parameters == shared
+    assert d.node("robot3/ir_encoder").parameters == {**shared, "ir_topic": "ir"}
+    assert d.node("robot3/fusion").parameters == {"model": model, "robot_id": "amiro3", "share_latents": False, "fuse_foreign": False, "use_sim_time": False}
+    assert not any(n.ends_launch or n.one_shot for n in d.nodes)  # every exit is a failure
+    # every parameter set is one the node declares
+    for node, table in ((camera, encoder.PARAMETERS), (d.node("robot3/fusion"), fusion.PARAMETERS)):
+        assert set(node.parameters) - {"use_sim_time"} <= set(table)
+
+    # nothing given: every value from the params files, so the graph follows config/*.yaml
+    plain = perception_description("/robot1")
+    assert all(set(n.parameters) == {"use_sim_time"} for n in plain.nodes)
+    assert keys(plain) == ["robot1/camera_encoder", "robot1/lidar_encoder", "robot1/ir_encoder", "robot1/fusion", "robot1/viz"]
+    assert plain.notes and "rviz2 not found" in plain.notes[0]
+    assert set(perception_description("", model="/m").node("viz").parameters) - {"use_sim_time"} == {"model"} <= set(viz.PARAMETERS)
+
+
+def test_perception_graph_points_rviz_at_its_robot(tmp_path, monkeypatch) -> None:
+    fake_rviz(tmp_path, monkeypatch)
+    rviz = perception_description("robot1").node("robot1/rviz2")
+    assert rviz.remaps == () and rviz.ends_launch  # config/m2vae.rviz shows robot1 with the default topics
+    moved = perception_description("amiro", scan_topic="/base_scan", image_topic="front/image", use_sim_time=True).node("amiro/rviz2")
+    assert moved.remaps == (
+        ("/robot1/scan", "/base_scan"), ("/robot1/camera/image_raw", "/amiro/front/image"),
+        ("/robot1/markers", "/amiro/markers"), ("/robot1/latent_image", "/amiro/latent_image"),
+    )
+    assert moved.parameters == {"use_sim_time": True}
+    rviz_topics = {line.split("Value:")[1].strip() for line in (CONFIG / "m2vae.rviz").read_text().splitlines() if "Value: /robot1/" in line}
+    assert rviz_topics == {source for source, _ in moved.remaps}
 
 
 def test_command_line_of_a_node() -> None:
@@ -220,99 +267,6 @@ def test_rendered_parameters_parse_back_with_their_types(ros_env, monkeypatch) -
     assert type(got["duration_s"]) is float and type(got["count"]) is int
     with pytest.raises(BringupError, match="empty list"):
         render_value([])
-
-
-# ---------------------------------------------------------------- launch files with stand-in launch packages
-
-
-class Recorded:
-    """A stand-in launch entity: remembers its constructor arguments."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.args, self.kwargs = args, kwargs
-
-
-class FakeConfiguration(Recorded):
-    def perform(self, context) -> str:
-        return context.values[self.args[0]]
-
-
-def fake_launch_modules(monkeypatch) -> None:
-    names = {
-        "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument", "OpaqueFunction", "ExecuteProcess", "RegisterEventHandler", "Shutdown", "LogInfo", "IncludeLaunchDescription"],
-        "launch.event_handlers": ["OnProcessExit"],
-        "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
-        "launch.substitutions": [],
-        "launch_ros": [],
-        "launch_ros.actions": ["Node"],
-    }
-    for module_name, classes in names.items():
-        module = types.ModuleType(module_name)
-        for cls in classes:
-            setattr(module, cls, type(cls, (Recorded,), {}))
-        monkeypatch.setitem(sys.modules, module_name, module)
-    sys.modules["launch.substitutions"].LaunchConfiguration = FakeConfiguration
-
-
-def load_launch_file(name: str):
-    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), REPO / "launch" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize("name", ["sim.launch.py", "multi_robot.launch.py"])
-def test_launch_files_compile(name: str, tmp_path) -> None:
-    py_compile.compile(str(REPO / "launch" / name), cfile=str(tmp_path / "out.pyc"), doraise=True)
-    assert (share_dir() / "launch" / name).is_file()
-
-
-def test_sim_launch_file_builds_the_description(monkeypatch, tmp_path) -> None:
-    fake_launch_modules(monkeypatch)
-    module = load_launch_file("sim.launch.py")
-    description = module.generate_launch_description()
-    *declared, setup = description.args[0]
-    arguments = {a.args[0]: a.kwargs["default_value"] for a in declared}
-    assert arguments == {"simulator": "embedded", "world": "", "robots": "1", "rviz": "true", "use_sim_time": "true", "headless": "false", "duration": "0"}
-
-    context = types.SimpleNamespace(values={**arguments, "robots": "3", "duration": "60", "headless": "true"})
-    actions = setup.kwargs["function"](context)
-    handlers = [a for a in actions if type(a).__name__ == "RegisterEventHandler"]
-    nodes = [a for a in actions if type(a).__name__ == "Node"]
-    assert len(handlers) == len(nodes) == 3 * 6 + 1  # headless: no viz; no rviz here
-    by_name = {(n.kwargs["namespace"], n.kwargs["name"]): n.kwargs for n in nodes}
-    fusion = by_name[("/robot2", "fusion")]
-    assert fusion["package"] == "m2vae_fusion" and fusion["executable"] == "fusion"
-    assert fusion["parameters"] == [str(CONFIG / "fusion.yaml"), {"use_sim_time": True}]
-    assert fusion["remappings"] == [("/clock", "/robot2/clock")] and fusion["output"] == "log"
-    scoreboard = by_name[(None, "scoreboard")]
-    assert scoreboard["parameters"][-1] == {"robots": ["robot1", "robot2", "robot3"], "duration_s": 60.0, "use_sim_time": True}
-    assert scoreboard["output"] == "screen"
-
-    # scoreboard done -> shutdown; any other exit -> the launch fails naming the node
-    on_exit = {h.args[0].kwargs["target_action"].kwargs["name"]: h.args[0].kwargs["on_exit"] for h in handlers if h.args[0].kwargs["target_action"].kwargs["namespace"] in (None, "/robot1")}
-    done = on_exit["scoreboard"](types.SimpleNamespace(returncode=0), context)
-    assert [type(a).__name__ for a in done] == ["Shutdown"]
-    with pytest.raises(module.NodeExited, match="node scoreboard exited with status 2"):
-        on_exit["scoreboard"](types.SimpleNamespace(returncode=2), context)
-    with pytest.raises(module.NodeExited, match="node robot1/fusion exited with status 0"):
-        on_exit["fusion"](types.SimpleNamespace(returncode=0), context)
-
-    gazebo = setup.kwargs["function"](types.SimpleNamespace(values={**arguments, "simulator": "gazebo"}))
-    processes = [a for a in gazebo if type(a).__name__ == "ExecuteProcess"]
-    assert [p.kwargs["cmd"][:3] for p in processes] == [["gz", "sim", "-r"]]
-    spawn = next(a for a in gazebo if type(a).__name__ == "Node" and a.kwargs["executable"] == "create")
-    spawn_exit = next(h for h in gazebo if type(h).__name__ == "RegisterEventHandler" and h.args[0].kwargs["target_action"] is spawn)
-    assert spawn_exit.args[0].kwargs["on_exit"](types.SimpleNamespace(returncode=0), context) is None
-
-
-def test_multi_robot_launch_file_includes_sim_with_two_robots(monkeypatch) -> None:
-    fake_launch_modules(monkeypatch)
-    declared, include = load_launch_file("multi_robot.launch.py").generate_launch_description().args[0]
-    assert declared.args[0] == "robots" and declared.kwargs["default_value"] == "2"
-    assert Path(include.args[0].args[0]) == REPO / "launch" / "sim.launch.py"
-    assert [k for k, _ in include.kwargs["launch_arguments"]] == ["robots"]
 
 
 def fake_rviz(tmp_path: Path, monkeypatch) -> None:

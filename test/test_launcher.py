@@ -1,39 +1,43 @@
 """The project's launcher (`m2vae launch`, m2vae_fusion.bringup.launcher) on small graphs of real processes:
 every node comes up (seen in the ROS graph over DDS), output goes to per-node logs and is echoed by the
 rules, a crash ends everything with status 1 naming the node, the scoreboard-like node's clean exit ends
-it with 0, SIGINT stops it cleanly with 130, and no process is left behind."""
+it with 0, SIGINT stops it cleanly with 130, and no process is left behind; `m2vae launch sim` on the
+simulated graph with per-robot overrides."""
 
 from __future__ import annotations
 
 import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from m2vae_fusion.bringup.description import NodeSpec, sim_description
+from m2vae_fusion.bringup.description import Description, NodeSpec
 from m2vae_fusion.bringup.launcher import Echo, LaunchOptions, launch
 
 PYTHON = sys.executable
 
 
-def script(name: str, code: str, **extra) -> dict:
+def script(name: str, code: str, namespace: str = "", **extra) -> NodeSpec:
     """A plain process (no ROS) running `code`."""
-    return {"name": name, "executable": PYTHON, "ros": False, "arguments": ["-c", code], **extra}
+    return NodeSpec(name=name, executable=PYTHON, namespace=namespace, ros=False, arguments=("-c", code), **extra)
 
 
-def write_graph(folder: Path, robot_nodes: list[dict], global_nodes: list[dict]) -> Path:
-    path = folder / "graph.yaml"
-    path.write_text(yaml.safe_dump({"namespace": "robot{k}", "robot_nodes": robot_nodes, "global_nodes": global_nodes}))
-    return path
-
-
-def start_launcher(processes, graph: Path, log_dir: Path, *extra: str) -> subprocess.Popen:
-    return processes.start("m2vae", "launch", str(graph), "--headless", "--log-dir", str(log_dir), "--grace", "3", *extra)
+def start_launcher(processes, nodes: list[NodeSpec], folder: Path, grace_s: float = 3.0) -> subprocess.Popen:
+    """`launch` of these nodes in a process of its own, as `m2vae launch` runs it (signals reach it alone)."""
+    graph = folder / "graph.pickle"
+    graph.write_bytes(pickle.dumps(Description(tuple(nodes))))
+    code = (
+        "import pickle, sys\n"
+        "from pathlib import Path\n"
+        "from m2vae_fusion.bringup.launcher import LaunchOptions, launch\n"
+        f"description = pickle.loads(Path({str(graph)!r}).read_bytes())\n"
+        f"sys.exit(launch(description, LaunchOptions(log_dir=Path({str(folder / 'logs')!r}), grace_s={grace_s})))\n"
+    )
+    return processes.start(PYTHON, "-c", code)
 
 
 def process_stats() -> dict[int, list[str]]:
@@ -64,17 +68,20 @@ def node_names(node) -> set[str]:
 
 def test_nodes_come_up_log_and_stop_on_sigint(processes, tmp_path: Path) -> None:
     import rclpy
+    from dds_probe import rclpy_session  # Jazzy's rclpy.init is no context manager
 
-    graph = write_graph(
-        tmp_path,
-        [{"name": "monitor", "executable": "latent_monitor", "remaps": {"latents": "/shared/latents"}}],
-        [script("chatter", "import time\nprint('hello from chatter')\nprint('[WARN] [0.0] [chatter]: careful')\ntime.sleep(600)", output="screen"),
-         script("quiet", "import time\nprint('[INFO] [0.0] [quiet]: routine')\nprint('[ERROR] [0.0] [quiet]: broken')\ntime.sleep(600)")],
-    )
+    monitors = [
+        NodeSpec(name="monitor", executable="latent_monitor", namespace=f"/robot{k}", remaps=(("latents", "/shared/latents"),))
+        for k in (1, 2)
+    ]
+    launcher = start_launcher(processes, [
+        *monitors,
+        script("chatter", "import time\nprint('hello from chatter')\nprint('[WARN] [0.0] [chatter]: careful')\ntime.sleep(600)", output="screen"),
+        script("quiet", "import time\nprint('[INFO] [0.0] [quiet]: routine')\nprint('[ERROR] [0.0] [quiet]: broken')\ntime.sleep(600)"),
+    ], tmp_path)
     log_dir = tmp_path / "logs"
-    launcher = start_launcher(processes, graph, log_dir, "--robots", "2")
     expected = {"/robot1/monitor", "/robot2/monitor"}
-    with rclpy.init():
+    with rclpy_session():
         probe = rclpy.create_node("launcher_probe")
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and not expected <= node_names(probe):
@@ -106,14 +113,11 @@ def test_nodes_come_up_log_and_stop_on_sigint(processes, tmp_path: Path) -> None
 
 
 def test_a_crash_stops_everything_and_names_the_node(processes, tmp_path: Path) -> None:
-    graph = write_graph(
-        tmp_path,
-        [script("crasher", "import sys, time\ntime.sleep(0.5)\nprint('boom: no sensor', file=sys.stderr)\nsys.exit(3)"),
-         # deaf to SIGINT: the launcher has to go on to SIGTERM after the grace period
-         script("deaf", "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)")],
-        [],
-    )
-    launcher = start_launcher(processes, graph, tmp_path / "logs", "--grace", "1")
+    launcher = start_launcher(processes, [
+        script("crasher", "import sys, time\ntime.sleep(0.5)\nprint('boom: no sensor', file=sys.stderr)\nsys.exit(3)", namespace="/robot1"),
+        # deaf to SIGINT: the launcher has to go on to SIGTERM after the grace period
+        script("deaf", "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)", namespace="/robot1"),
+    ], tmp_path, grace_s=1.0)
     deadline = time.monotonic() + 10
     children: set[int] = set()
     while time.monotonic() < deadline and len(children) < 2:
@@ -127,31 +131,49 @@ def test_a_crash_stops_everything_and_names_the_node(processes, tmp_path: Path) 
 
 
 def test_the_ending_node_finishing_ends_the_launch_with_status_0(processes, tmp_path: Path) -> None:
-    graph = write_graph(
-        tmp_path,
-        [script("steady", "import time\ntime.sleep(600)")],
-        [script("scoreboard", "import time\ntime.sleep(0.5)\nprint('accuracy 100 %')", output="screen", ends_launch=True)],
-    )
-    launcher = start_launcher(processes, graph, tmp_path / "logs", "--robots", "2")
+    launcher = start_launcher(processes, [
+        *(script("steady", "import time\ntime.sleep(600)", namespace=f"/robot{k}") for k in (1, 2)),
+        script("scoreboard", "import time\ntime.sleep(0.5)\nprint('accuracy 100 %')", output="screen", ends_launch=True),
+    ], tmp_path)
     output, _ = launcher.communicate(timeout=20)
     assert launcher.returncode == 0, output
     assert "[scoreboard] accuracy 100 %" in output and "scoreboard finished" in output
 
 
 def test_dry_run_and_missing_pieces(tmp_path: Path) -> None:
-    graph = write_graph(tmp_path, [{"name": "fusion", "executable": "fusion", "params_files": ["fusion.yaml"]}], [])
+    params = tmp_path / "fusion.yaml"
+    description = Description((NodeSpec(name="fusion", executable="fusion", namespace="/robot2", params_files=(params,)),))
     out, err = io.StringIO(), io.StringIO()
-    description = sim_description(2, simulator="embedded", graph=graph)
     assert launch(description, LaunchOptions(dry_run=True, out=out, err=err)) == 1
     assert "[robot2/fusion] " in out.getvalue() and "-r __ns:=/robot2 -r __node:=fusion" in out.getvalue()
-    assert f"node robot1/fusion: parameter file {tmp_path / 'fusion.yaml'} does not exist" in err.getvalue()
-    (tmp_path / "fusion.yaml").write_text("{}\n")
+    assert f"node robot2/fusion: parameter file {params} does not exist" in err.getvalue()
+    params.write_text("{}\n")
     assert launch(description, LaunchOptions(dry_run=True, out=io.StringIO())) == 0
 
-    graph = write_graph(tmp_path, [{"name": "ghost", "executable": "no_such_node_executable"}], [])
-    run = subprocess.run(["m2vae", "launch", str(graph), "--headless"], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2
-    assert "node robot1/ghost: executable 'no_such_node_executable' of package m2vae_fusion not found" in run.stderr
+    # `m2vae launch sim` on a machine where the nodes are not installed: each missing one named, status 2
+    bare = {**os.environ, "PATH": str(tmp_path / "no_bin"), "AMENT_PREFIX_PATH": str(tmp_path / "no_prefix")}
+    run = subprocess.run([PYTHON, "-m", "m2vae_fusion.cli", "launch", "sim", "--headless"], env=bare, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "node robot1/sim: executable 'sim' of package m2vae_fusion not found" in run.stderr
+    assert "node scoreboard: executable 'scoreboard' of package m2vae_fusion not found" in run.stderr
+
+
+def test_launch_sim_dry_run_with_overrides(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("robot2: {camera_encoder: {enabled: false}, fusion: {parameters: {gate: 0.05}}}\n")
+    run = subprocess.run(
+        ["m2vae", "launch", "sim", "--robots", "2", "--headless", "--dry-run", "--overrides", str(overrides)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = {line.split(" ", 1)[0]: line for line in run.stdout.splitlines()}
+    assert "[robot1/camera_encoder]" in lines and "[robot2/camera_encoder]" not in lines
+    assert "-p gate:=0.05" in lines["[robot2/fusion]"] and "gate" not in lines["[robot1/fusion]"]
+    assert "-r /clock:=/robot2/clock" in lines["[robot2/fusion]"]
+
+    overrides.write_text("robot2: {camera: {enabled: false}}\n")
+    run = subprocess.run(["m2vae", "launch", "sim", "--dry-run", "--overrides", str(overrides)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and f"overrides {overrides}: robot2: no robot node 'camera'" in run.stderr
 
 
 def test_echo_colours_are_stable_per_node_and_filtered_by_output() -> None:

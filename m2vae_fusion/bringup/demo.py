@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from m2vae_fusion.bringup.description import sim_description
+    from m2vae_fusion.bringup.graph import sim_description
     from m2vae_fusion.bringup.launcher import LaunchOptions, launch
 
     if not args.duration > 0:

@@ -1,7 +1,8 @@
-"""`m2vae launch`: run a node graph (bringup.description) without ROS 2 launch, each node its own process.
+"""`m2vae launch`: run a node graph (a bringup.description.Description, e.g. from bringup.graph) without
+ROS 2 launch, each node its own process.
 
 `launch(description, options) -> int` starts every NodeSpec with its real argv in its own process
-group (start_new_session, so a terminal's Ctrl-C reaches the launcher only and the launcher decides
+group (process_group.start, so a terminal's Ctrl-C reaches the launcher only and the launcher decides
 how nodes stop), writes each node's stdout+stderr to <log dir>/[<namespace>/]<node>.log and echoes it:
 `screen` nodes every line, `log` nodes only WARN/ERROR/FATAL lines (--verbose: every line), each
 prefixed `[robot1/fusion]` in a colour of its own (none when stdout is not a terminal or NO_COLOR is set).
@@ -31,10 +32,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TextIO
 
+from m2vae_fusion import process_group
 from m2vae_fusion.bringup.description import BringupError, Description, NodeSpec, find_executable
 
 POLL_S = 0.05
-TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
 TAIL_LINES = 20  # of a crashed node's log
 IMPORTANT = re.compile(r"^\s*(?:\x1b\[[0-9;]*m)?\[(WARN|WARNING|ERROR|FATAL)\]")
 COLOURS = (32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)  # ANSI foregrounds; red (31) is kept for the launcher's errors
@@ -142,11 +143,12 @@ def launch(description: Description, options: LaunchOptions | None = None) -> in
     try:
         for spec, argv in commands:
             running.append(_start(spec, argv, log_dir, echo, options.env))
-        echo.say(f"[launch] started {len(running)} nodes ({description.simulator} simulator, "
-                 f"{len(description.robots)} robot(s)); logs in {log_dir}; Ctrl-C stops")
+        simulated = f" ({description.simulator} simulator, {len(description.robots)} robot(s))" if description.simulator else ""
+        echo.say(f"[launch] started {len(running)} nodes{simulated}; logs in {log_dir}; Ctrl-C stops")
         status = _supervise(running, received, echo, options)
     finally:
-        _stop(running, options.grace_s, received)
+        # another Ctrl-C while waiting skips to the next, harder signal
+        process_group.stop([n.proc for n in running], options.grace_s, hurry=lambda: len(received))
         for node in running:
             node.finish_output()
         _restore_handlers(previous)
@@ -163,9 +165,8 @@ def _start(spec: NodeSpec, argv: list[str], log_dir: Path, echo: Echo, base_env:
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"# {shlex.join(argv)}\n")
     try:
-        proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", bufsize=1, start_new_session=True,
+        proc = process_group.start(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
         )
     except OSError as exc:
         raise BringupError(f"node {spec.key}: cannot start {argv[0]}: {exc}") from None
@@ -198,32 +199,6 @@ def _supervise(running: list[NodeProcess], received: list[int], echo: Echo, opti
         time.sleep(POLL_S)
 
 
-def _stop(running: list[NodeProcess], grace_s: float, received: list[int]) -> None:
-    """SIGINT to every group (what Ctrl-C does to a node), SIGTERM after grace_s, SIGKILL after
-    TERM_GRACE_S; another Ctrl-C while waiting skips to the next step."""
-    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, TERM_GRACE_S)):
-        alive = [n for n in running if n.proc.poll() is None]
-        if not alive:
-            break
-        for node in alive:
-            _signal_group(node.proc.pid, sig)
-        signals_before = len(received)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and len(received) == signals_before and any(n.proc.poll() is None for n in alive):
-            time.sleep(POLL_S)
-    for node in running:
-        # children a node left behind in its group (`ros2 run` wrappers and the like)
-        _signal_group(node.proc.pid, signal.SIGKILL)
-        node.proc.wait()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _install_handlers(received: list[int]) -> dict[int, object]:
     if threading.current_thread() is not threading.main_thread():
         return {}  # signals only reach the main thread; a caller elsewhere stops the nodes its own way
@@ -250,11 +225,14 @@ def _is_tty(stream: IO) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("graph", help="the graph to run: `sim` (config/graph_sim.yaml) or a graph YAML file of the same form")
+    parser.add_argument("graph", choices=("sim",), help="the graph to run: sim, the simulated demo with the embedded simulator (as ros2 launch m2vae_fusion sim.launch.py simulator:=embedded)")
     parser.add_argument("--robots", type=int, default=1, help="number of robots, each in its namespace robot1..N (default: 1)")
     parser.add_argument("--world", help="world SDF (relative names also in the package's worlds/; default: by the number of robots)")
     parser.add_argument("--headless", action="store_true", help="no viz nodes and no rviz2 (CI, machines without a display)")
     parser.add_argument("--duration", type=float, default=0.0, metavar="S", help="simulated seconds until the scoreboard ends the run (default: 0 = until Ctrl-C)")
+    parser.add_argument("--overrides", type=Path, metavar="FILE",
+                        help="YAML of per-robot changes, NAMESPACE -> NODE -> {enabled: false} and/or {parameters: {...}}, "
+                        "e.g. `robot2: {camera_encoder: {enabled: false}}` for a robot without a camera")
     parser.add_argument("--verbose", action="store_true", help="echo every line of every node (default: the scoreboard's, and WARN/ERROR/FATAL of the rest)")
     parser.add_argument("--log-dir", type=Path, help="folder for one log file per node (default: $ROS_HOME/log/m2vae_launch/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print every node's command and exit")
@@ -262,14 +240,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`m2vae launch GRAPH`: the embedded simulator (this launcher does not run Gazebo; ros2 launch does)."""
-    from m2vae_fusion.bringup.description import sim_description
+    """`m2vae launch sim`: the embedded simulator (this launcher does not run Gazebo; ros2 launch does)."""
+    from m2vae_fusion.bringup.graph import load_overrides, sim_description
 
     if args.grace < 0:
         raise ValueError(f"--grace must be >= 0 seconds, got {args.grace}")
     description = sim_description(
-        robots=args.robots, world=args.world, simulator="embedded", headless=args.headless,
-        rviz=not args.headless, duration_s=args.duration, graph=args.graph,
+        robots=args.robots, world=args.world, simulator="embedded", headless=args.headless, rviz=not args.headless,
+        duration_s=args.duration, overrides=load_overrides(args.overrides) if args.overrides else None,
     )
     options = LaunchOptions(log_dir=args.log_dir, verbose=args.verbose, dry_run=args.dry_run, grace_s=args.grace)
     return launch(description, options)

@@ -30,7 +30,6 @@ import argparse
 import math
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from m2vae_fusion import process_group
 from m2vae_fusion.core.errors import M2VAEError
 from m2vae_fusion.node_runtime import EXECUTORS
 
@@ -105,7 +105,7 @@ class NodeProcess:
     def __init__(self, argv: Sequence[str], env: dict[str, str]) -> None:
         self.argv = list(argv)
         self.log: IO[str] = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(self.argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.proc = process_group.start(self.argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
     @property
     def pid(self) -> int:
@@ -127,13 +127,7 @@ class NodeProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        process_group.stop([self.proc], STOP_GRACE_S)
         self.log.close()
 
 

@@ -1,6 +1,6 @@
 """`m2vae fuzz`: adversarial messages against the running node graph.
 
-Starts the simulated robots' node graph headless (bringup.description.sim_description, each node its
+Starts the simulated robots' node graph headless (bringup.graph.sim_description, each node its
 own process) on a fresh ROS_DOMAIN_ID with loopback-only DDS, so no other ROS 2 system hears the
 garbage. Once every encoder and fusion node reports on /diagnostics, each fusion node publishes its
 beliefs in map (it takes latents in map only) and each robot's sensors have sent a scan, an image and
@@ -43,7 +43,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -55,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from m2vae_fusion import process_group
 from m2vae_fusion.resources import default_model_dir
 
 FAST_DIAGNOSTICS_S = 0.1
@@ -411,7 +411,7 @@ class Graph:
     """The node graph as processes in their own process groups, logs in `log_dir`."""
 
     def __init__(self, robots: int, env: dict[str, str], log_dir: Path) -> None:
-        from m2vae_fusion.bringup.description import sim_description
+        from m2vae_fusion.bringup.graph import sim_description
         from m2vae_fusion.bringup.launcher import resolve_commands
 
         description = sim_description(robots=robots, simulator="embedded", headless=True, rviz=False)
@@ -428,9 +428,8 @@ class Graph:
         self.procs: dict[str, subprocess.Popen] = {}
         for spec, argv in commands:
             log = open(log_dir / f"{spec.key.replace('/', '_')}.log", "w", encoding="utf-8")
-            self.procs[spec.key] = subprocess.Popen(
+            self.procs[spec.key] = process_group.start(
                 argv, env={**env, **spec.env, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
             log.close()
 
@@ -442,18 +441,7 @@ class Graph:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else "(no log)"
 
     def stop(self, grace_s: float = 5.0) -> None:
-        for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, 2.0)):
-            alive = [p for p in self.procs.values() if p.poll() is None]
-            for proc in alive:
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + wait_s
-            while any(p.poll() is None for p in alive) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        for proc in self.procs.values():
-            proc.wait()
+        process_group.stop(self.procs.values(), grace_s)
 
 
 class Fuzzer:

@@ -1,0 +1,146 @@
+"""The files and transforms the Gazebo variant of the simulated graph needs (for the launch file; not
+runnable here without gz).
+
+One `gz sim -r` runs the world with its robots taken out; per robot, ros_gz_sim `create` spawns
+models/amiro renamed robotK at the robot's pose in the world, its Gazebo topics moved under /robotK
+and its frames prefixed robotK/ (one shared model would put every robot on /scan, /odom, ...); a
+parameter_bridge in the namespace takes config/gz_bridge.yaml's entries pointed at those topics
+(robot 1 alone bridges /clock); and static transform publishers give what the embedded sim publishes
+itself: map -> robotK/odom at the start pose (where Gazebo's odometry starts) and base_link -> every
+sensor frame of the SDF. The files go to <cache>/gazebo.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from m2vae_fusion.bringup.description import BringupError, NodeSpec, RobotPlacement
+from m2vae_fusion.bringup.worlds import write_if_changed
+from m2vae_fusion.resources import share_dir
+
+ROBOT_MODEL = "amiro"
+CLOCK = "/clock"
+
+
+@dataclass(frozen=True)
+class GazeboRobot:
+    model: Path  # the robot's SDF, topics and frames namespaced
+    bridge_config: Path
+    transforms: tuple[NodeSpec, ...]  # static transform publishers, in the robot's namespace
+
+
+@dataclass(frozen=True)
+class GazeboFiles:
+    world: Path  # the world without its robots
+    robots: dict[str, GazeboRobot]  # by namespace
+
+
+def gazebo_world(world: Path, robots: tuple[RobotPlacement, ...]) -> str:
+    """The world's SDF without the robots (they are spawned one by one); relative URIs made absolute
+    because the copy lives elsewhere."""
+    tree = ET.parse(world)
+    element = tree.getroot().find("world")
+    if element is None:
+        raise BringupError(f"world {world}: no <world> element")
+    instances = {r.instance for r in robots}
+    for include in element.findall("include"):
+        uri = (include.findtext("uri") or "").strip()
+        name = (include.findtext("name") or "").strip() or uri.rstrip("/").rsplit("/", 1)[-1]
+        if name in instances:
+            element.remove(include)
+        elif uri and "://" not in uri and not Path(uri).is_absolute():
+            include.find("uri").text = str((world.parent / uri).resolve())
+    for model in element.findall("model"):
+        if model.get("name") in instances:
+            element.remove(model)
+    return ET.tostring(tree.getroot(), encoding="unicode", xml_declaration=True)
+
+
+def gazebo_robot_model(model_sdf: Path, namespace: str) -> str:
+    """The robot's SDF with its Gazebo topics under /<namespace> and its frame ids prefixed <namespace>/."""
+    tree = ET.parse(model_sdf)
+    for element in tree.getroot().iter():
+        text = (element.text or "").strip()
+        if not text:
+            continue
+        if element.tag in ("topic", "odom_topic", "tf_topic"):
+            element.text = f"/{namespace}/{text.lstrip('/')}"
+        elif element.tag in ("gz_frame_id", "frame_id", "child_frame_id"):
+            element.text = f"{namespace}/{text}"
+    return ET.tostring(tree.getroot(), encoding="unicode", xml_declaration=True)
+
+
+def gazebo_bridge_config(entries: list[dict[str, Any]], namespace: str, clock: bool) -> list[dict[str, Any]]:
+    """config/gz_bridge.yaml's entries for one robot: Gazebo topics under /<namespace>; /clock only if `clock`."""
+    bridged = []
+    for entry in entries:
+        if entry["gz_topic_name"] == CLOCK:
+            if clock:
+                bridged.append(dict(entry))
+            continue
+        bridged.append({**entry, "gz_topic_name": f"/{namespace}/{entry['gz_topic_name'].lstrip('/')}"})
+    return bridged
+
+
+def sensor_frames(model_sdf: Path) -> list[tuple[str, str, np.ndarray]]:
+    """(parent, child, 4x4) of base -> every sensor link and of every <frame> -> its parent, as the
+    embedded sim publishes on /tf_static."""
+    from m2vae_fusion.sim.sdf import load_model
+
+    model = load_model(model_sdf)
+    if model.diff_drive is None:
+        raise BringupError(f"robot model {model_sdf} has no DiffDrive plugin")
+    base = model.diff_drive.base_frame
+    base_inv = np.linalg.inv(model.frame_in_model(base))
+    frames = [(base, link.name, base_inv @ link.pose) for link in model.links if link.sensors and link.name != base]
+    frames += [(f.attached_to, f.name, f.pose) for f in model.frames]
+    return frames
+
+
+def static_transform(name: str, namespace: str, parent: str, child: str, t: np.ndarray) -> NodeSpec:
+    from m2vae_fusion.sim.sdf import matrix_quaternion
+
+    qx, qy, qz, qw = matrix_quaternion(t)
+    numbers = {"--x": t[0, 3], "--y": t[1, 3], "--z": t[2, 3], "--qx": qx, "--qy": qy, "--qz": qz, "--qw": qw}
+    arguments = [item for flag, value in numbers.items() for item in (flag, f"{float(value):.6g}")]
+    return NodeSpec(
+        name=name, executable="static_transform_publisher", package="tf2_ros", namespace=f"/{namespace}",
+        arguments=(*arguments, "--frame-id", parent, "--child-frame-id", child),
+    )
+
+
+def _yaw_matrix(x: float, y: float, z: float, yaw: float) -> np.ndarray:
+    t = np.eye(4)
+    c, s = math.cos(yaw), math.sin(yaw)
+    t[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+    t[:3, 3] = (x, y, z)
+    return t
+
+
+def gazebo_files(world: Path, robots: tuple[RobotPlacement, ...], cache: Path) -> GazeboFiles:
+    """Write the Gazebo files for `robots` in `world` to <cache>/gazebo (unchanged ones are left alone)."""
+    folder = cache / "gazebo"
+    gz_world = write_if_changed(folder / f"{world.stem}_without_robots.sdf", gazebo_world(world, robots))
+    model_sdf = share_dir() / "models" / ROBOT_MODEL / "model.sdf"
+    entries = yaml.safe_load((share_dir() / "config" / "gz_bridge.yaml").read_text())
+    frames = sensor_frames(model_sdf)
+    per_robot = {}
+    for k, robot in enumerate(robots):
+        ns = robot.namespace
+        bridge = yaml.safe_dump(gazebo_bridge_config(entries, ns, clock=k == 0), sort_keys=False)
+        start = _yaw_matrix(robot.x, robot.y, 0.0, robot.yaw)
+        transforms = [static_transform("map_to_odom", ns, "map", f"{ns}/odom", start)]
+        transforms += [static_transform(f"static_tf_{child}", ns, f"{ns}/{parent}", f"{ns}/{child}", t) for parent, child, t in frames]
+        per_robot[ns] = GazeboRobot(
+            model=write_if_changed(folder / ns / "model.sdf", gazebo_robot_model(model_sdf, ns)),
+            bridge_config=write_if_changed(folder / ns / "gz_bridge.yaml", bridge),
+            transforms=tuple(transforms),
+        )
+    return GazeboFiles(gz_world, per_robot)
