@@ -1,4 +1,5 @@
 """ament_python package m2vae_fusion; also a plain pip-installable package (`pip install -e .`)."""
+import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -7,17 +8,18 @@ PACKAGE = "m2vae_fusion"
 VERSION = "0.1.0"
 HERE = Path(__file__).parent
 
-# One console script per node so `ros2 run m2vae_fusion <node>` works; test/test_packaging.py
-# checks this table against m2vae_fusion/nodes/ and package.xml.
-NODES = {
-    "encoder": "m2vae_fusion.nodes.encoder:main",
-    "explorer": "m2vae_fusion.nodes.explorer:main",
-    "fusion": "m2vae_fusion.nodes.fusion:main",
-    "latent_monitor": "m2vae_fusion.nodes.latent_monitor:main",
-    "scoreboard": "m2vae_fusion.nodes.scoreboard:main",
-    "sim": "m2vae_fusion.nodes.sim:main",
-    "viz": "m2vae_fusion.nodes.viz:main",
-}
+# One console script per node so `ros2 run m2vae_fusion <node>` works, each running
+# m2vae_fusion.nodes.<node>.main through m2vae_fusion.node_entry (which takes SIGINT/SIGTERM over
+# before the node's seconds of imports); test/test_packaging.py checks this list against
+# m2vae_fusion/nodes/ and node_entry.
+NODES = ("encoder", "explorer", "fusion", "latent_monitor", "scoreboard", "sim", "viz")
+
+
+# colcon (ament_python) runs `setup.py install` / `develop`, and setup.cfg sends the console scripts to
+# lib/m2vae_fusion for `ros2 run`; colcon's setup files put only <prefix>/bin on PATH
+# (colcon-core: colcon_core/environment/path.py), so bin gets a launcher of lib's `m2vae`. A wheel
+# (pip install, editable or not) gets none: pip writes the console scripts into bin itself.
+BIN_LAUNCHER = [] if {"bdist_wheel", "editable_wheel"} & set(sys.argv) else [("bin", ["scripts/m2vae"])]
 
 
 def tree(folder: str) -> list[tuple[str, list[str]]]:
@@ -46,12 +48,13 @@ setup(
         *tree("config"),
         *tree("worlds"),
         *tree("models"),
+        *BIN_LAUNCHER,
     ],
     zip_safe=False,
     entry_points={
         "console_scripts": [
             "m2vae = m2vae_fusion.cli:main",
-            *(f"{name} = {target}" for name, target in NODES.items()),
+            *(f"{name} = m2vae_fusion.node_entry:{name}" for name in NODES),
         ],
     },
 )

@@ -1,22 +1,26 @@
 """The sensor encoder node: message conversion and the reasons for dropping a message (no DDS), the
 node fed with simulator messages in this process, and the three encoders as real processes beside the
-sim node over DDS, checked against the simulator's ground truth. A tiny model is trained once."""
+sim node over DDS, checked against the simulator's ground truth; the camera encoder also fed JPEG and PNG
+CompressedImages (image_transport:=compressed) over DDS. A tiny model is trained once."""
 
 from __future__ import annotations
 
+import array
 import math
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from m2vae_msgs.msg import LabelledObjectArray, ModalityEncoding
-from sensor_msgs.msg import CameraInfo, Image, LaserScan
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
 from dds_probe import DdsProbe
@@ -484,3 +488,80 @@ def test_missing_model_is_fatal(processes, tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, out
     assert f"parameter 'model': no perception model at {tmp_path / 'nowhere'}" in out
+
+
+def restamped(msg, stamp: float):
+    """A copy of `msg` with its header stamped `stamp` (a serialization round trip copies any message)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    copy = deserialize_message(serialize_message(msg), type(msg))
+    copy.header.stamp.sec, copy.header.stamp.nanosec = int(stamp), int(round(stamp % 1 * 1e9))
+    return copy
+
+
+def compressed_image(image: Image, codec: str) -> CompressedImage:
+    """An rgb8 Image as image_transport's compressed transport publishes it: OpenCV compresses bgr8."""
+    rgb = np.frombuffer(bytes(image.data), np.uint8).reshape(image.height, image.width, 3)
+    ok, data = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    assert ok
+    return CompressedImage(header=image.header, format=f"rgb8; {codec} compressed bgr8", data=array.array("B", data.tobytes()))
+
+
+def test_camera_encoder_takes_jpeg_and_png_compressed_images(processes, listener, node_in_process, model_dir, sim_messages):
+    """image_transport:=compressed: the camera encoder process subscribes to camera/image_raw/compressed
+    and encodes a rendered view sent as JPEG and as PNG like the same view sent raw."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    m = sim_messages
+    # the raw view, through the node in this process: the features to compare with
+    node, published, logged = node_in_process("camera", frame_prefix="robot1", max_objects=1)
+    for callback, msg in ((node._on_tf_static, m.static), (node._on_camera_info, m.info), (node._on_scan, m.scan), (node._on_partner, m.image), (node._on_tf, m.odom(2.0))):
+        callback(msg)
+    assert len(published) == 1, logged
+    raw = published[0]
+
+    encoder = processes.start(*encoder_argv(
+        "camera", "-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "image_transport:=compressed", "-p", "max_objects:=1",
+    ))
+    probe = listener.node
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    probe.create_publisher(TFMessage, "/tf_static", latched).publish(m.static)
+    tf_pub = probe.create_publisher(TFMessage, "/tf", 10)
+    info_pub = probe.create_publisher(CameraInfo, "/robot1/camera/camera_info", 10)
+    image_pub = probe.create_publisher(CompressedImage, "/robot1/camera/image_raw/compressed", 10)
+    publishers = (tf_pub, info_pub, image_pub, listener.scan_pub)
+    assert listener.spin_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), 60, encoder), "the encoder never subscribed"
+
+    def encoded(codec: str, stamp: int) -> ModalityEncoding:
+        """The moment at `stamp` with its image as `codec`, sent again every 0.3 s until encoded:
+        sensor data is best effort, and the encoder may still be matching the publishers."""
+        moment = [(tf_pub, m.odom(stamp)), (info_pub, restamped(m.info, stamp)), (listener.scan_pub, restamped(m.scan, stamp)),
+                  (image_pub, compressed_image(restamped(m.image, stamp), codec))]
+        sent = [-math.inf]
+
+        def resend() -> None:
+            if time.monotonic() - sent[0] > 0.3:
+                sent[0] = time.monotonic()
+                for publisher, msg in moment:
+                    publisher.publish(msg)
+
+        ours = lambda: [e for e in listener.encodings["camera"] if e.header.stamp.sec == stamp]
+        assert listener.spin_until(lambda: bool(ours()), 30, encoder, tick=resend), f"no encoding of the {codec} image"
+        return ours()[0]
+
+    got = {"jpeg": encoded("jpeg", 2), "png": encoded("png", 3)}  # later stamps: the encoder drops out-of-order messages
+
+    for codec, msg in got.items():
+        assert (msg.modality, msg.model_id, msg.header.frame_id) == ("camera", raw.model_id, "robot1/odom")
+        assert np.allclose((msg.position.x, msg.position.y), (raw.position.x, raw.position.y), atol=1e-6)  # from the same scan
+    # PNG is lossless: the raw view's features; JPEG loses a little of the image, and of the features
+    np.testing.assert_allclose(got["png"].mean, raw.mean, atol=1e-5)
+    np.testing.assert_allclose(got["png"].log_var, raw.log_var, atol=1e-5)
+    jpeg_error = np.abs(np.asarray(got["jpeg"].mean) - raw.mean).max()
+    print(f"JPEG feature error {jpeg_error:.4f}, raw features {np.round(raw.mean, 3)}")
+    assert jpeg_error < 0.1, (got["jpeg"].mean, raw.mean)
+
+    processes.stop_all()
+    out = encoder.stdout.read()
+    assert "/robot1/camera/image_raw/compressed" in out and "JPEG / PNG images decoded by OpenCV" in out, out
+    assert "Traceback" not in out, out

@@ -20,8 +20,8 @@ import yaml
 
 from m2vae_fusion.core.errors import DataError
 from m2vae_fusion.data.rosbag_types import typestore
+from m2vae_fusion.perception.ros_messages import frame_name, image_from_msgs, matrix_from_msg, scan_from_msg, stamp_seconds, transform_from_msg
 from m2vae_fusion.sim.classes import CLASSES, parse_class
-from m2vae_fusion.perception.frames import from_translation_quaternion
 from m2vae_fusion.sim.readings import CameraImage, ObjectState, Scan, Transform
 
 
@@ -62,44 +62,6 @@ class BagFrames:
     static: list[Transform]  # from /tf_static, robot prefixes stripped
     objects: list[ObjectState]  # labelled objects in the map frame
     topics: dict[str, int] = field(default_factory=dict)  # messages per topic
-
-
-def stamp_seconds(header: Any) -> float:
-    """A std_msgs/Header's stamp in seconds."""
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
-def _strip(frame_id: str) -> str:
-    """Frame name without a robot prefix (robot1/base_link -> base_link)."""
-    return frame_id.rsplit("/", 1)[-1]
-
-
-def _transform(parent: str, child: str, t: Any) -> Transform:
-    return Transform(
-        parent, child, (t.translation.x, t.translation.y, t.translation.z), (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w)
-    )
-
-
-def _matrix(t: Any) -> np.ndarray:
-    return from_translation_quaternion((t.translation.x, t.translation.y, t.translation.z), (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w))
-
-
-def scan_from_msg(msg: Any) -> Scan:
-    return Scan(
-        np.asarray(msg.ranges, dtype=np.float32), np.asarray(msg.intensities, dtype=np.float32), msg.angle_min,
-        msg.angle_max, msg.angle_increment, msg.range_min, msg.range_max, _strip(msg.header.frame_id),
-    )
-
-
-def image_from_msgs(image: Any, info: Any, rgb: np.ndarray | None = None) -> CameraImage:
-    """A CameraImage from Image + CameraInfo messages; `rgb`: the pixels when already converted (by
-    cv_bridge), else the project's own conversion (ImageFormatError names a bad field)."""
-    from m2vae_fusion.perception.image_encodings import to_rgb
-
-    if rgb is None:
-        rgb = to_rgb(image.encoding, image.width, image.height, image.step, bytes(image.data), bool(image.is_bigendian))
-    k = info.k
-    return CameraImage(rgb, float(k[0]), float(k[4]), float(k[2]), float(k[5]), _strip(image.header.frame_id))
 
 
 class _TimedPoses:
@@ -145,6 +107,19 @@ def _messages(paths: Sequence[Path], topics: set[str]) -> Iterator[tuple[str, An
         raise DataError(f"cannot read bag(s) {', '.join(map(str, paths))}: {exc}") from exc
 
 
+def _camera_image(topic: str, msg: Any, info: Any) -> CameraImage:
+    """image_from_msgs for a sensor_msgs/Image or a CompressedImage (JPEG or PNG, told apart by the
+    message type recorded in the bag, whatever the topic is called)."""
+    if getattr(msg, "__msgtype__", "") != "sensor_msgs/msg/CompressedImage":
+        return image_from_msgs(msg, info)
+    from m2vae_fusion.perception.compressed_images import CompressedImageError, decode
+
+    try:
+        return image_from_msgs(msg, info, decode(msg.format, msg.data))
+    except CompressedImageError as exc:
+        raise DataError(f"{topic}: the CompressedImage stamped {stamp_seconds(msg.header):.3f} s: {exc}") from None
+
+
 def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolerance: float = 0.05) -> BagFrames:
     """Every LiDAR scan of the bag(s) with the image / IR reading within `tolerance` seconds."""
     for path in paths:
@@ -153,12 +128,14 @@ def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolera
     images: list[tuple[float, Any]] = []
     irs: list[tuple[float, Scan]] = []
     scans: list[tuple[float, Scan]] = []
+    compressed: list[tuple[float, Any]] = []
     info = None
     map_odom, odom_base = _TimedPoses(), _TimedPoses()
     static: dict[tuple[str, str], Transform] = {}
     truth: dict[str, ObjectState] = {}
     counts: dict[str, int] = {}
-    wanted = {topics.image, topics.camera_info, topics.scan, topics.ir, topics.tf, topics.tf_static, topics.ground_truth}
+    compressed_topic = topics.image + "/compressed"  # image_transport's name for the camera's JPEG / PNG stream
+    wanted = {topics.image, compressed_topic, topics.camera_info, topics.scan, topics.ir, topics.tf, topics.tf_static, topics.ground_truth}
     for topic, msg in _messages(paths, wanted):
         counts[topic] = counts.get(topic, 0) + 1
         if topic == topics.scan:
@@ -167,19 +144,21 @@ def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolera
             irs.append((stamp_seconds(msg.header), scan_from_msg(msg)))
         elif topic == topics.image:
             images.append((stamp_seconds(msg.header), msg))
+        elif topic == compressed_topic:
+            compressed.append((stamp_seconds(msg.header), msg))
         elif topic == topics.camera_info:
             info = msg
         elif topic == topics.tf_static:
             for t in msg.transforms:
-                pair = (_strip(t.header.frame_id), _strip(t.child_frame_id))
-                static[pair] = _transform(*pair, t.transform)
+                pair = (frame_name(t.header.frame_id), frame_name(t.child_frame_id))
+                static[pair] = transform_from_msg(*pair, t.transform)
         elif topic == topics.tf:
             for t in msg.transforms:
-                pair = (_strip(t.header.frame_id), _strip(t.child_frame_id))
+                pair = (frame_name(t.header.frame_id), frame_name(t.child_frame_id))
                 if pair == ("map", "odom"):
-                    map_odom.add(stamp_seconds(t.header), _matrix(t.transform))
+                    map_odom.add(stamp_seconds(t.header), matrix_from_msg(t.transform))
                 elif pair == ("odom", "base_link"):
-                    odom_base.add(stamp_seconds(t.header), _matrix(t.transform))
+                    odom_base.add(stamp_seconds(t.header), matrix_from_msg(t.transform))
         elif topic == topics.ground_truth:
             for o in msg.objects:
                 p = o.pose.position
@@ -187,9 +166,12 @@ def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolera
                 truth[o.name] = ObjectState(o.name, o.colour, o.shape, o.surface, int(o.class_id), o.label, p.x, p.y, p.z, float(yaw))
     if not scans:
         raise DataError(f"no LaserScan on {topics.scan} in {', '.join(map(str, paths))} (topics there: {sorted(counts) or 'none of the expected'})")
+    image_topic = topics.image
+    if not images and compressed:  # a bag with both keeps the raw, lossless images
+        images, image_topic = compressed, compressed_topic
     for kind, found in (("images", images), ("IR readings", irs)):
         if not found:
-            raise DataError(f"no {kind} in {', '.join(map(str, paths))}; expected {topics.image if kind == 'images' else topics.ir}")
+            raise DataError(f"no {kind} in {', '.join(map(str, paths))}; expected {f'{topics.image} or {compressed_topic}' if kind == 'images' else topics.ir}")
     if info is None:
         raise DataError(f"no CameraInfo on {topics.camera_info}: the camera's intrinsics are needed to crop objects")
     images.sort(key=lambda item: item[0])
@@ -201,7 +183,7 @@ def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolera
         a, b = map_odom.at(stamp, tolerance), odom_base.at(stamp, tolerance)
         frames.append(
             Frame(
-                stamp, scan, image_from_msgs(image_msg, info) if image_msg is not None else None,
+                stamp, scan, _camera_image(image_topic, image_msg, info) if image_msg is not None else None,
                 _nearest(ir_stamps, [s for _, s in irs], stamp, tolerance),
                 a @ b if a is not None and b is not None else None,
             )

@@ -17,23 +17,27 @@ detection's confidence (`detection_confidence`). Crop sizes and detection settin
 own perception config, so deployment cuts the views training cut.
 
 Subscribes (sensor-data QoS): scan, camera/image_raw + camera/camera_info (camera), ir/scan (IR);
-/tf (reliable), /tf_static (transient local). Publishes `encodings` (reliable, depth 50).
+/tf (reliable), /tf_static (transient local). Publishes `encodings` (reliable, depth 50). With
+image_transport:=compressed the camera node takes camera/image_raw/compressed instead
+(sensor_msgs/CompressedImage, JPEG or PNG: what real robots and their bags mostly carry), decoded by
+m2vae_fusion.perception.compressed_images.
 
 Messages the node cannot read are dropped with a warning naming the problem (at most one per
 DROP_LOG_PERIOD_S per kind of message and reason, with a count of those in between), never a crash:
 images of an unsupported encoding, of zero size, of more than MAX_IMAGE_PIXELS, or whose step/size
-disagree with width/height/data or camera_info; scans that are empty, longer than MAX_BEAMS, whose
-intensities or angle span disagree with the number of ranges, with non-finite geometry, NaN ranges
-(REP-117: an invalid measurement), negative finite ranges or non-finite intensities. +-inf ranges
-are valid (REP-117: no return / too close); finite ranges outside [range_min, range_max] are kept and
-ignored by the object detection (clipped, as LaserScan.msg asks). Then the header: a frame that
-/tf_static does not connect to base_link (once /tf_static has arrived), a stamp before that of the
-previous accepted message of the same input (out of order), or one more than future_tolerance_s
-ahead of both the node's clock (/clock with use_sim_time) and the newest odom -> base_link (from the
-future) drop the message too. Inputs that have not arrived yet (camera_info, transforms) are
-reported the same way at info level: usual while starting. Every message taken and every drop, by
-reason, is counted and published on /diagnostics (m2vae_fusion.robustness.diagnostics) every
-diagnostics_period_s.
+disagree with width/height/data or camera_info; compressed images that are empty, not JPEG / PNG (by
+the format field or the data), corrupt, or of more than MAX_IMAGE_PIXELS by their header; scans that
+are empty, longer than MAX_BEAMS, whose intensities or angle span disagree with the number of ranges,
+with non-finite geometry, NaN ranges (REP-117: an invalid measurement), negative finite ranges or
+non-finite intensities. +-inf ranges are valid (REP-117: no return / too close); finite ranges outside
+[range_min, range_max] are kept and ignored by the object detection (clipped, as LaserScan.msg asks).
+Then the header: a frame that /tf_static does not connect to base_link (once /tf_static has arrived),
+a stamp before that of the previous accepted message of the same input (out of order), or one more
+than future_tolerance_s ahead of both the node's clock (/clock with use_sim_time) and the newest
+odom -> base_link (from the future) drop the message too. Inputs that have not arrived yet
+(camera_info, transforms) are reported the same way at info level: usual while starting. Every
+message taken and every drop, by reason, is counted and published on /diagnostics
+(m2vae_fusion.robustness.diagnostics) every diagnostics_period_s.
 
 Parameters: PARAMETERS below, defaults per node in config/encoders.yaml. A model that does not fit the
 parameters (no such file, modality not in the model, other model_id) is fatal: exit status 2 with the
@@ -43,6 +47,7 @@ reason.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import time
 from collections import deque
@@ -57,17 +62,18 @@ from m2vae_msgs.msg import ModalityEncoding
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, LaserScan
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError
-from m2vae_fusion.data.bag_frames import image_from_msgs, scan_from_msg, stamp_seconds
 from m2vae_fusion.node_runtime import ParameterError, declare, declare_executor, declare_number, executor_parameter, run_node
 from m2vae_fusion.nodes.sim import default_frame_prefix
 from m2vae_fusion.perception import frames
+from m2vae_fusion.perception.compressed_images import CompressedImageError, decode
 from m2vae_fusion.perception.features import observe
 from m2vae_fusion.perception.image_encodings import ImageFormatError
 from m2vae_fusion.perception.lidar_objects import Candidate
+from m2vae_fusion.perception.ros_messages import image_from_msgs, scan_from_msg, stamp_seconds
 from m2vae_fusion.resources import default_model_dir
 from m2vae_fusion.robustness import diagnostics
 from m2vae_fusion.sim.readings import CameraImage, Scan, Transform
@@ -75,12 +81,24 @@ from m2vae_fusion.stack.config import MODALITIES
 from m2vae_fusion.stack.model import PerceptionModel
 from m2vae_fusion.stack.views import view_vector
 
-try:  # a real ROS 2 install; otherwise the project's own conversion (perception.image_encodings)
-    from cv_bridge import CvBridge
 
-    BRIDGE = CvBridge()
-except ImportError:
-    BRIDGE = None
+@functools.cache
+def image_bridge() -> tuple[Any | None, str]:
+    """cv_bridge's CvBridge, or None and why it cannot be used ("" where cv_bridge is simply not
+    installed, as with the PyPI wheels): images are then converted by perception.image_encodings.
+    Tried on first use, not at import, and any exception counts: a distribution's cv_bridge, built
+    against numpy 1.x, fails under numpy 2 with AttributeError (_ARRAY_API not found) or numpy's
+    ImportError, a half-installed one with OSError; none of that may take the node down."""
+    try:
+        from cv_bridge import CvBridge
+
+        return CvBridge(), ""
+    except ModuleNotFoundError as exc:
+        return None, "" if exc.name == "cv_bridge" else f"{type(exc).__name__}: {exc}"
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 # sensor_msgs_py is not needed: it converts PointCloud2, and LaserScan fields are plain arrays.
 
 DEFAULT_MODEL = default_model_dir()
@@ -101,6 +119,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "model_id": ("", "if set, refuse a model with any other model_id"),
     "scan_topic": ("scan", "LiDAR scan (sensor_msgs/LaserScan): object candidates for every modality"),
     "image_topic": ("camera/image_raw", "camera image (sensor_msgs/Image), camera node only"),
+    "image_transport": ("raw", "raw: image_topic itself; compressed: image_topic + '/compressed' (sensor_msgs/CompressedImage, JPEG or PNG, as image_transport names it), camera node only"),
     "camera_info_topic": ("camera/camera_info", "camera intrinsics (sensor_msgs/CameraInfo), camera node only"),
     "ir_topic": ("ir/scan", "IR ring reading (sensor_msgs/LaserScan), IR node only"),
     "rate_limit_hz": (0.0, "encode at most this many scans per wall-clock second (each up to max_objects encodings); 0: unlimited"),
@@ -168,23 +187,44 @@ def scan_reading(msg: Any, what: str = "scan") -> Scan:
     return scan
 
 
+def check_camera_info(info: Any | None, size: tuple[int, int] | None) -> None:
+    """Dropped unless `info` has arrived, has usable intrinsics and is of an image of `size` (width,
+    height; None: not known yet)."""
+    if info is None:
+        raise Dropped("image", "no camera_info received yet: the intrinsics are needed to crop objects", waiting=True, kind="no_camera_info")
+    if size is not None and size != (info.width, info.height):
+        raise Dropped("image", f"image is {size[0]}x{size[1]} but camera_info says {info.width}x{info.height}", kind="size")
+    k = np.asarray(info.k, dtype=float)
+    if k.shape != (9,) or not np.all(np.isfinite(k)) or not (k[0] > 0 and k[4] > 0):
+        raise Dropped("image", f"camera_info has no usable intrinsics (k = {k.tolist()})", kind="camera_info")
+
+
+def compressed_camera_reading(image: Any, info: Any | None) -> CameraImage:
+    """A CompressedImage (JPEG or PNG) with its CameraInfo as a CameraImage, or Dropped naming what is
+    wrong with them. Without camera_info the image is not decoded: it would be dropped anyway."""
+    if len(image.data) == 0:
+        raise Dropped("image", f"empty compressed image (format {image.format!r}, no data)", kind="zero_size")
+    check_camera_info(info, None)
+    try:
+        rgb = decode(image.format, image.data, MAX_IMAGE_PIXELS)
+    except CompressedImageError as exc:
+        raise Dropped("image", str(exc), kind=exc.kind) from None
+    check_camera_info(info, (rgb.shape[1], rgb.shape[0]))
+    return image_from_msgs(image, info, rgb)
+
+
 def camera_reading(image: Any, info: Any | None) -> CameraImage:
     """An Image with its CameraInfo as a CameraImage, or Dropped naming what is wrong with them."""
     if image.width == 0 or image.height == 0 or len(image.data) == 0:
         raise Dropped("image", f"zero-size image: {image.width}x{image.height}, {len(image.data)} bytes", kind="zero_size")
     if image.width * image.height > MAX_IMAGE_PIXELS or len(image.data) > 4 * MAX_IMAGE_PIXELS:
         raise Dropped("image", f"{image.width}x{image.height} pixels, {len(image.data)} bytes: more than {MAX_IMAGE_PIXELS} pixels", kind="huge")
-    if info is None:
-        raise Dropped("image", "no camera_info received yet: the intrinsics are needed to crop objects", waiting=True, kind="no_camera_info")
-    if (image.width, image.height) != (info.width, info.height):
-        raise Dropped("image", f"image is {image.width}x{image.height} but camera_info says {info.width}x{info.height}", kind="size")
-    k = np.asarray(info.k, dtype=float)
-    if k.shape != (9,) or not np.all(np.isfinite(k)) or not (k[0] > 0 and k[4] > 0):
-        raise Dropped("image", f"camera_info has no usable intrinsics (k = {k.tolist()})", kind="camera_info")
+    check_camera_info(info, (image.width, image.height))
     rgb = None
-    if BRIDGE is not None:
+    bridge = image_bridge()[0]
+    if bridge is not None:
         try:
-            rgb = BRIDGE.imgmsg_to_cv2(image, desired_encoding="rgb8")
+            rgb = bridge.imgmsg_to_cv2(image, desired_encoding="rgb8")
         except Exception as exc:  # CvBridgeError, or numpy's TypeError / ValueError for a short buffer
             raise Dropped("image", f"cv_bridge cannot convert {image.encoding!r} {image.width}x{image.height} step {image.step}: {exc}", kind="format") from None
     try:
@@ -348,20 +388,32 @@ class EncoderNode(Node):
         scan_topic = self._declare("scan_topic")
         self.create_subscription(LaserScan, scan_topic, self._on_scan, qos_profile_sensor_data)
         inputs = [scan_topic]
+        self.read_image = camera_reading
         if self.modality == "camera":
-            inputs += [self._declare("image_topic"), self._declare("camera_info_topic")]
-            self.create_subscription(Image, inputs[1], self._on_partner, qos_profile_sensor_data)
+            transport = self._declare("image_transport")
+            if transport not in ("raw", "compressed"):
+                raise ParameterError(f"parameter 'image_transport' must be raw or compressed, got {transport!r}")
+            image_topic = self._declare("image_topic")
+            image_type = Image
+            if transport == "compressed":  # image_transport's topic name for the compressed stream of image_topic
+                image_topic, image_type, self.read_image = image_topic.rstrip("/") + "/compressed", CompressedImage, compressed_camera_reading
+            inputs += [image_topic, self._declare("camera_info_topic")]
+            self.create_subscription(image_type, inputs[1], self._on_partner, qos_profile_sensor_data)
             self.create_subscription(CameraInfo, inputs[2], self._on_camera_info, qos_profile_sensor_data)
         elif self.modality == "ir":
             inputs.append(self._declare("ir_topic"))
             self.create_subscription(LaserScan, inputs[1], self._on_partner, qos_profile_sensor_data)
         self.create_timer(0.1, self._flush_pending, clock=Clock(clock_type=ClockType.STEADY_TIME))
         diagnostics.attach(self, self.counters, diagnostics_period)
+        bridge, bridge_problem = image_bridge() if self.modality == "camera" and self.read_image is camera_reading else (None, "")
+        if bridge_problem:
+            self.get_logger().warning(f"cv_bridge cannot be used ({bridge_problem}): converting images with m2vae_fusion.perception.image_encodings instead")
         self.get_logger().info(
             f"encoding {self.modality} with model {self.model.model_id} (feature_dim {self.model.config.feature_dim}) from "
             f"{', '.join(self.resolve_topic_name(t) for t in inputs)} to {self.resolve_topic_name('encodings')} in {self.odom_frame}; "
             f"nearest {self.max_objects} objects at {self.distances[0]:g}-{self.distances[1]:g} m within {self.max_bearing:g} rad of ahead, rate limit {rate:g} Hz{' (none)' if rate == 0 else ''}"
-            + (f", images converted by {'cv_bridge' if BRIDGE is not None else 'm2vae_fusion.perception.image_encodings'}" if self.modality == "camera" else "")
+            + (f", images converted by {'cv_bridge' if bridge is not None else 'm2vae_fusion.perception.image_encodings'}" if self.modality == "camera" and self.read_image is camera_reading else "")
+            + (", JPEG / PNG images decoded by OpenCV" if self.read_image is compressed_camera_reading else "")
         )
 
     # ------------------------------------------------------------ parameters
@@ -453,11 +505,11 @@ class EncoderNode(Node):
         self.scans.append(scan)
         self._pair()
 
-    def _on_partner(self, msg: Image | LaserScan) -> None:
+    def _on_partner(self, msg: Image | CompressedImage | LaserScan) -> None:
         what = "image" if self.modality == "camera" else "IR reading"
         self.counters.add(f"received {what}")
         try:
-            data = camera_reading(msg, self.camera_info) if self.modality == "camera" else scan_reading(msg, what)
+            data = self.read_image(msg, self.camera_info) if self.modality == "camera" else scan_reading(msg, what)
             self._check_header(what, msg.header)
         except Dropped as exc:
             self.drops.report(exc)

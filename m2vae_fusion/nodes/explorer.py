@@ -30,11 +30,11 @@ from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.data.bag_frames import stamp_seconds
 from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.nodes.encoder import DropLog, Dropped, scan_reading, transform_of
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.lidar_objects import detect_objects
+from m2vae_fusion.perception.ros_messages import stamp_seconds
 from m2vae_fusion.sim.readings import Scan, Transform
 
 TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -26,8 +26,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from m2vae_fusion.core.atomic_file import write_text_atomic
-from m2vae_fusion.data.bag_frames import stamp_seconds
 from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.perception.ros_messages import stamp_seconds
 from m2vae_fusion.stack.scoreboard import BeliefRow, TrueObject, match, summary, table
 
 BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

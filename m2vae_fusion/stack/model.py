@@ -21,7 +21,10 @@ from m2vae_fusion.core.model import MultiModalVAE
 from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.stack.classifier import LatentClassifier
 from m2vae_fusion.stack.config import MODALITIES, StackConfig
-from m2vae_fusion.stack.train import MANIFEST
+
+# The file that names a model folder's checkpoints. It lives with the loader, not with training,
+# so the nodes that load a model do not import the training code (and its bag readers).
+MANIFEST = "perception_model.json"
 
 
 @dataclass(frozen=True)

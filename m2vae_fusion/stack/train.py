@@ -35,8 +35,7 @@ from m2vae_fusion.core.training import dataset_fingerprint, distributed, train
 from m2vae_fusion.stack.classifier import LatentClassifier
 from m2vae_fusion.stack.config import MODALITIES, StackConfig
 from m2vae_fusion.stack.dataset import Observations
-
-MANIFEST = "perception_model.json"
+from m2vae_fusion.stack.model import MANIFEST
 
 
 def preprocessor_dir(out: Path, modality: str) -> Path:
