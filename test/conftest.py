@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from m2vae_fusion import process_group
 from m2vae_fusion.ros_env import MAX_SAFE_DOMAIN_ID, isolated_ros_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +20,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Consecutive domains from a random start: every test module gets its own.
 _DOMAINS = itertools.count(random.randint(0, MAX_SAFE_DOMAIN_ID - 1))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test on real DDS (through ros_env, directly or via processes) is marked `ros`: the Jazzy
+    lane (`make test-jazzy`, `pytest -m ros`) reruns exactly these against the other rclpy."""
+    for item in items:
+        if "ros_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ros)
+
+
+@pytest.fixture(autouse=True)
+def package_logs_reach_caplog() -> None:
+    """Importing `launch` (launch_testing's pytest plugin does, at start-up) makes every logger created
+    afterwards a LaunchLogger that does not propagate, so the package's own log records never reach
+    caplog's handler on the root logger. Tests read them as a user's logging set-up would."""
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (name == "m2vae_fusion" or name.startswith("m2vae_fusion.")) and isinstance(logger, logging.Logger):
+            logger.propagate = True
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +60,7 @@ class Processes:
         self.started: list[subprocess.Popen] = []
 
     def start(self, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            list(argv),
-            env=env or self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        proc = process_group.start(argv, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.started.append(proc)
         return proc
 
@@ -57,16 +68,7 @@ class Processes:
         return self.start(sys.executable, *args)
 
     def stop_all(self, grace_s: float = 5.0) -> None:
-        for proc in self.started:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        deadline = time.monotonic() + grace_s
-        for proc in self.started:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        process_group.stop(self.started, grace_s)
 
 
 @pytest.fixture

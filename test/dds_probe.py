@@ -3,11 +3,25 @@ tests give publishers and subscriptions, spun until a condition holds while a no
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+
+
+@contextlib.contextmanager
+def rclpy_session(args: list[str] | None = None) -> Iterator[None]:
+    """`with rclpy.init():` on both distributions: Kilted's rclpy.init returns a context manager,
+    Jazzy's (7.1) returns None."""
+    import rclpy
+
+    rclpy.init(args=args)
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
 
 
 class DdsProbe:
@@ -46,3 +60,23 @@ class DdsProbe:
         self.executor.shutdown()
         self.node.destroy_node()
         self.rclpy.shutdown(context=self.context)
+
+
+class BeliefWatch:
+    """The belief about the object at (x, y) (within 5 cm) in ObjectBeliefArray messages, judged once
+    all three sensors have been fused into it and `converge_s` more seconds have passed: the class
+    converges as later views enter the belief as running means."""
+
+    def __init__(self, x: float, y: float, converge_s: float) -> None:
+        self.x, self.y, self.converge_s = x, y, converge_s
+        self.final = None
+        self.complete_since: float | None = None
+
+    def take(self, msg) -> None:
+        for belief in msg.beliefs:
+            if len(belief.modalities) == 3 and abs(belief.position.x - self.x) < 0.05 and abs(belief.position.y - self.y) < 0.05:
+                self.final = belief
+                self.complete_since = self.complete_since or time.monotonic()
+
+    def done(self) -> bool:
+        return self.complete_since is not None and time.monotonic() > self.complete_since + self.converge_s

@@ -11,7 +11,8 @@ import sys, time
 import rclpy
 from m2vae_msgs.msg import LatentEmbedding
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-with rclpy.init():
+rclpy.init()  # not `with`: Jazzy's rclpy.init returns None
+try:
     node = rclpy.create_node("test_latent_talker")
     pub = node.create_publisher(LatentEmbedding, "/shared/latents", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     deadline = time.monotonic() + float(sys.argv[1])
@@ -21,6 +22,8 @@ with rclpy.init():
         pub.publish(LatentEmbedding(robot_id="robot_a", object_id=f"obj{seq}", model_id="m@1",
                                     modalities=["camera"], mean=[3.0, 4.0], log_var=[0.0, 0.0]))
         time.sleep(0.1)
+finally:
+    rclpy.try_shutdown()
 """
 
 

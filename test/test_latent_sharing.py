@@ -57,6 +57,7 @@ def near_object(belief) -> bool:
 
 def test_a_robot_without_camera_learns_the_colour_from_another(model: PerceptionModel, processes, tmp_path: Path) -> None:
     import rclpy
+    from dds_probe import rclpy_session  # Jazzy's rclpy.init is no context manager
     from m2vae_msgs.msg import LatentEmbedding, ObjectBeliefArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -71,7 +72,7 @@ def test_a_robot_without_camera_learns_the_colour_from_another(model: Perception
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     beliefs: dict[str, list] = {robot: [] for robot in SENSORS}
     latents: list = []
-    with rclpy.init():
+    with rclpy_session():
         node = rclpy.create_node("sharing_probe")
         for robot in SENSORS:
             node.create_subscription(ObjectBeliefArray, f"/{robot}/beliefs", beliefs[robot].append, reliable)

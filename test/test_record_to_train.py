@@ -44,6 +44,7 @@ def turn_once(rate: float = 0.9, timeout_s: float = 60.0) -> None:
     """Turn the robot in place until its odometry has turned a full circle (in simulated time, so a
     busy machine that runs the sim slower than real time still gets every view)."""
     import rclpy
+    from dds_probe import rclpy_session  # Jazzy's rclpy.init is no context manager
     from geometry_msgs.msg import Twist
     from nav_msgs.msg import Odometry
 
@@ -53,7 +54,7 @@ def turn_once(rate: float = 0.9, timeout_s: float = 60.0) -> None:
         q = msg.pose.pose.orientation
         yaws.append(2 * np.arctan2(q.z, q.w))
 
-    with rclpy.init():
+    with rclpy_session():
         node = rclpy.create_node("turner")
         publisher = node.create_publisher(Twist, "cmd_vel", 10)
         node.create_subscription(Odometry, "odom", on_odom, 10)

@@ -51,6 +51,7 @@ def test_yaml_lists_every_parameter_default() -> None:
 
 def test_node_scores_and_exits_after_its_duration(processes, tmp_path: Path) -> None:
     import rclpy
+    from dds_probe import rclpy_session  # Jazzy's rclpy.init is no context manager
     from m2vae_msgs.msg import LabelledObject, LabelledObjectArray, ObjectBelief, ObjectBeliefArray
 
     from m2vae_fusion.nodes.scoreboard import BELIEF_QOS, TRUTH_QOS
@@ -61,7 +62,7 @@ def test_node_scores_and_exits_after_its_duration(processes, tmp_path: Path) -> 
         "scoreboard", "--ros-args", "--params-file", str(config_path("scoreboard.yaml")), "-p", "duration_s:=30.0",
         "-p", f"summary_path:={summary_path}", "-p", "robots:=[robot1]",
     )
-    with rclpy.init():
+    with rclpy_session():
         node = rclpy.create_node("scoreboard_probe")
         truth_pub = node.create_publisher(LabelledObjectArray, "/robot1/ground_truth/objects", TRUTH_QOS)
         beliefs_pub = node.create_publisher(ObjectBeliefArray, "/robot1/beliefs", BELIEF_QOS)

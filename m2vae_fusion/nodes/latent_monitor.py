@@ -17,10 +17,14 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from rcl_interfaces.msg import ParameterDescriptor
 
 from m2vae_msgs.msg import LatentEmbedding
+
+from m2vae_fusion.node_runtime import SPIN_TICK_S
+from m2vae_fusion.stop_signals import STOP
 
 LATENT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -70,12 +74,22 @@ class LatentMonitor(Node):
 
 
 def main(args: list[str] | None = None) -> None:
+    # Not `with rclpy.init()`: Jazzy's rclpy (7.1) returns None there, not a context manager.
+    # Stop signals as in every node (m2vae_fusion.stop_signals): a flag, read between spins.
+    STOP.install()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = None
     try:
-        with rclpy.init(args=args):
-            node = LatentMonitor()
-            rclpy.spin_until_future_complete(node, node.finished)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        node = LatentMonitor()
+        while not STOP.requested and not node.finished.done() and rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=SPIN_TICK_S)
+    except ExternalShutdownException:
         pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        STOP.ignore_from_now()
 
 
 if __name__ == "__main__":
