@@ -3,22 +3,14 @@ error a node raises for a parameter it cannot run with, and `run_node`, the `mai
 script (fatal log + exit status 2 for a bad parameter, exit status 0 on SIGINT, SIGTERM or an external
 shutdown), spinning the node on the executor its `executor` parameter names (executor_parameter).
 
-Signals: rclpy's own handlers are not installed. They shut the context down and then let Python raise
-KeyboardInterrupt wherever the main thread is, which inside a callback run by the C++ EventsExecutor
-becomes `terminate called after throwing ... pybind11::error_already_set` and aborts the process
-(exit -6), the node's shutdown never running. Instead SIGINT and SIGTERM only set a flag (StopSignals);
-the spin loop sees it within SPIN_TICK_S, leaves the executor between callbacks, destroys the node and
-shuts rclpy down. `ros2 launch` on Ctrl-C delivers SIGINT twice (the terminal's and its own), so a
-repeated signal is still a stop request; only a third one ends the process at once, the default way."""
+Signals: rclpy's own handlers are not installed (m2vae_fusion.stop_signals says why). SIGINT and
+SIGTERM set a flag; the spin loop sees it within SPIN_TICK_S, leaves the executor between callbacks,
+destroys the node and shuts rclpy down."""
 
 from __future__ import annotations
 
 import math
-import os
-import signal
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import rclpy
@@ -28,6 +20,8 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from m2vae_fusion.stop_signals import STOP, StopSignals
+
 
 class ParameterError(ValueError):
     """A parameter has a value the node cannot run with; the message names it."""
@@ -35,8 +29,6 @@ class ParameterError(ValueError):
 
 EXECUTORS = ("single_threaded", "events")
 SPIN_TICK_S = 0.1  # longest time between a stop signal and the spin loop seeing it
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-HARD_STOP_COUNT = 3  # signals until the process ends without its orderly shutdown
 
 
 def executor_parameter(default: str) -> tuple[str, str]:
@@ -68,42 +60,6 @@ def node_executor(node: Node) -> Executor:
     return SingleThreadedExecutor(context=node.context)
 
 
-class StopSignals:
-    """Once installed (main thread only), for the rest of the process: SIGINT and SIGTERM are recorded
-    as stop requests instead of raising KeyboardInterrupt; the HARD_STOP_COUNT-th one ends the process
-    the default way. Never put back: a second signal may arrive while rclpy shuts down or Python
-    exits, and must not turn a clean stop into a death by signal."""
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-
-    @property
-    def requested(self) -> bool:
-        return bool(self.received)
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        # Runs between two bytecodes of whatever the main thread does, possibly inside a callback the
-        # C++ executor called: it must not raise.
-        self.received.append(signum)
-        if len(self.received) >= HARD_STOP_COUNT:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-    def install(self) -> StopSignals:
-        return self._set(self._handle)
-
-    def ignore_from_now(self) -> StopSignals:
-        """For a process that has shut down and is only exiting: Python's finalisation puts SIGINT
-        back to its default (death by signal, status -2) unless it is ignored."""
-        return self._set(signal.SIG_IGN)
-
-    def _set(self, handler: Any) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                signal.signal(sig, handler)
-        return self
-
-
 def spin_until_stopped(node: Node, executor: Executor, stop: StopSignals) -> None:
     """Run the node's callbacks until a stop signal or until its context is shut down (a node ending
     itself, e.g. the scoreboard after its duration)."""
@@ -123,7 +79,7 @@ def spin_until_stopped(node: Node, executor: Executor, stop: StopSignals) -> Non
 def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = None, close: Callable[[Node], None] | None = None) -> None:
     """The `main` of a node's console script: exit status 0 when stopped by a signal or by the node
     itself, 2 for a parameter it cannot run with; any other error propagates (non-zero status)."""
-    stop = StopSignals().install()  # before init: a signal while the node loads its model is a stop too
+    stop = STOP.install()  # before init (node_entry: before the imports): a signal while loading is a stop too
     # Not `with rclpy.init()`: Jazzy's rclpy (7.1) returns None there.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:

@@ -47,11 +47,16 @@ def test_doctor_passes(ros_env):
 
 
 def test_doctor_reports_a_missing_piece_with_its_fix(ros_env):
-    env = {k: v for k, v in ros_env.items() if k != "MUJOCO_GL"}
-    proc = run("doctor", env=env)
+    # an OpenGL backend this machine does not have (unset, the simulator would fall back to egl)
+    proc = run("doctor", env={**ros_env, "MUJOCO_GL": "wgl", "PYOPENGL_PLATFORM": "wgl"})
     assert proc.returncode == 1
-    assert "\u2717 mujoco offscreen" in proc.stdout
-    assert "fix: source env.sh" in proc.stdout
+    assert "\u2717 mujoco offscreen" in proc.stdout and "MUJOCO_GL=wgl" in proc.stdout
+    assert "fix: apt-get install libegl1" in proc.stdout
+
+
+def test_doctor_probes_the_simulator_s_default_gl_when_unset(ros_env):
+    proc = run("doctor", env={k: v for k, v in ros_env.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")})
+    assert "\u2714 mujoco offscreen" in proc.stdout and "MUJOCO_GL=egl" in proc.stdout, proc.stdout
 
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "bootstrap.sh")

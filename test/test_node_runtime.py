@@ -8,6 +8,7 @@ import random
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import rclpy
@@ -154,3 +155,17 @@ def test_third_signal_ends_a_stuck_node_at_once(processes):
     assert proc.poll() is None  # still stuck: the signals were stop requests
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=10) == -signal.SIGINT
+
+
+@pytest.mark.parametrize("node", ["fusion", "encoder"])
+def test_signal_while_a_node_is_still_importing_is_a_clean_stop(processes, node):
+    """ros2 launch stopping a graph that is still starting: the console script (node_entry) has taken
+    the signals over before its seconds of imports, so the node exits 0 without a traceback."""
+    script = Path(sys.executable).parent / node
+    for delay_s in (0.3, 1.0):
+        proc = processes.start(str(script), "--ros-args", "-r", f"__node:=stopped_{node}", "-p", "modality:=lidar")
+        time.sleep(delay_s)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, f"{node} signalled after {delay_s} s: exit {proc.returncode}\n{output}"
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output

@@ -87,6 +87,7 @@ def test_a_missing_sensor_leaves_a_valid_estimate(model: PerceptionModel, tmp_pa
 @pytest.mark.parametrize("label", ["red_cylinder_matte", "green_cube_shiny"])
 def test_nodes_classify_the_object_in_front(label: str, processes, tmp_path: Path) -> None:
     import rclpy
+    from dds_probe import BeliefWatch, rclpy_session  # rclpy_session: Jazzy's rclpy.init is no context manager
     from m2vae_msgs.msg import ObjectBeliefArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -96,24 +97,17 @@ def test_nodes_classify_the_object_in_front(label: str, processes, tmp_path: Pat
     for sensor in SENSORS:
         processes.start("encoder", "--ros-args", *ns, "-r", f"__node:={sensor}_encoder", "--params-file", str(config_path("encoders.yaml")))
     processes.start("fusion", "--ros-args", *ns, "--params-file", str(config_path("fusion.yaml")))
-    beliefs: list = []
-    with rclpy.init():
+    watch = BeliefWatch(0.2, 0.0, CONVERGE_S)
+    with rclpy_session():
         node = rclpy.create_node("pipeline_probe")
-        node.create_subscription(ObjectBeliefArray, "/robot1/beliefs", beliefs.append, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        # the class converges: judged on the belief CONVERGE_S after all three sensors first entered it
+        node.create_subscription(ObjectBeliefArray, "/robot1/beliefs", watch.take, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         deadline = time.monotonic() + 60
-        final, complete_since = None, None
-        while time.monotonic() < deadline and (complete_since is None or time.monotonic() < complete_since + CONVERGE_S):
+        while time.monotonic() < deadline and not watch.done():
             rclpy.spin_once(node, timeout_sec=0.2)
-            for msg in beliefs:
-                for b in msg.beliefs:
-                    if len(b.modalities) == 3 and abs(b.position.x - 0.2) < 0.05 and abs(b.position.y) < 0.05:
-                        final = b
-                        complete_since = complete_since or time.monotonic()
-            beliefs.clear()
             for proc in processes.started:
                 assert proc.poll() is None, proc.stdout.read()
         node.destroy_node()
-    assert final is not None, f"no belief sensed by all three sensors; last: {beliefs[-1] if beliefs else None}"
+    final = watch.final
+    assert final is not None, "no belief sensed by all three sensors within 60 s"
     assert final.class_names[int(np.argmax(final.class_probabilities))] == label
     assert sum(final.class_probabilities) == pytest.approx(1.0, abs=1e-4)

@@ -12,6 +12,7 @@ Noise standard deviations come from the SDF `<noise>` elements, all scaled by `n
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,10 +52,24 @@ def default_model_paths() -> tuple[Path, ...]:
     return (share_dir() / "models",)
 
 
+# The simulator only renders offscreen. Without MUJOCO_GL, MuJoCo picks GLFW and needs a display, so a
+# sim node started by `ros2 launch` or `ros2 run` outside env.sh would die on a headless machine.
+DEFAULT_GL = "egl"
+
+
+def offscreen_gl_environment() -> str:
+    """Set MUJOCO_GL (and PyOpenGL's platform to match) where the user has not; the backend in use.
+    Effective only before mujoco is first imported."""
+    backend = os.environ.setdefault("MUJOCO_GL", DEFAULT_GL)
+    os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    return backend
+
+
 class Simulator:
     """One robot driving in an SDF world; see the module docstring for the sensor models."""
 
     def __init__(self, config: SimConfig) -> None:
+        offscreen_gl_environment()
         import mujoco  # imported here so `m2vae --help` and ROS-only code never load it
 
         self.config = config
