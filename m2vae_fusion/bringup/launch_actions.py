@@ -6,6 +6,9 @@ What a process's exit does (`exit_handler`): during a shutdown (Ctrl-C, or after
 the launch finished) nothing, every exit is expected; a node marked ends_launch exiting with status
 0 shuts the launch down normally; a one_shot node (a spawner) may exit 0; any other exit fails the
 launch: `ros2 launch` logs one message naming the node and returns 1, and the rest are shut down.
+
+Building the actions also makes the launch's asyncio signal processes without reaping them
+(bringup/child_signals.py), so a node that ends on the terminal's Ctrl-C is not reported as died.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from m2vae_fusion.bringup.child_signals import signal_without_reaping
 from m2vae_fusion.bringup.description import Description, NodeSpec
 
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -94,6 +98,7 @@ def description_actions(description: Description) -> list:
     from launch.actions import LogInfo, RegisterEventHandler
     from launch.event_handlers import OnProcessExit
 
+    signal_without_reaping()
     actions: list = [LogInfo(msg=note) for note in description.notes]
     for spec in description.nodes:
         process = process_action(spec)
