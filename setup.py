@@ -9,9 +9,9 @@ VERSION = "0.1.0"
 HERE = Path(__file__).parent
 
 # One console script per node so `ros2 run m2vae_fusion <node>` works, each running
-# m2vae_fusion.nodes.<node>.main through m2vae_fusion.node_entry (which takes SIGINT/SIGTERM over
+# m2vae_fusion.nodes.<node>.main through m2vae_fusion.ros_interface.entry (which takes SIGINT/SIGTERM over
 # before the node's seconds of imports); test/test_packaging.py checks this list against
-# m2vae_fusion/nodes/ and node_entry.
+# m2vae_fusion/nodes/ and ros_interface/entry.py.
 NODES = ("encoder", "explorer", "fusion", "latent_monitor", "scoreboard", "sim", "viz")
 
 
@@ -54,7 +54,7 @@ setup(
     entry_points={
         "console_scripts": [
             "m2vae = m2vae_fusion.cli:main",
-            *(f"{name} = m2vae_fusion.node_entry:{name}" for name in NODES),
+            *(f"{name} = m2vae_fusion.ros_interface.entry:{name}" for name in NODES),
         ],
     },
 )

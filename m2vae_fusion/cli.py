@@ -99,7 +99,7 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 
 def save_results(results: dict, args: argparse.Namespace) -> None:
     """A reproduction's results as results.json in --out, and at --json when given."""
-    from m2vae_fusion.experiments.runs import write_json
+    from m2vae_fusion.reproductions.runs import write_json
 
     write_json(results, args.out / "results.json")
     if args.json:
@@ -111,8 +111,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def reproduce_sim(args: argparse.Namespace) -> int:
-    from m2vae_fusion.experiments import sim
-    from m2vae_fusion.stack.config import load_stack_config
+    from m2vae_fusion.model.config import load_stack_config
+    from m2vae_fusion.reproductions import sim
 
     if args.train_samples < 1 or args.test_samples < 1:
         raise ValueError(f"--train-samples and --test-samples must be >= 1, got {args.train_samples}, {args.test_samples}")
@@ -127,7 +127,7 @@ def reproduce_sim(args: argparse.Namespace) -> int:
 def reproduce_mnist_e(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from m2vae_fusion.experiments import mnist_e
+    from m2vae_fusion.reproductions import mnist_e
 
     experiment = mnist_e.load_experiment(args.config)
     if args.seed is not None:
@@ -153,7 +153,7 @@ def reproduce_mnist_e(args: argparse.Namespace) -> int:
 def reproduce_mog(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from m2vae_fusion.experiments import mog
+    from m2vae_fusion.reproductions import mog
 
     experiment = mog.load_experiment(args.config)
     if args.seed is not None:
@@ -180,11 +180,11 @@ def reproduce_mog(args: argparse.Namespace) -> int:
 # `m2vae bench NAME`: the module that holds each benchmark. Each has add_bench_arguments(parser) and
 # run_bench(args) -> (results dict, table text); `--json PATH` is added here for every one.
 BENCHES: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
-    "train": ("m2vae_fusion.experiments.bench", "training samples per second of every model and a same-size beta-VAE on MNIST-E, interleaved; --ddp: 1 vs N torchrun processes"),
-    "sim": ("m2vae_fusion.sim.bench", "embedded simulator speed: real-time factor with all sensors, data collection rate, on one core"),
-    "nodes": ("m2vae_fusion.experiments.bench_nodes", "encoder nodes over real DDS vs the bare path: latency p50/p99, ratio, CPU at 30 Hz"),
-    "fusion": ("m2vae_fusion.experiments.bench_fusion", "one in-place fusion update (Eq. 18) vs one subset-encoder forward; batched vs single updates"),
-    "scale": ("m2vae_fusion.experiments.bench_scale", "fusion work per burst with 10..10 000 objects and 1..16 robots; LatentEmbedding bytes"),
+    "train": ("m2vae_fusion.benchmarks.train", "training samples per second of every model and a same-size beta-VAE on MNIST-E, interleaved; --ddp: 1 vs N torchrun processes"),
+    "sim": ("m2vae_fusion.benchmarks.sim", "embedded simulator speed: real-time factor with all sensors, data collection rate, on one core"),
+    "nodes": ("m2vae_fusion.benchmarks.nodes", "encoder nodes over real DDS vs the bare path: latency p50/p99, ratio, CPU at 30 Hz"),
+    "fusion": ("m2vae_fusion.benchmarks.fusion", "one in-place fusion update (Eq. 18) vs one subset-encoder forward; batched vs single updates"),
+    "scale": ("m2vae_fusion.benchmarks.scale", "fusion work per burst with 10..10 000 objects and 1..16 robots; LatentEmbedding bytes"),
 }
 
 
@@ -202,7 +202,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from m2vae_fusion.experiments.runs import write_json
+    from m2vae_fusion.reproductions.runs import write_json
 
     results, table = args.bench_run(args)
     print(table)
@@ -244,13 +244,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from m2vae_fusion.stack import train_command
+    from m2vae_fusion.training import command as train_command
 
     train_command.add_arguments(parser)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from m2vae_fusion.stack import train_command
+    from m2vae_fusion.training import command as train_command
 
     return train_command.run(args)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from m2vae_fusion.ros_env import isolated_ros_env
+from m2vae_fusion.bringup.ros_env import isolated_ros_env
 
 TORCH_VERSION = "2.13.0"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -156,8 +156,9 @@ def check_dds_loopback(timeout_s: float = 30.0) -> Check:
 def _listen_once(timeout_s: float = 30.0) -> int:
     """Child side of the DDS check: exit 0 on the first message, 1 on timeout."""
     import rclpy
-    from m2vae_msgs.msg import LatentEmbedding
     from rclpy.task import Future
+
+    from m2vae_msgs.msg import LatentEmbedding
 
     # Not `with rclpy.init()`: Jazzy's rclpy (7.1) returns None there, not a context manager.
     rclpy.init()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from m2vae_fusion import process_group
-from m2vae_fusion.ros_env import MAX_SAFE_DOMAIN_ID, isolated_ros_env
+from m2vae_fusion.bringup import process_group
+from m2vae_fusion.bringup.ros_env import MAX_SAFE_DOMAIN_ID, isolated_ros_env
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The fusion node's object table (m2vae_fusion.stack.beliefs) without ROS, on a tiny perception model
+"""The fusion node's object table (m2vae_fusion.model.beliefs) without ROS, on a tiny perception model
 trained in about a second on synthetic sensor views: association, in-place fusion in every order,
 the repeat rule, bursts, forgetting, attribute marginals and the checks on incoming encodings; and
 other robots' latents: fused in place into the missing modalities only, never shared back (no
@@ -12,17 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_stack import tiny_config
 
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.beliefs import (
-    ATTRIBUTES, MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, BeliefStoreConfig, Encoding, Latent, PlaneIndex, TrackedObject, attribute_probabilities,
+from m2vae_fusion.model.beliefs import (
+    ATTRIBUTES,
+    MAX_ABS_LOG_VAR,
+    MAX_ABS_MEAN,
+    BeliefStore,
+    BeliefStoreConfig,
+    Encoding,
+    Latent,
+    PlaneIndex,
+    TrackedObject,
+    attribute_probabilities,
 )
-from m2vae_fusion.stack.config import MODALITIES, load_stack_config
-from m2vae_fusion.stack.dataset import Observations
-from m2vae_fusion.stack.model import Belief, PerceptionModel
-from m2vae_fusion.stack.train import train_fusion, train_preprocessors
-from test_stack import tiny_config
+from m2vae_fusion.model.config import MODALITIES, load_stack_config
+from m2vae_fusion.model.perception_model import Belief, PerceptionModel
+from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.training.dataset import Observations
+from m2vae_fusion.training.train import train_fusion, train_preprocessors
 
 FEATURE_DIM = 4  # tiny_config's
 S = 1_000_000_000  # ns per second

@@ -8,11 +8,11 @@ import math
 import subprocess
 
 import pytest
+from test_reproduce_mnist_e import MODELS, tiny_config, write_config
 
+from m2vae_fusion.benchmarks.train import same_size_beta_vae
 from m2vae_fusion.core.config import ModalityConfig, ModelConfig
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.experiments.bench import same_size_beta_vae
-from test_reproduce_mnist_e import MODELS, tiny_config, write_config
 
 
 def bench(tmp_path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from m2vae_fusion.experiments import bench_nodes
+from m2vae_fusion.benchmarks import nodes as bench_nodes
 from m2vae_fusion.resources import config_path, default_model_dir, share_dir
 
 FIGURES = ("node_ms", "bare_ms", "forward_ms")
@@ -46,7 +46,7 @@ def test_tiny_run_over_dds(processes, ros_env, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lidar_frames():
-    from m2vae_fusion.stack.model import PerceptionModel
+    from m2vae_fusion.model.perception_model import PerceptionModel
 
     model = PerceptionModel.load(default_model_dir())
     params = bench_nodes.encoder_parameters(config_path("encoders.yaml"), "lidar")

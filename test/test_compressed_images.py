@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from dds_probe import DdsProbe
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from sensor_msgs.msg import CompressedImage
@@ -23,14 +24,13 @@ from sensor_msgs.msg import CompressedImage
 from m2vae_fusion.core.errors import DataError
 from m2vae_fusion.data.bag_frames import TopicNames, read_frames
 from m2vae_fusion.data.rosbag_types import typestore
+from m2vae_fusion.model.config import MODALITIES, load_stack_config
 from m2vae_fusion.nodes.encoder import MAX_IMAGE_PIXELS, Dropped, camera_reading, compressed_camera_reading
 from m2vae_fusion.perception.compressed_images import CompressedImageError, decode, parse_format
+from m2vae_fusion.perception.readings import CameraImage
 from m2vae_fusion.sim import ros_bridge as bridge
 from m2vae_fusion.sim.collect import collect
-from dds_probe import DdsProbe
-from m2vae_fusion.sim.readings import CameraImage
-from m2vae_fusion.stack.config import MODALITIES, load_stack_config
-from m2vae_fusion.stack.dataset import extract
+from m2vae_fusion.training.dataset import extract
 
 JPEG_TOLERANCE = 6.0  # mean absolute error in grey levels of a quality-95 JPEG of a smooth image
 

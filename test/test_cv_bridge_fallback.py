@@ -27,7 +27,7 @@ from rclpy.parameter import Parameter
 
 from m2vae_fusion.nodes.encoder import EncoderNode, camera_reading
 from m2vae_fusion.sim import ros_bridge
-from m2vae_fusion.sim.readings import CameraImage
+from m2vae_fusion.perception.readings import CameraImage
 
 context = rclpy.Context()
 rclpy.init(context=context)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import CONFIG, DATA, HASH
 
 from m2vae_fusion.core.checkpoint import load_checkpoint
 from m2vae_fusion.core.config import TrainConfig
 from m2vae_fusion.core.gaussian import DiagonalGaussian
 from m2vae_fusion.core.training import train
-from test_training import CONFIG, DATA, HASH
 
 # 48 samples in global batches of 15: 15, 15, 15, 3, so the last batch splits 2 / 1 over two
 # processes and the shard weighting matters.
@@ -93,9 +93,10 @@ def test_a_ddp_run_resumes_to_identical_weights(runs: Path) -> None:
 
 
 def test_m2vae_train_trains_every_stage_under_torchrun(tmp_path: Path) -> None:
-    from m2vae_fusion.sim.collect import collect
-    from m2vae_fusion.stack.model import PerceptionModel
     from test_stack import SAMPLES, tiny_config
+
+    from m2vae_fusion.model.perception_model import PerceptionModel
+    from m2vae_fusion.sim.collect import collect
 
     bag, out = tmp_path / "bag", tmp_path / "model"
     collect(bag, SAMPLES, seed=5)

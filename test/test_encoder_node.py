@@ -19,26 +19,33 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from m2vae_msgs.msg import LabelledObjectArray, ModalityEncoding
+from dds_probe import DdsProbe
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan
+from test_stack import tiny_config
 from tf2_msgs.msg import TFMessage
 
-from dds_probe import DdsProbe
+from m2vae_fusion.model.config import MODALITIES
+from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.nodes import encoder
 from m2vae_fusion.nodes.encoder import (
-    DropLog, Dropped, EncoderNode, ParameterError, TransformHistory, camera_reading, detection_confidence, scan_reading,
+    DropLog,
+    Dropped,
+    EncoderNode,
+    ParameterError,
+    TransformHistory,
+    camera_reading,
+    detection_confidence,
+    scan_reading,
 )
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.lidar_objects import Candidate
+from m2vae_fusion.perception.readings import CameraImage, Scan
 from m2vae_fusion.resources import config_path, share_dir
 from m2vae_fusion.sim import ros_bridge as bridge
 from m2vae_fusion.sim.collect import collect
-from m2vae_fusion.sim.readings import CameraImage, Scan
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
-from m2vae_fusion.stack.config import MODALITIES
-from m2vae_fusion.stack.model import PerceptionModel
-from m2vae_fusion.stack.views import view_vector
-from test_stack import tiny_config
+from m2vae_msgs.msg import LabelledObjectArray, ModalityEncoding
 
 FEATURE_DIM = 4  # tiny_config
 # the robot 18 cm in front of red_cylinder_matte (arena.sdf puts it at (0.6, 0)), as the training views

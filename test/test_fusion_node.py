@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from dds_probe import DdsProbe
 from geometry_msgs.msg import TransformStamped
-from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding, ObjectBeliefArray
+from test_beliefs import FEATURE_DIM, train_tiny_model
 from tf2_msgs.msg import TFMessage
 
+from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.nodes.fusion import PARAMETERS, MapTransforms, default_robot_id, stamp_ns, to_stamp
-from dds_probe import DdsProbe
+from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.resources import config_path
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.model import PerceptionModel
-from test_beliefs import FEATURE_DIM, train_tiny_model
+from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding, ObjectBeliefArray
 
 MAP_TO_ODOM = (1.0, -0.5, 0.0)  # odom's origin in map; no rotation
 

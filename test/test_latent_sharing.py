@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
+from test_sim import one_object_world
 
+from m2vae_fusion.model.beliefs import BeliefStore, Encoding, attribute_probabilities
+from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.nodes.fusion import latent_message
 from m2vae_fusion.resources import config_path, default_model_dir
-from m2vae_fusion.stack.beliefs import BeliefStore, Encoding, attribute_probabilities
-from m2vae_fusion.stack.model import PerceptionModel
-from test_sim import one_object_world
 
 LABEL = "red_cube_shiny"  # its colour is only in the camera; from LiDAR + IR alone the model guesses green
 MAX_LATENT_BYTES = 256  # issue 8's goal per shared latent message
@@ -58,8 +58,9 @@ def near_object(belief) -> bool:
 def test_a_robot_without_camera_learns_the_colour_from_another(model: PerceptionModel, processes, tmp_path: Path) -> None:
     import rclpy
     from dds_probe import rclpy_session  # Jazzy's rclpy.init is no context manager
-    from m2vae_msgs.msg import LatentEmbedding, ObjectBeliefArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from m2vae_msgs.msg import LatentEmbedding, ObjectBeliefArray
 
     world = one_object_world(tmp_path, LABEL, yaw=0.3, distance=OBJECT_IN_MAP[0])
     for seed, (robot, sensors) in enumerate(SENSORS.items()):

@@ -23,13 +23,13 @@ if not HAVE_ROS2:
 import launch_testing
 import launch_testing.asserts
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch_testing_ros import WaitForTopics
-from m2vae_msgs.msg import ObjectBeliefArray
 
-from m2vae_fusion.ros_env import isolated_ros_env
+from launch import LaunchDescription
+from m2vae_fusion.bringup.ros_env import isolated_ros_env
+from m2vae_msgs.msg import ObjectBeliefArray
 
 ENV = isolated_ros_env()  # this module's own domain, for the launch and every ros2 command
 ROS_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION")

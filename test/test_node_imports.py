@@ -41,4 +41,4 @@ def test_node_does_not_import_offline_tools(node: str) -> None:
     assert not unexpected, f"m2vae_fusion.nodes.{node} imports {sorted(unexpected)} at import time"
     # the modules that would bring rosbags back in one step
     assert "m2vae_fusion.data.bag_frames" not in loaded
-    assert "m2vae_fusion.stack.train" not in loaded
+    assert "m2vae_fusion.training.train" not in loaded

@@ -1,4 +1,4 @@
-"""node_runtime: the executor a node's `executor` parameter picks, and how a node process ends: SIGINT or
+"""ros_interface.runtime: the executor a node's `executor` parameter picks, and how a node process ends: SIGINT or
 SIGTERM, whatever callback it interrupts, is an orderly stop with exit status 0 on both executors (the
 encoder process itself is tested in test_encoder_node.py: idle CPU, encodings and Ctrl-C)."""
 
@@ -15,7 +15,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-from m2vae_fusion.node_runtime import ParameterError, declare_executor, executor_parameter, node_executor
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare_executor, executor_parameter, node_executor
 
 TABLE = {"executor": executor_parameter("events")}
 
@@ -71,7 +71,7 @@ BUSY_NODE = """
 import sys, time
 from rclpy.node import Node
 from std_msgs.msg import String
-from m2vae_fusion.node_runtime import declare_executor, executor_parameter, run_node
+from m2vae_fusion.ros_interface.runtime import declare_executor, executor_parameter, run_node
 
 BUSY_S = float(sys.argv[1])
 
@@ -159,7 +159,7 @@ def test_third_signal_ends_a_stuck_node_at_once(processes):
 
 @pytest.mark.parametrize("node", ["fusion", "encoder"])
 def test_signal_while_a_node_is_still_importing_is_a_clean_stop(processes, node):
-    """ros2 launch stopping a graph that is still starting: the console script (node_entry) has taken
+    """ros2 launch stopping a graph that is still starting: the console script (ros_interface.entry) has taken
     the signals over before its seconds of imports, so the node exits 0 without a traceback."""
     script = Path(sys.executable).parent / node
     for delay_s in (0.3, 1.0):

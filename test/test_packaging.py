@@ -74,7 +74,7 @@ def node_modules() -> set[str]:
 def test_every_node_has_a_console_script():
     nodes = setup_py()["NODES"]
     assert set(nodes) == node_modules()
-    entry = importlib.import_module("m2vae_fusion.node_entry")
+    entry = importlib.import_module("m2vae_fusion.ros_interface.entry")
     for name in nodes:
         assert callable(getattr(entry, name)) and getattr(entry, name).__name__ == name
         assert callable(importlib.import_module(f"m2vae_fusion.nodes.{name}").main)

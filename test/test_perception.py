@@ -17,9 +17,9 @@ from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.config import DetectionConfig, FeatureConfig, PerceptionConfig
 from m2vae_fusion.perception.features import camera_crop, ir_features, lidar_sector, observe
 from m2vae_fusion.perception.image_encodings import ImageFormatError, to_rgb
+from m2vae_fusion.perception.labels import parse_class
 from m2vae_fusion.perception.lidar_objects import detect_objects
-from m2vae_fusion.sim.classes import parse_class
-from m2vae_fusion.sim.readings import CameraImage, ObjectState, Scan
+from m2vae_fusion.perception.readings import CameraImage, ObjectState, Scan
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import ViewpointRange, look_at, sample_viewpoint
 

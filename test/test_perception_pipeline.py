@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_sim import one_object_world
 
+from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.features import observe
+from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.resources import config_path, default_model_dir
-from m2vae_fusion.sim.classes import CLASSES
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import look_at
-from m2vae_fusion.stack.model import PerceptionModel
-from m2vae_fusion.stack.views import view_vector
-from test_sim import one_object_world
 
 REPO = Path(__file__).resolve().parents[1]
 SENSORS = ("camera", "lidar", "ir")
@@ -88,8 +88,9 @@ def test_a_missing_sensor_leaves_a_valid_estimate(model: PerceptionModel, tmp_pa
 def test_nodes_classify_the_object_in_front(label: str, processes, tmp_path: Path) -> None:
     import rclpy
     from dds_probe import BeliefWatch, rclpy_session  # rclpy_session: Jazzy's rclpy.init is no context manager
-    from m2vae_msgs.msg import ObjectBeliefArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from m2vae_msgs.msg import ObjectBeliefArray
 
     world = one_object_world(tmp_path, label, yaw=0.3, distance=0.2)
     ns = ["-r", "__ns:=/robot1"]

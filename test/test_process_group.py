@@ -1,4 +1,4 @@
-"""m2vae_fusion.process_group, which the launcher, `m2vae fuzz`, `bench nodes` and the test fixtures
+"""m2vae_fusion.bringup.process_group, which the launcher, `m2vae fuzz`, `bench nodes` and the test fixtures
 use: children lead their own groups, and `stop` gets rid of each whatever it does with the signals."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from m2vae_fusion import process_group
+from m2vae_fusion.bringup import process_group
 
 READY = "import sys\nprint('ready', flush=True)\n"
 SLEEP = "import time\ntime.sleep(600)\n"

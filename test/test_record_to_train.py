@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from test_stack import tiny_config
 
 from m2vae_fusion.data.bag_frames import read_frames
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.config import load_stack_config
-from m2vae_fusion.stack.dataset import extract
-from test_stack import tiny_config
+from m2vae_fusion.model.config import load_stack_config
+from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.training.dataset import extract
 
 TOPICS = ["camera/image_raw", "camera/camera_info", "scan", "ir/scan", "/tf", "/tf_static", "ground_truth/objects"]
 LABELS = ["red_cube_shiny", "green_cylinder_matte", "red_cylinder_matte", "green_cube_shiny"]

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.experiments.mog import load_experiment, reproduce_mog
+from m2vae_fusion.reproductions.mog import load_experiment, reproduce_mog
 
 
 def test_reproduce_mog_quick(tmp_path):

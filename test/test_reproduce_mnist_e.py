@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.experiments.mnist_e import load_experiment, table_ii
+from m2vae_fusion.reproductions.mnist_e import load_experiment, table_ii
 
 MODELS = ["m2vae", "tvae", "jmvae_zero", "mvae", "mopoe"]
 

@@ -23,20 +23,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding
-
-from m2vae_fusion.core.errors import DataError
-from m2vae_fusion.nodes.encoder import MAX_BEAMS, MAX_IMAGE_PIXELS, Dropped, EncoderNode, camera_reading, scan_reading
-from m2vae_fusion.nodes.fusion import FusionNode
-from m2vae_fusion.resources import config_path, default_model_dir, share_dir
-from m2vae_fusion.robustness import diagnostics
-from m2vae_fusion.sim import ros_bridge as bridge
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.sim.simulator import SimConfig, Simulator
-from m2vae_fusion.stack.beliefs import MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, Encoding, Latent, attribute_probabilities
-from m2vae_fusion.stack.model import PerceptionModel
 from dds_probe import DdsProbe
 from test_sim import one_object_world
+
+from m2vae_fusion.core.errors import DataError
+from m2vae_fusion.model.beliefs import MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, Encoding, Latent, attribute_probabilities
+from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.nodes.encoder import MAX_BEAMS, MAX_IMAGE_PIXELS, Dropped, EncoderNode, camera_reading, scan_reading
+from m2vae_fusion.nodes.fusion import FusionNode
+from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.resources import config_path, default_model_dir, share_dir
+from m2vae_fusion.ros_interface import diagnostics
+from m2vae_fusion.sim import ros_bridge as bridge
+from m2vae_fusion.sim.simulator import SimConfig, Simulator
+from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding
 
 REPO = Path(__file__).resolve().parents[1]
 T = 2.0  # stamp of the simulator messages [s]
@@ -365,8 +365,9 @@ class Watcher(DdsProbe):
 
     def __init__(self, domain_id: int) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
-        from m2vae_msgs.msg import ObjectBeliefArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from m2vae_msgs.msg import ObjectBeliefArray
 
         super().__init__(domain_id, "dropout_watcher", "fusion")
         self.beliefs = []
@@ -513,9 +514,10 @@ def test_kill_9_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_pa
 
 def train_big(out: Path):
     """test_training's model on 100 times its data, a checkpoint every epoch: ~0.2 s an epoch."""
+    from test_training import CONFIG, make_data
+
     from m2vae_fusion.core.config import TrainConfig
     from m2vae_fusion.core.training import dataset_fingerprint, train
-    from test_training import CONFIG, make_data
 
     data = make_data(4800)
     settings = TrainConfig(epochs=8, batch_size=16, learning_rate=1e-2, seed=3, checkpoint_every=1, threads=1)

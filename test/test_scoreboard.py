@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from m2vae_fusion.evaluation.scoreboard import BeliefRow, TrueObject, accuracy, match, summary, table
 from m2vae_fusion.resources import config_path
-from m2vae_fusion.stack.scoreboard import BeliefRow, TrueObject, accuracy, match, summary, table
 
 TRUTH = [TrueObject("red_cube_matte", "red_cube_matte", 0.0, 0.6), TrueObject("green_cube_shiny", "green_cube_shiny", 0.42, -0.42)]
 
@@ -52,10 +52,10 @@ def test_yaml_lists_every_parameter_default() -> None:
 def test_node_scores_and_exits_after_its_duration(processes, tmp_path: Path) -> None:
     import rclpy
     from dds_probe import rclpy_session  # Jazzy's rclpy.init is no context manager
-    from m2vae_msgs.msg import LabelledObject, LabelledObjectArray, ObjectBelief, ObjectBeliefArray
 
     from m2vae_fusion.nodes.scoreboard import BELIEF_QOS, TRUTH_QOS
-    from m2vae_fusion.sim.classes import CLASSES
+    from m2vae_fusion.perception.labels import CLASSES
+    from m2vae_msgs.msg import LabelledObject, LabelledObjectArray, ObjectBelief, ObjectBeliefArray
 
     summary_path = tmp_path / "summary.json"
     proc = processes.start(

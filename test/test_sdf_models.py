@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from m2vae_fusion.core.errors import ConfigError, M2VAEError
+from m2vae_fusion.perception.labels import CLASSES, parse_class
 from m2vae_fusion.sim import world_gen
-from m2vae_fusion.sim.classes import CLASSES, parse_class
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.sim.readings import ObjectState
+from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.readings import ObjectState
 from m2vae_fusion.sim.sdf import SdfError, load_world
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import ViewpointRange, look_at, sample_viewpoint

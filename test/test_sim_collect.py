@@ -13,7 +13,7 @@ import pytest
 from rosbags.rosbag2 import Reader
 
 from m2vae_fusion.data.rosbag_types import typestore
-from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.perception.labels import CLASSES
 
 TOPICS = {
     "/camera/image_raw": "sensor_msgs/msg/Image",

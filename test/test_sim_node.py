@@ -9,20 +9,21 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from dds_probe import DdsProbe
 from geometry_msgs.msg import Twist
-from m2vae_msgs.msg import LabelledObjectArray
 from nav_msgs.msg import Odometry as OdometryMsg
 from rclpy.serialization import deserialize_message, serialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
-from dds_probe import DdsProbe
-from m2vae_fusion.nodes.sim import PARAMETERS, Schedule, default_frame_prefix
+from m2vae_fusion.nodes.sim import PARAMETERS, Schedule
+from m2vae_fusion.perception.frames import default_frame_prefix
+from m2vae_fusion.perception.labels import CLASSES, parse_class
+from m2vae_fusion.perception.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, Transform
 from m2vae_fusion.resources import config_path
 from m2vae_fusion.sim import ros_bridge as bridge
-from m2vae_fusion.sim.classes import CLASSES, parse_class
-from m2vae_fusion.sim.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, Transform
+from m2vae_msgs.msg import LabelledObjectArray
 
 
 def yaw_of(q) -> float:

@@ -14,12 +14,12 @@ import yaml
 
 from m2vae_fusion.core.errors import CheckpointError, ConfigError, DataError
 from m2vae_fusion.data.bag_frames import TopicNames, load_labels, read_frames
+from m2vae_fusion.model.config import load_stack_config
+from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.perception.config import PerceptionConfig
-from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.sim.collect import collect
-from m2vae_fusion.stack.config import load_stack_config
-from m2vae_fusion.stack.dataset import load_observations
-from m2vae_fusion.stack.model import PerceptionModel
+from m2vae_fusion.training.dataset import load_observations
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = 48
@@ -185,7 +185,7 @@ def test_reproduce_sim_tiny(tmp_path: Path) -> None:
 
 
 def test_export_keeps_the_model_id_and_drops_optimiser_state(trained, tmp_path: Path) -> None:
-    from m2vae_fusion.stack.train import export_model
+    from m2vae_fusion.training.train import export_model
 
     out = trained[0]
     manifest = export_model(out, tmp_path / "exported")

@@ -13,20 +13,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from m2vae_msgs.msg import AttributeProbabilities, LabelledObject, LabelledObjectArray, ObjectBelief, ObjectBeliefArray
+from dds_probe import DdsProbe
 
 from m2vae_fusion.cli import main as m2vae
+from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.nodes.viz import PARAMETERS
-from dds_probe import DdsProbe
+from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.resources import config_path, default_model_dir
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.model import PerceptionModel
 from m2vae_fusion.viz import HEATMAPS
 from m2vae_fusion.viz.latent_view import (
-    KERNEL_WIDTH, LatentView, belief_points, compute_background, discriminant_directions, fit_plane, kernel_average,
+    KERNEL_WIDTH,
+    LatentView,
+    belief_points,
+    compute_background,
+    discriminant_directions,
+    fit_plane,
+    kernel_average,
     visible_classes_plane,
 )
 from m2vae_fusion.viz.markers import CUBE_SIDE, CYLINDER_DIAMETER, MIN_ALPHA, RGB, MarkerBook, alpha_for, object_marker
+from m2vae_msgs.msg import AttributeProbabilities, LabelledObject, LabelledObjectArray, ObjectBelief, ObjectBeliefArray
 
 IMAGE_SIZE = 240  # px: the smallest sensible latent image, for the node test
 
@@ -206,12 +212,12 @@ def test_background_shows_every_class_and_the_reencoding_heatmap(model: Percepti
 
 def simulated_encodings(model: PerceptionModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Full-sensor latent means of each class seen from 3 places in the arena, and their class ids."""
+    from m2vae_fusion.model.views import view_vector
     from m2vae_fusion.perception import frames
     from m2vae_fusion.perception.features import observe
     from m2vae_fusion.resources import share_dir
     from m2vae_fusion.sim.simulator import SimConfig, Simulator
     from m2vae_fusion.sim.viewpoints import look_at
-    from m2vae_fusion.stack.views import view_vector
 
     z, labels = [], []
     with Simulator(SimConfig(world=share_dir() / "worlds" / "arena.sdf", seed=seed)) as sim:

@@ -105,7 +105,7 @@ def sensor_frames(model_sdf: Path) -> list[tuple[str, str, np.ndarray]]:
 
 
 def static_transform(name: str, namespace: str, parent: str, child: str, t: np.ndarray) -> NodeSpec:
-    from m2vae_fusion.sim.sdf import matrix_quaternion
+    from m2vae_fusion.perception.frames import matrix_quaternion
 
     qx, qy, qz, qw = matrix_quaternion(t)
     numbers = {"--x": t[0, 3], "--y": t[1, 3], "--z": t[2, 3], "--qx": qx, "--qy": qy, "--qz": qz, "--qw": qw}

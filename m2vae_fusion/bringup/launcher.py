@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TextIO
 
-from m2vae_fusion import process_group
+from m2vae_fusion.bringup import process_group
 from m2vae_fusion.bringup.description import BringupError, Description, NodeSpec, find_executable
 
 POLL_S = 0.05

@@ -56,7 +56,8 @@ def resolve_world(world: str | Path | None, robots: int, cache: Path) -> Path:
 def world_robots(world: Path, robots: int) -> tuple[str, tuple[RobotPlacement, ...]]:
     """The world's name and its first `robots` drivable models (DiffDrive) as robots k = 1..N in
     namespaces robot1..robotN."""
-    from m2vae_fusion.sim.sdf import load_world, matrix_yaw
+    from m2vae_fusion.perception.frames import matrix_yaw
+    from m2vae_fusion.sim.sdf import load_world
 
     try:
         loaded = load_world(world, [share_dir() / "models"])

@@ -20,9 +20,16 @@ import yaml
 
 from m2vae_fusion.core.errors import DataError
 from m2vae_fusion.data.rosbag_types import typestore
-from m2vae_fusion.perception.ros_messages import frame_name, image_from_msgs, matrix_from_msg, scan_from_msg, stamp_seconds, transform_from_msg
-from m2vae_fusion.sim.classes import CLASSES, parse_class
-from m2vae_fusion.sim.readings import CameraImage, ObjectState, Scan, Transform
+from m2vae_fusion.perception.labels import CLASSES, parse_class
+from m2vae_fusion.perception.readings import CameraImage, ObjectState, Scan, Transform
+from m2vae_fusion.perception.ros_messages import (
+    frame_name,
+    image_from_msgs,
+    matrix_from_msg,
+    scan_from_msg,
+    stamp_seconds,
+    transform_from_msg,
+)
 
 
 @dataclass(frozen=True)

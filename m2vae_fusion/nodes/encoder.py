@@ -37,7 +37,7 @@ than future_tolerance_s ahead of both the node's clock (/clock with use_sim_time
 odom -> base_link (from the future) drop the message too. Inputs that have not arrived yet
 (camera_info, transforms) are reported the same way at info level: usual while starting. Every
 message taken and every drop, by reason, is counted and published on /diagnostics
-(m2vae_fusion.robustness.diagnostics) every diagnostics_period_s.
+(m2vae_fusion.ros_interface.diagnostics) every diagnostics_period_s.
 
 Parameters: PARAMETERS below, defaults per node in config/encoders.yaml. A model that does not fit the
 parameters (no such file, modality not in the model, other model_id) is fatal: exit status 2 with the
@@ -58,7 +58,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from m2vae_msgs.msg import ModalityEncoding
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -66,20 +65,27 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_executor, declare_number, executor_parameter, run_node
-from m2vae_fusion.nodes.sim import default_frame_prefix
+from m2vae_fusion.model.config import MODALITIES
+from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.compressed_images import CompressedImageError, decode
 from m2vae_fusion.perception.features import observe
 from m2vae_fusion.perception.image_encodings import ImageFormatError
 from m2vae_fusion.perception.lidar_objects import Candidate
+from m2vae_fusion.perception.readings import CameraImage, Scan, Transform
 from m2vae_fusion.perception.ros_messages import image_from_msgs, scan_from_msg, stamp_seconds
 from m2vae_fusion.resources import default_model_dir
-from m2vae_fusion.robustness import diagnostics
-from m2vae_fusion.sim.readings import CameraImage, Scan, Transform
-from m2vae_fusion.stack.config import MODALITIES
-from m2vae_fusion.stack.model import PerceptionModel
-from m2vae_fusion.stack.views import view_vector
+from m2vae_fusion.ros_interface import diagnostics
+from m2vae_fusion.ros_interface.runtime import (
+    ParameterError,
+    declare,
+    declare_executor,
+    declare_number,
+    executor_parameter,
+    run_node,
+)
+from m2vae_msgs.msg import ModalityEncoding
 
 
 @functools.cache
@@ -358,7 +364,7 @@ class EncoderNode(Node):
         if threads < 1:
             raise ParameterError(f"parameter 'threads' must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-        prefix = self._declare("frame_prefix", default_frame_prefix(self.get_namespace())).strip("/")
+        prefix = self._declare("frame_prefix", frames.default_frame_prefix(self.get_namespace())).strip("/")
         prefix = prefix + "/" if prefix else ""
         self.base_frame, self.odom_frame = prefix + "base_link", prefix + "odom"
 

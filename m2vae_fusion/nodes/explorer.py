@@ -30,12 +30,12 @@ from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.nodes.encoder import DropLog, Dropped, scan_reading, transform_of
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.lidar_objects import detect_objects
+from m2vae_fusion.perception.readings import Scan, Transform
 from m2vae_fusion.perception.ros_messages import stamp_seconds
-from m2vae_fusion.sim.readings import Scan, Transform
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
 
 TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 ODOM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -2,7 +2,7 @@
 (paper Sec. III-B, Eq. 18), combined with the latents other robots share, and classified into the
 8 object classes with colour / shape / surface marginals. The rules (association gate, repeats,
 bursts, forgetting, which foreign latent is used and how, the checks on foreign latents) are
-m2vae_fusion.stack.beliefs'; this node converts messages and frames around it.
+m2vae_fusion.model.beliefs'; this node converts messages and frames around it.
 
 Subscribes: encodings (m2vae_msgs/ModalityEncoding, reliable), /tf (map -> odom; not with
   fusion_frame odom), shared_topic (m2vae_msgs/LatentEmbedding of other robots; with fuse_foreign).
@@ -20,7 +20,7 @@ encoding's log_var and confidence are not used.
 
 Counted: every encoding and latent taken, every drop by reason (`dropped encoding: <kind>`,
 `dropped latent: <kind>`), the encodings fused per modality and the latents accepted, published on
-/diagnostics (m2vae_fusion.robustness.diagnostics) every diagnostics_period_s. The node's own
+/diagnostics (m2vae_fusion.ros_interface.diagnostics) every diagnostics_period_s. The node's own
 latents, back from the shared topic, count as `ignored own latents`.
 
 Frames: with fusion_frame auto, positions go into `map` as soon as /tf has a map -> <encoding
@@ -71,21 +71,28 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
-from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_executor, declare_number, executor_parameter, run_node
+from m2vae_fusion.model.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
+from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
 from m2vae_fusion.perception import frames
+from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.resources import default_model_dir
-from m2vae_fusion.robustness import diagnostics
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
-from m2vae_fusion.stack.model import PerceptionModel
+from m2vae_fusion.ros_interface import diagnostics
+from m2vae_fusion.ros_interface.runtime import (
+    ParameterError,
+    declare,
+    declare_executor,
+    declare_number,
+    executor_parameter,
+    run_node,
+)
+from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray
 
 DEFAULT_MODEL = default_model_dir()
 ENCODING_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)

@@ -14,17 +14,16 @@ import math
 from collections.abc import Sequence
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
-from rcl_interfaces.msg import ParameterDescriptor
 
+from m2vae_fusion.ros_interface.runtime import SPIN_TICK_S
+from m2vae_fusion.ros_interface.stop_signals import STOP
 from m2vae_msgs.msg import LatentEmbedding
-
-from m2vae_fusion.node_runtime import SPIN_TICK_S
-from m2vae_fusion.stop_signals import STOP
 
 LATENT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -75,7 +74,7 @@ class LatentMonitor(Node):
 
 def main(args: list[str] | None = None) -> None:
     # Not `with rclpy.init()`: Jazzy's rclpy (7.1) returns None there, not a context manager.
-    # Stop signals as in every node (m2vae_fusion.stop_signals): a flag, read between spins.
+    # Stop signals as in every node (m2vae_fusion.ros_interface.stop_signals): a flag, read between spins.
     STOP.install()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None

@@ -2,7 +2,7 @@
 a table (object, position, class, confidence, sensed modalities, contributing robots) every
 table_period_s of simulated time, and after duration_s a summary with the accuracy per robot; then it
 exits with status 0, which ends the demo (`m2vae demo`, `m2vae launch sim`, sim.launch.py).
-m2vae_fusion.stack.scoreboard does the matching; this node only gathers messages.
+m2vae_fusion.evaluation.scoreboard does the matching; this node only gathers messages.
 
 Ground truth is for evaluation only: nothing in the perception pipeline reads it.
 
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from m2vae_msgs.msg import LabelledObjectArray, ObjectBeliefArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from m2vae_fusion.core.atomic_file import write_text_atomic
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.evaluation.scoreboard import BeliefRow, TrueObject, match, summary, table
 from m2vae_fusion.perception.ros_messages import stamp_seconds
-from m2vae_fusion.stack.scoreboard import BeliefRow, TrueObject, match, summary, table
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
+from m2vae_msgs.msg import LabelledObjectArray, ObjectBeliefArray
 
 BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TRUTH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from geometry_msgs.msg import Twist
-from m2vae_msgs.msg import LabelledObjectArray
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock as WallClock
@@ -35,10 +34,12 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.perception.frames import default_frame_prefix as frame_prefix_of
 from m2vae_fusion.resources import share_dir
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.sim import ros_bridge as bridge
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
+from m2vae_msgs.msg import LabelledObjectArray
 
 CMD_VEL_TIMEOUT_S = 0.5  # of simulated time, so a paused or fast simulation behaves the same
 # Real time: when the simulation falls this far (wall seconds) behind, re-anchor instead of bursting.
@@ -87,10 +88,6 @@ class Schedule:
         return True
 
 
-def default_frame_prefix(namespace: str) -> str:
-    return "" if namespace.strip("/") == "" else namespace.strip("/") + "/"
-
-
 def resolve_world(value: str) -> Path:
     path = Path(value).expanduser()
     if path.is_file():
@@ -117,7 +114,7 @@ class SimNode(Node):
         seed = self._declare("seed")
         noise_scale = self._number("noise_scale", positive=False)
         self.real_time_factor = self._number("real_time_factor", positive=False)
-        prefix = self._declare("frame_prefix", default_frame_prefix(self.get_namespace())).strip("/")
+        prefix = self._declare("frame_prefix", frame_prefix_of(self.get_namespace())).strip("/")
         self.frame_prefix = prefix + "/" if prefix else ""
         self.publish_map_tf = self._declare("publish_map_tf")
         try:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from m2vae_msgs.msg import ObjectBeliefArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -37,12 +36,13 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
-from m2vae_fusion.node_runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.resources import default_model_dir
-from m2vae_fusion.stack.model import PerceptionModel
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
 from m2vae_fusion.viz import HEATMAPS
 from m2vae_fusion.viz.latent_view import LatentView, belief_points, compute_background
 from m2vae_fusion.viz.markers import CAPTION_GAP, HEIGHT, MarkerBook, ObjectMarker
+from m2vae_msgs.msg import ObjectBeliefArray
 
 DEFAULT_MODEL = default_model_dir()
 BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # as the fusion node publishes

@@ -15,8 +15,15 @@ import numpy as np
 
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.config import FeatureConfig, PerceptionConfig
-from m2vae_fusion.perception.lidar_objects import Candidate, beam_hits, beam_position, circle_beams, detect_objects, scan_intensities
-from m2vae_fusion.sim.readings import CameraImage, Scan
+from m2vae_fusion.perception.lidar_objects import (
+    Candidate,
+    beam_hits,
+    beam_position,
+    circle_beams,
+    detect_objects,
+    scan_intensities,
+)
+from m2vae_fusion.perception.readings import CameraImage, Scan
 
 _DEFAULTS = FeatureConfig()
 

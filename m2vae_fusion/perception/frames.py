@@ -6,14 +6,26 @@ points given in the child frame into the parent frame: p_parent = parent_to_chil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from m2vae_fusion.sim.readings import Transform
-from m2vae_fusion.sim.sdf import matrix_quaternion, pose_matrix
+from m2vae_fusion.perception.readings import Transform
 
-__all__ = ["apply", "compose", "from_translation_quaternion", "inverse", "lookup", "planar", "to_translation_quaternion"]
+__all__ = [
+    "apply",
+    "compose",
+    "default_frame_prefix",
+    "from_translation_quaternion",
+    "inverse",
+    "lookup",
+    "matrix_quaternion",
+    "matrix_yaw",
+    "planar",
+    "pose_matrix",
+    "to_translation_quaternion",
+]
 
 
 def from_translation_quaternion(translation: Sequence[float], quaternion: Sequence[float]) -> np.ndarray:
@@ -90,3 +102,37 @@ def _vector(values: Sequence[float], name: str) -> np.ndarray:
     if v.shape != (3,) or not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be 3 finite numbers, got {tuple(values)}")
     return v
+
+
+def pose_matrix(x: float, y: float, z: float, roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """4x4 homogeneous transform of an SDF pose (fixed-axis roll, pitch, yaw: R = Rz Ry Rx)."""
+    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
+    t = np.eye(4)
+    t[:3, :3] = [
+        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+        [-sp, cp * sr, cp * cr],
+    ]
+    t[:3, 3] = (x, y, z)
+    return t
+
+
+def matrix_quaternion(t: np.ndarray) -> tuple[float, float, float, float]:
+    """Rotation of a 4x4 transform as a unit quaternion (x, y, z, w)."""
+    r = t[:3, :3]
+    w = math.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
+    x = math.copysign(math.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2, r[2, 1] - r[1, 2])
+    y = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2, r[0, 2] - r[2, 0])
+    z = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2, r[1, 0] - r[0, 1])
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    return (x / n, y / n, z / n, w / n)
+
+
+def matrix_yaw(t: np.ndarray) -> float:
+    """Heading (rotation about z) of a 4x4 transform."""
+    return math.atan2(t[1, 0], t[0, 0])
+
+
+def default_frame_prefix(namespace: str) -> str:
+    """The tf frame prefix of a robot in a node namespace: `/robot1` -> `robot1/`, `/` -> ``."""
+    return "" if namespace.strip("/") == "" else namespace.strip("/") + "/"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from m2vae_fusion.perception.config import DetectionConfig
-from m2vae_fusion.sim.readings import Scan
+from m2vae_fusion.perception.readings import Scan
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from m2vae_fusion.perception.frames import from_translation_quaternion
 from m2vae_fusion.perception.image_encodings import to_rgb
-from m2vae_fusion.sim.readings import CameraImage, Scan, Transform
+from m2vae_fusion.perception.readings import CameraImage, Scan, Transform
 
 
 def stamp_seconds(header: Any) -> float:

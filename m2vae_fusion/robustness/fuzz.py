@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from m2vae_fusion import process_group
+from m2vae_fusion.bringup import process_group
 from m2vae_fusion.resources import default_model_dir
 
 FAST_DIAGNOSTICS_S = 0.1
@@ -451,14 +451,14 @@ class Fuzzer:
     def __init__(self, domain_id: int, scene: Scene) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from m2vae_msgs.msg import LatentEmbedding, ObjectBeliefArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image, LaserScan
 
         from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
-        from m2vae_fusion.robustness import diagnostics
+        from m2vae_fusion.ros_interface import diagnostics
+        from m2vae_msgs.msg import LatentEmbedding, ObjectBeliefArray
 
         self.rclpy, self.scene = rclpy, scene
         self.context = rclpy.Context()
@@ -531,7 +531,7 @@ def counted(fuzzer: Fuzzer, start: dict[str, dict[str, int]], node: str, keys: t
 
 def run_fuzz(messages: int, seed: int, robots: int, log_dir: Path, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Start the graph, fuzz it with `messages` messages, stop it; the results (see the module docstring)."""
-    from m2vae_fusion.ros_env import isolated_ros_env
+    from m2vae_fusion.bringup.ros_env import isolated_ros_env
 
     if messages < 1 or robots < 1:
         raise ValueError(f"--messages and --robots must be >= 1, got {messages} and {robots}")
@@ -745,13 +745,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from m2vae_fusion.experiments.runs import write_json
+    from m2vae_fusion.core.atomic_file import write_text_atomic
 
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="m2vae_fuzz_"))
     results = run_fuzz(args.messages, args.seed, args.robots, log_dir)
     print(table(results))
     if args.json:
-        write_json(results, args.json)
+        write_text_atomic(args.json, json.dumps(results, indent=2))
     if results["met"] and args.log_dir is None:
         shutil.rmtree(log_dir, ignore_errors=True)
     elif not results["met"]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import ViewpointRange, sample_viewpoint
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from m2vae_fusion.sim.readings import Odometry, Pose2D
+from m2vae_fusion.perception.readings import Odometry, Pose2D
 from m2vae_fusion.sim.sdf import DiffDrive
 
 

@@ -1,4 +1,4 @@
-"""Simulator readings (m2vae_fusion.sim.readings) as ROS 2 messages: pure conversions, no simulation.
+"""Simulator readings (m2vae_fusion.perception.readings) as ROS 2 messages: pure conversions, no simulation.
 
 Every function takes the stamp as simulated seconds and a `frame_prefix` (tf_prefix style, e.g.
 "robot1/" or "") that is put in front of every robot frame. `map` is the simulated world's frame,
@@ -15,14 +15,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, Quaternion, TransformStamped
-from m2vae_msgs.msg import LabelledObject, LabelledObjectArray
 from nav_msgs.msg import Odometry as OdometryMsg
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
-from m2vae_fusion.sim.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, Transform
+from m2vae_fusion.perception.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, Transform
+from m2vae_msgs.msg import LabelledObject, LabelledObjectArray
 
 MAP_FRAME = "map"
 ODOM_FRAME = "odom"

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from m2vae_fusion.sim.sdf import Geometry, Light, Link, Model, Sensor, Shape, matrix_quaternion
+from m2vae_fusion.perception.frames import matrix_quaternion
+from m2vae_fusion.sim.sdf import Geometry, Light, Link, Model, Sensor, Shape
 
 VISUAL_GROUP = 0  # rendered by the camera (MuJoCo shows groups 0-2 by default)
 COLLISION_GROUP = 3  # hidden from the camera, hit by the range sensors

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from m2vae_fusion.core.errors import M2VAEError
+from m2vae_fusion.perception.frames import pose_matrix
 
 log = logging.getLogger("m2vae_fusion.sim")
 
@@ -46,37 +47,6 @@ class SdfError(M2VAEError, ValueError):
         super().__init__(f"{path}: <{element}>: {reason}")
         self.path = Path(path)
         self.element = element
-
-
-# ---------------------------------------------------------------- poses
-
-
-def pose_matrix(x: float, y: float, z: float, roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """4x4 homogeneous transform of an SDF pose (fixed-axis roll, pitch, yaw: R = Rz Ry Rx)."""
-    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
-    t = np.eye(4)
-    t[:3, :3] = [
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr],
-    ]
-    t[:3, 3] = (x, y, z)
-    return t
-
-
-def matrix_quaternion(t: np.ndarray) -> tuple[float, float, float, float]:
-    """Rotation of a 4x4 transform as a unit quaternion (x, y, z, w)."""
-    r = t[:3, :3]
-    w = math.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
-    x = math.copysign(math.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2, r[2, 1] - r[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2, r[0, 2] - r[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2, r[1, 0] - r[0, 1])
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    return (x / n, y / n, z / n, w / n)
-
-
-def matrix_yaw(t: np.ndarray) -> float:
-    return math.atan2(t[1, 0], t[0, 0])
 
 
 # ---------------------------------------------------------------- the data

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from m2vae_fusion.sim.classes import parse_class
+from m2vae_fusion.perception.frames import matrix_quaternion, matrix_yaw, pose_matrix
+from m2vae_fusion.perception.labels import parse_class
+from m2vae_fusion.perception.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, SensorSpec, Transform
 from m2vae_fusion.sim.drive import DiffDriveModel, wrap_angle
-from m2vae_fusion.sim.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, SensorSpec, Transform
 from m2vae_fusion.sim.scene import RAY_GROUPS, Footprint, MountedSensor, SceneBuilder, mounted_sensors
-from m2vae_fusion.sim.sdf import SdfError, load_world, matrix_quaternion, matrix_yaw, pose_matrix
+from m2vae_fusion.sim.sdf import SdfError, load_world
 
 
 @dataclass(frozen=True)

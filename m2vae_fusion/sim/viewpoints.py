@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from m2vae_fusion.sim.readings import ObjectState, Pose2D
+from m2vae_fusion.perception.readings import ObjectState, Pose2D
 from m2vae_fusion.sim.simulator import Simulator
 
 

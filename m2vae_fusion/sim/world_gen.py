@@ -19,7 +19,7 @@ from pathlib import Path
 
 from m2vae_fusion.core.atomic_file import write_text_atomic
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.sim.classes import CLASSES
+from m2vae_fusion.perception.labels import CLASSES
 
 ARENA_HALF = 1.5  # wall centre lines, m
 WALL_THICKNESS = 0.02

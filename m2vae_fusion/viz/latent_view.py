@@ -32,8 +32,8 @@ import torch
 
 from m2vae_fusion.core.fusion import auto_reencode
 from m2vae_fusion.core.gaussian import DiagonalGaussian
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.model import PerceptionModel
+from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.viz import HEATMAPS
 from m2vae_fusion.viz.markers import RGB, UNKNOWN_RGB, object_marker
 

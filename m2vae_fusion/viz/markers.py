@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from m2vae_fusion.sim.classes import parse_class
+from m2vae_fusion.perception.labels import parse_class
 
 # The primitives of models/: 0.12 m tall, a 0.06 m cylinder and a cube of the same footprint area.
 HEIGHT = 0.12

@@ -117,7 +117,7 @@ def plot_latent(args: argparse.Namespace) -> None:
     import torch
 
     from m2vae_fusion.data.bag_frames import stamp_seconds
-    from m2vae_fusion.stack.model import PerceptionModel
+    from m2vae_fusion.model.perception_model import PerceptionModel
     from m2vae_fusion.viz.latent_view import LatentView, belief_points, compute_background
 
     if args.steps < 1 or args.size < 160:

@@ -3,7 +3,7 @@ error a node raises for a parameter it cannot run with, and `run_node`, the `mai
 script (fatal log + exit status 2 for a bad parameter, exit status 0 on SIGINT, SIGTERM or an external
 shutdown), spinning the node on the executor its `executor` parameter names (executor_parameter).
 
-Signals: rclpy's own handlers are not installed (m2vae_fusion.stop_signals says why). SIGINT and
+Signals: rclpy's own handlers are not installed (m2vae_fusion.ros_interface.stop_signals says why). SIGINT and
 SIGTERM set a flag; the spin loop sees it within SPIN_TICK_S, leaves the executor between callbacks,
 destroys the node and shuts rclpy down."""
 
@@ -20,7 +20,7 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from m2vae_fusion.stop_signals import STOP, StopSignals
+from m2vae_fusion.ros_interface.stop_signals import STOP, StopSignals
 
 
 class ParameterError(ValueError):
@@ -79,7 +79,7 @@ def spin_until_stopped(node: Node, executor: Executor, stop: StopSignals) -> Non
 def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = None, close: Callable[[Node], None] | None = None) -> None:
     """The `main` of a node's console script: exit status 0 when stopped by a signal or by the node
     itself, 2 for a parameter it cannot run with; any other error propagates (non-zero status)."""
-    stop = STOP.install()  # before init (node_entry: before the imports): a signal while loading is a stop too
+    stop = STOP.install()  # before init (ros_interface.entry: before the imports): a signal while loading is a stop too
     # Not `with rclpy.init()`: Jazzy's rclpy (7.1) returns None there.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:

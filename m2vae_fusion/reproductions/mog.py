@@ -6,7 +6,7 @@ training set and scored per subset on the test set. The raw row uses one classif
 on the raw inputs. The re-encoding experiment trains the M2VAE again with the loss of Eq. 19 and
 compares the drift of 400 auto re-encodings (Eq. 21) with and without it.
 
-Runs are independent, so they go to the process pool of experiments.runs.
+Runs are independent, so they go to the process pool of reproductions.runs.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch
 
 from m2vae_fusion.core.config import ModelConfig, ReencodeConfig, TrainConfig, from_dict, load_yaml, to_dict
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.core.model import MODELS, build_model
 from m2vae_fusion.core.metrics import coherence, elbo_table, raw_accuracy, reencoding_drift, shared_classifier
+from m2vae_fusion.core.model import MODELS, build_model
 from m2vae_fusion.data.mog import mog_splits
-from m2vae_fusion.experiments.runs import Run, fmt, resolve_jobs, run_pool, short_keys, train_run
+from m2vae_fusion.reproductions.runs import Run, fmt, resolve_jobs, run_pool, short_keys, train_run
 from m2vae_fusion.resources import config_path
 
 PAPER_TABLE_I = {
@@ -193,7 +193,7 @@ def table_i(results: dict[str, Any]) -> str:
 def draw_figures(experiment: MoGExperiment, results: dict[str, Any], out_dir: Path) -> list[Path]:
     """Fig. 4 for the first seed's M2VAE, Fig. 5 for it with and without the re-encoding loss."""
     from m2vae_fusion.core.checkpoint import load_checkpoint
-    from m2vae_fusion.experiments import figures
+    from m2vae_fusion.reproductions import figures
 
     seed = results["seeds"]["m2vae"][0]
     train_data, test_data = mog_splits(experiment.train.seed, experiment.n_train_per_class, experiment.n_test_per_class)

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # torch loads only when a benchmark runs, not for `m2vae --help`
-    from m2vae_fusion.stack.beliefs import BeliefStore, Encoding
-    from m2vae_fusion.stack.model import PerceptionModel
+    from m2vae_fusion.model.beliefs import BeliefStore, Encoding
+    from m2vae_fusion.model.perception_model import PerceptionModel
 
 SPACING = 0.3  # m between lattice points; with JITTER objects stay >= 0.2 m apart (world_gen: >= 0.15 m)
 JITTER = 0.05  # m
@@ -46,8 +46,8 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def load_model(path: Path | None) -> PerceptionModel:
+    from m2vae_fusion.model.perception_model import PerceptionModel
     from m2vae_fusion.resources import default_model_dir
-    from m2vae_fusion.stack.model import PerceptionModel
 
     return PerceptionModel.load(path or default_model_dir())
 
@@ -72,7 +72,7 @@ def timed(call: Callable[[], object]) -> int:
 
 
 def own_encoding(model: PerceptionModel, modality: str, features: np.ndarray, position: np.ndarray, stamp_ns: int, robot_id: str = "robot1") -> Encoding:
-    from m2vae_fusion.stack.beliefs import Encoding
+    from m2vae_fusion.model.beliefs import Encoding
 
     return Encoding(modality, model.model_id, features.astype(np.float32), position, stamp_ns, robot_id)
 
@@ -89,7 +89,7 @@ def camera_only_objects(store: BeliefStore, n: int, rng: np.random.Generator) ->
 
 
 def bench_fusion(model: PerceptionModel, repetitions: int = 200, batch_sizes: tuple[int, ...] = (4, 16, 64), seed: int = 0) -> dict[str, Any]:
-    from m2vae_fusion.stack.beliefs import BeliefStore, BeliefStoreConfig
+    from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig
 
     if repetitions < 1 or not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"bench fusion: --repetitions and every --batch-size must be >= 1, got {repetitions}, {list(batch_sizes)}")

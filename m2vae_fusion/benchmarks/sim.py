@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 @contextmanager
 def one_core() -> Iterator[int]:
     """Pin this process (and the renderer's threads it starts) to one CPU for the measurement."""

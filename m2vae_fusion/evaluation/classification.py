@@ -18,9 +18,9 @@ import itertools
 import numpy as np
 from sklearn.neural_network import MLPClassifier
 
-from m2vae_fusion.stack.config import MODALITIES
-from m2vae_fusion.stack.dataset import Observations
-from m2vae_fusion.stack.model import PerceptionModel
+from m2vae_fusion.model.config import MODALITIES
+from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.training.dataset import Observations
 
 
 def features_of(model: PerceptionModel, observations: Observations) -> dict[str, np.ndarray]:

@@ -38,7 +38,7 @@ from m2vae_fusion.core.metrics import coherence, elbo_table, elbo_terms, joint_o
 from m2vae_fusion.core.model import MODELS, MultiModalVAE, build_model
 from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
 from m2vae_fusion.data.mnist_e import MnistE, MnistEConfig, MnistESplit, build_mnist_e
-from m2vae_fusion.experiments.runs import Run, fmt, resolve_jobs, run_pool, short_keys, train_run
+from m2vae_fusion.reproductions.runs import Run, fmt, resolve_jobs, run_pool, short_keys, train_run
 from m2vae_fusion.resources import config_path
 
 PAPER_TABLE_II = {

@@ -18,9 +18,9 @@ from m2vae_fusion.core.errors import CheckpointError
 from m2vae_fusion.core.fusion import in_place_fusion
 from m2vae_fusion.core.gaussian import DiagonalGaussian
 from m2vae_fusion.core.model import MultiModalVAE
-from m2vae_fusion.sim.classes import CLASSES
-from m2vae_fusion.stack.classifier import LatentClassifier
-from m2vae_fusion.stack.config import MODALITIES, StackConfig
+from m2vae_fusion.model.classifier import LatentClassifier
+from m2vae_fusion.model.config import MODALITIES, StackConfig
+from m2vae_fusion.perception.labels import CLASSES
 
 # The file that names a model folder's checkpoints. It lives with the loader, not with training,
 # so the nodes that load a model do not import the training code (and its bag readers).

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from m2vae_fusion.experiments.bench_fusion import measure_with_model, own_encoding, percentiles_us, spread_positions, timed
+from m2vae_fusion.benchmarks.fusion import measure_with_model, own_encoding, percentiles_us, spread_positions, timed
 
 if TYPE_CHECKING:  # torch and rclpy load only when a benchmark runs, not for `m2vae --help`
-    from m2vae_fusion.stack.beliefs import Latent
-    from m2vae_fusion.stack.model import PerceptionModel
+    from m2vae_fusion.model.beliefs import Latent
+    from m2vae_fusion.model.perception_model import PerceptionModel
 
 BURST_PERIOD_S = 0.1
 S = 1_000_000_000  # ns per second
@@ -45,7 +45,7 @@ class Scene:
     """One store with `n` own objects and the other robots' latents of all of them, and the bursts it takes."""
 
     def __init__(self, model: PerceptionModel, n: int, rng: np.random.Generator) -> None:
-        from m2vae_fusion.stack.beliefs import BeliefStore, BeliefStoreConfig
+        from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig
 
         self.model, self.rng = model, rng
         self.store: BeliefStore = BeliefStore(model, "robot1", BeliefStoreConfig(forget_after_s=1e6, foreign_rate_hz=1e12))
@@ -72,7 +72,7 @@ class Scene:
         return own_encoding(self.model, modality, self.rng.standard_normal(self.store.feature_dim), position + self.rng.normal(0, 0.005, 3), self.stamp_ns)
 
     def _latent(self, robot_id: str, object_id: str) -> Latent:
-        from m2vae_fusion.stack.beliefs import Latent
+        from m2vae_fusion.model.beliefs import Latent
 
         key = (robot_id, object_id)
         if key not in self.foreign_modalities:
@@ -117,10 +117,10 @@ class Scene:
 
 def publish_costs(scene: Scene) -> dict[str, int]:
     """ns to forget (nothing is due) and to build and serialise the ObjectBeliefArray of every object, and its bytes."""
-    from m2vae_msgs.msg import ObjectBeliefArray
     from rclpy.serialization import serialize_message
 
     from m2vae_fusion.nodes.fusion import FusionNode
+    from m2vae_msgs.msg import ObjectBeliefArray
 
     store = scene.store
     # the node's own message code; it needs nothing of the node but its model
@@ -144,8 +144,8 @@ def latent_wire_bytes(model: PerceptionModel) -> dict[str, Any]:
     """The serialised LatentEmbedding of an object sensed by every sensor, as the fusion node sends it."""
     from rclpy.serialization import serialize_message
 
+    from m2vae_fusion.model.beliefs import BeliefStore
     from m2vae_fusion.nodes.fusion import latent_message
-    from m2vae_fusion.stack.beliefs import BeliefStore
 
     store = BeliefStore(model, "robot1")
     rng = np.random.default_rng(0)

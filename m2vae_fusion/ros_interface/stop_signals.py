@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM as a request to stop, for node processes (m2vae_fusion.node_runtime).
+"""SIGINT and SIGTERM as a request to stop, for node processes (m2vae_fusion.ros_interface.runtime).
 
 rclpy's own handlers shut the context down and then let Python raise KeyboardInterrupt wherever the
 main thread is. Inside a callback run by the C++ EventsExecutor, or while the executor calls back into

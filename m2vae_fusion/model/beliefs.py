@@ -32,7 +32,7 @@ and `forget`):
   so a burst costs the same with 10 or 10 000 objects. It finds what a scan of every object in
   order of creation finds, ties in distance going to the object created last.
 - Classification: one classifier on z for every subset of sensors (the M2VAE's coherent latent),
-  8 classes of m2vae_fusion.sim.classes plus colour / shape / surface marginals summed from them.
+  8 classes of m2vae_fusion.perception.labels plus colour / shape / surface marginals summed from them.
 - Forgetting: foreign latents stamped more than `forget_after_s` before "now" (the caller's clock,
   in the stamps' time base) are dropped, and so is an object with neither own sensing nor a
   foreign latent newer than that.
@@ -90,8 +90,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.sim.classes import CLASSES, COLOURS, SHAPES, SURFACES, parse_class
-from m2vae_fusion.stack.model import Belief, PerceptionModel
+from m2vae_fusion.model.perception_model import Belief, PerceptionModel
+from m2vae_fusion.perception.labels import CLASSES, COLOURS, SHAPES, SURFACES, parse_class
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {"colour": COLOURS, "shape": SHAPES, "surface": SURFACES}
 _CLASS_ATTRIBUTES = [parse_class(label) for label in CLASSES]

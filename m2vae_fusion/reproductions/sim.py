@@ -2,7 +2,7 @@
 
 Collects a training bag in worlds/arena.sdf and a test bag in another world with other seeds,
 trains the perception model (beta-VAEs, then the M2VAE with the re-encoding loss, and a second
-M2VAE without it on the same features), and reports the accuracies of m2vae_fusion.stack.evaluate
+M2VAE without it on the same features), and reports the accuracies of m2vae_fusion.evaluation.classification
 beside the paper's figures.
 """
 
@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from m2vae_fusion.evaluation.classification import evaluate, subset_key, subsets
+from m2vae_fusion.model.config import StackConfig
+from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.resources import share_dir
 from m2vae_fusion.sim.collect import collect
-from m2vae_fusion.stack.config import StackConfig
-from m2vae_fusion.stack.dataset import load_observations
-from m2vae_fusion.stack.evaluate import evaluate, subset_key, subsets
-from m2vae_fusion.stack.model import PerceptionModel
-from m2vae_fusion.stack.train import manifest_name, train_fusion, train_preprocessors
+from m2vae_fusion.training.dataset import load_observations
+from m2vae_fusion.training.train import manifest_name, train_fusion, train_preprocessors
 
 PAPER = {"meta_sensor": {"raw": 0.971, "m2vae": 0.962}, "in_place": {"with_reenc": 0.943, "without_reenc": 0.658}}
 TEST_WORLD = "arena_cluttered.sdf"  # other object places, two of each class, never seen in training

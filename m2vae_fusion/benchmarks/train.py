@@ -41,7 +41,7 @@ from m2vae_fusion.core.errors import ConfigError, TrainingError
 if TYPE_CHECKING:  # torch loads only when a benchmark runs, not for `m2vae --help`
     from torch import Tensor
 
-    from m2vae_fusion.experiments.mnist_e import MnistEExperiment
+    from m2vae_fusion.reproductions.mnist_e import MnistEExperiment
 
 REFERENCE = "m2vae"
 BETA_VAE = "beta_vae"
@@ -79,7 +79,7 @@ def bench_train(
     import torch
 
     from m2vae_fusion.core.training import train
-    from m2vae_fusion.experiments.mnist_e import load_data
+    from m2vae_fusion.reproductions.mnist_e import load_data
 
     if epochs < 1 or batch_size < 1 or (samples is not None and samples < 1):
         raise ConfigError(f"bench train: epochs, batch size and samples must be >= 1, got {epochs}, {batch_size}, {samples}")
@@ -173,7 +173,7 @@ def bench_ddp(
 def _torchrun(processes: int, job: Path, out: Path, epochs: int) -> None:
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
-        "-m", "m2vae_fusion.experiments.bench", str(job), str(out), str(epochs),
+        "-m", "m2vae_fusion.benchmarks.train", str(job), str(out), str(epochs),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -219,7 +219,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from m2vae_fusion.experiments import mnist_e
+    from m2vae_fusion.reproductions import mnist_e
 
     experiment = mnist_e.load_experiment(args.config)
     if args.models:
@@ -235,7 +235,7 @@ def ddp_worker(argv: list[str]) -> None:
     from m2vae_fusion.core.config import from_dict
     from m2vae_fusion.core.training import train
 
-    parser = argparse.ArgumentParser(prog="python -m m2vae_fusion.experiments.bench")
+    parser = argparse.ArgumentParser(prog="python -m m2vae_fusion.benchmarks.train")
     parser.add_argument("job", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("epochs", type=int)

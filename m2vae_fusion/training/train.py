@@ -6,11 +6,11 @@
    coherence protocol of Table I), fitted with the labels.
 
 The result is a folder: preprocessors/<sensor>/checkpoint.pt, fusion/checkpoint.pt and
-perception_model.json, the manifest the nodes load (m2vae_fusion.stack.model).
+perception_model.json, the manifest the nodes load (m2vae_fusion.model.perception_model).
 
 Under torchrun every stage trains with DDP (core.training): the beta-VAEs one after the other
 instead of in a process pool, and rank 0 alone writes the manifest. The `m2vae train` command
-itself is in stack.train_command, which loads without torch.
+itself is in training.command, which loads without torch.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from m2vae_fusion.core.config import ModelConfig, to_dict
 from m2vae_fusion.core.errors import CheckpointError, DataError
 from m2vae_fusion.core.metrics import embed_all_subsets
 from m2vae_fusion.core.training import dataset_fingerprint, distributed, train
-from m2vae_fusion.stack.classifier import LatentClassifier
-from m2vae_fusion.stack.config import MODALITIES, StackConfig
-from m2vae_fusion.stack.dataset import Observations
-from m2vae_fusion.stack.model import MANIFEST
+from m2vae_fusion.model.classifier import LatentClassifier
+from m2vae_fusion.model.config import MODALITIES, StackConfig
+from m2vae_fusion.model.perception_model import MANIFEST
+from m2vae_fusion.training.dataset import Observations
 
 
 def preprocessor_dir(out: Path, modality: str) -> Path:

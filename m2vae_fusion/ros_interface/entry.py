@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from m2vae_fusion.stop_signals import STOP
+from m2vae_fusion.ros_interface.stop_signals import STOP
 
 
 def node_main(module: str) -> Callable[[], None]:

@@ -17,11 +17,11 @@ from m2vae_fusion.core.atomic_file import write_atomic
 from m2vae_fusion.core.config import to_dict
 from m2vae_fusion.core.errors import DataError
 from m2vae_fusion.data.bag_frames import BagFrames, TopicNames, read_frames
+from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames as tf
 from m2vae_fusion.perception.config import PerceptionConfig
 from m2vae_fusion.perception.features import observe
-from m2vae_fusion.sim.readings import ObjectState
-from m2vae_fusion.stack.views import view_vector
+from m2vae_fusion.perception.readings import ObjectState
 
 MODALITIES = ("camera", "lidar", "ir")
 CACHE_FORMAT = 2  # 2: only the views each sensor has (1 stored NaN rows for the others)

@@ -1,4 +1,4 @@
-"""`m2vae train`: the perception model from bags (stack.train), as a command.
+"""`m2vae train`: the perception model from bags (training.train), as a command.
 
 Its arguments load without torch (`m2vae --help` builds every parser); the training modules load
 when it runs. Launched by torchrun (`torchrun --nproc-per-node 2 -m m2vae_fusion.cli train ...`)
@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from m2vae_fusion.core.training import distributed
     from m2vae_fusion.data.bag_frames import TopicNames, load_labels
-    from m2vae_fusion.stack.config import load_stack_config
-    from m2vae_fusion.stack.dataset import load_observations
-    from m2vae_fusion.stack.train import MANIFEST, export_model, train_fusion, train_preprocessors
+    from m2vae_fusion.model.config import load_stack_config
+    from m2vae_fusion.training.dataset import load_observations
+    from m2vae_fusion.training.train import MANIFEST, export_model, train_fusion, train_preprocessors
 
     ranks = distributed()
     say = print if ranks.main else (lambda *args, **kwargs: None)

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from m2vae_fusion import process_group
+from m2vae_fusion.bringup import process_group
 from m2vae_fusion.core.errors import M2VAEError
-from m2vae_fusion.node_runtime import EXECUTORS
+from m2vae_fusion.ros_interface.runtime import EXECUTORS
 
 MODALITIES = ("camera", "lidar", "ir")
 NAMESPACE = "bench"
@@ -162,10 +162,10 @@ def bare_views(model: Any, modality: str, messages: dict[str, Any], static: Sequ
     observe() and its object filter; the flat views (N, dim) of the objects it would encode."""
     import numpy as np
 
+    from m2vae_fusion.model.views import view_vector
     from m2vae_fusion.nodes.encoder import camera_reading, scan_reading
     from m2vae_fusion.perception import frames
     from m2vae_fusion.perception.features import observe
-    from m2vae_fusion.stack.views import view_vector
 
     scan_msg = messages["scan"]
     scan = scan_reading(scan_msg)
@@ -242,7 +242,6 @@ class Replay:
 
     def __init__(self, modality: str, static_msg: Any) -> None:
         import rclpy
-        from m2vae_msgs.msg import ModalityEncoding
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import qos_profile_sensor_data
         from rclpy.signals import SignalHandlerOptions
@@ -250,6 +249,7 @@ class Replay:
         from tf2_msgs.msg import TFMessage
 
         from m2vae_fusion.nodes.encoder import ENCODING_QOS, TF_QOS, TF_STATIC_QOS
+        from m2vae_msgs.msg import ModalityEncoding
 
         self.context = rclpy.Context()
         # Ctrl-C stays a KeyboardInterrupt, so the caller's cleanup stops the node
@@ -490,9 +490,9 @@ def bench_nodes(
 ) -> dict[str, Any]:
     import torch
 
+    from m2vae_fusion.bringup.ros_env import MAX_SAFE_DOMAIN_ID, isolated_ros_env
+    from m2vae_fusion.model.perception_model import PerceptionModel
     from m2vae_fusion.resources import config_path, default_model_dir, share_dir
-    from m2vae_fusion.ros_env import MAX_SAFE_DOMAIN_ID, isolated_ros_env
-    from m2vae_fusion.stack.model import PerceptionModel
 
     if messages < 2 or warmup < 0 or not rate_hz > 0:
         raise ValueError(f"bench nodes: --messages must be >= 2, --warmup >= 0 and --rate-hz > 0, got {messages}, {warmup}, {rate_hz}")

@@ -1,0 +1,1 @@
+"""What every node shares around rclpy: the process entry, the run loop and parameters, stop signals, diagnostics."""

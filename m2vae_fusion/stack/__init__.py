@@ -1,1 +1,0 @@
-"""The trained perception model of the simulated AMiRo: dataset from bags, training, loading."""
