@@ -1,4 +1,5 @@
 """ament_python package m2vae_fusion; also a plain pip-installable package (`pip install -e .`)."""
+
 import sys
 from pathlib import Path
 

@@ -12,15 +12,18 @@ from pathlib import Path
 
 
 def generate_launch_description():
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch.substitutions import LaunchConfiguration
 
+    from launch import LaunchDescription
+
     sim = Path(__file__).resolve().with_name("sim.launch.py")
-    return LaunchDescription([
-        DeclareLaunchArgument("robots", default_value="2", description="number of robots, in namespaces robot1..N"),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(str(sim)), launch_arguments={"robots": LaunchConfiguration("robots")}.items()
-        ),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("robots", default_value="2", description="number of robots, in namespaces robot1..N"),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(str(sim)), launch_arguments={"robots": LaunchConfiguration("robots")}.items()
+            ),
+        ]
+    )

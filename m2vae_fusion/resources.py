@@ -36,5 +36,5 @@ def config_path(name: str) -> Path:
 
 
 def default_model_dir() -> Path:
-    """The perception model shipped for the simulated AMiRo (package data; see README, Perception model)."""
+    """The perception model shipped for the simulated AMiRo (package data; see docs/own-robot.md, "The shipped model")."""
     return Path(__file__).resolve().parent / "weights" / "amiro"

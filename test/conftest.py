@@ -22,12 +22,27 @@ REPO = Path(__file__).resolve().parents[1]
 _DOMAINS = itertools.count(random.randint(0, MAX_SAFE_DOMAIN_ID - 1))
 
 
+# Every test runs in exactly one lane: `unit` (quick, no processes or DDS: `make test-unit`, the
+# loop while editing), `dds` (real DDS or node processes) or `slow` (long without DDS).
+LANES = ("unit", "dds", "slow")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test on real DDS (through ros_env, directly or via processes) is marked `ros`: the Jazzy
-    lane (`make test-jazzy`, `pytest -m ros`) reruns exactly these against the other rclpy."""
+    lane (`make test-jazzy`, `pytest -m ros`) reruns exactly these against the other rclpy. Lanes:
+    a `dds` or `slow` mark by hand wins; otherwise ros_env or a `ros` mark (launch tests) makes a test
+    `dds`, anything else `unit`."""
     for item in items:
         if "ros_env" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ros)
+        on_dds = item.get_closest_marker("ros") is not None
+        by_hand = [lane for lane in LANES if item.get_closest_marker(lane)]
+        if len(by_hand) > 1:
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(by_hand)}: keep one of {', '.join(LANES)}")
+        if by_hand == ["unit"] and on_dds:
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but runs on real DDS (ros_env, ros mark): drop the unit mark")
+        if not by_hand:
+            item.add_marker(pytest.mark.dds if on_dds else pytest.mark.unit)
 
 
 @pytest.fixture(autouse=True)

@@ -38,7 +38,10 @@ class DdsProbe:
         self.executor.add_node(self.node)
 
     def spin_until(
-        self, done: Callable[[], bool], timeout_s: float, proc: subprocess.Popen | dict[str, subprocess.Popen],
+        self,
+        done: Callable[[], bool],
+        timeout_s: float,
+        proc: subprocess.Popen | dict[str, subprocess.Popen],
         tick: Callable[[], None] | None = None,
     ) -> bool:
         """Spin until `done()`; False after `timeout_s`; fails the test when `proc` (or any of name ->

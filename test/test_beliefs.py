@@ -16,22 +16,22 @@ from test_stack import tiny_config
 
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.model.beliefs import (
-    ATTRIBUTES,
     MAX_ABS_LOG_VAR,
     MAX_ABS_MEAN,
     BeliefStore,
     BeliefStoreConfig,
     Encoding,
     Latent,
-    PlaneIndex,
     TrackedObject,
-    attribute_probabilities,
 )
 from m2vae_fusion.model.config import MODALITIES, load_stack_config
 from m2vae_fusion.model.perception_model import Belief, PerceptionModel
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.model.plane_index import PlaneIndex
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.training.dataset import Observations
 from m2vae_fusion.training.train import train_fusion, train_preprocessors
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 FEATURE_DIM = 4  # tiny_config's
 S = 1_000_000_000  # ns per second
@@ -51,7 +51,9 @@ def train_tiny_model(folder: Path) -> Path:
     # CLASSES = colour x shape x surface: bit 2 colour, bit 1 shape, bit 0 surface
     observations = Observations.seen_by_all(
         {"camera": views(3 * 16 * 16, 2), "lidar": views(64, 1), "ir": views(6, 0)},
-        labels, np.zeros((len(labels), 3)), np.arange(len(labels), dtype=float),
+        labels,
+        np.zeros((len(labels), 3)),
+        np.arange(len(labels), dtype=float),
     )
     out = folder / "model"
     train_preprocessors(config, observations, out, log=lambda _: None)
@@ -74,10 +76,16 @@ def features(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(FEATURE_DIM).astype(np.float32)
 
 
-def encoding(model: PerceptionModel, modality: str, seed: int = 0, position=(1.0, 2.0, 0.03), stamp_s: float = 10.0, **changes) -> Encoding:
+def encoding(
+    model: PerceptionModel, modality: str, seed: int = 0, position=(1.0, 2.0, 0.03), stamp_s: float = 10.0, **changes
+) -> Encoding:
     fields = dict(
-        modality=modality, model_id=model.model_id, features=features(seed), position=np.asarray(position, float),
-        stamp_ns=round(stamp_s * S), robot_id="robot1",
+        modality=modality,
+        model_id=model.model_id,
+        features=features(seed),
+        position=np.asarray(position, float),
+        stamp_ns=round(stamp_s * S),
+        robot_id="robot1",
     )
     fields.update(changes)
     return Encoding(**fields)
@@ -177,7 +185,9 @@ def test_a_burst_is_one_update_per_object(store: BeliefStore, model: PerceptionM
 
 
 def test_forgetting_drops_only_stale_objects(store: BeliefStore, model: PerceptionModel) -> None:
-    store.update([encoding(model, "lidar", position=(0, 0, 0), stamp_s=0.0), encoding(model, "lidar", position=(2, 0, 0), stamp_s=30.0)])
+    store.update(
+        [encoding(model, "lidar", position=(0, 0, 0), stamp_s=0.0), encoding(model, "lidar", position=(2, 0, 0), stamp_s=30.0)]
+    )
     first, second = store.objects
     assert store.forget(60 * S) == [] and len(store.objects) == 2  # exactly forget_after_s old: kept
     assert store.forget(61 * S) == [first] and list(store.objects) == [second]
@@ -189,18 +199,20 @@ def test_forgetting_drops_only_stale_objects(store: BeliefStore, model: Percepti
 
 def test_attribute_marginals(store: BeliefStore, model: PerceptionModel) -> None:
     (obj,) = store.update([encoding(model, "camera"), encoding(model, "ir")]).updated
-    attributes = obj.attributes()
+    labels = model.labels
+    ATTRIBUTES = dict(labels.attributes)
+    attributes = labels.marginals(obj.class_probabilities)
     assert list(attributes) == list(ATTRIBUTES) == ["colour", "shape", "surface"]
     for name, p in attributes.items():
         assert p.shape == (len(ATTRIBUTES[name]),) and p.sum() == pytest.approx(1.0) and np.all(p >= 0)
     one_hot = np.zeros(len(CLASSES))
     one_hot[CLASSES.index("green_cube_matte")] = 1.0
-    marginals = attribute_probabilities(one_hot)
+    marginals = labels.marginals(one_hot)
     assert [ATTRIBUTES[n][int(np.argmax(p))] for n, p in marginals.items()] == ["green", "cube", "matte"]
-    uniform = attribute_probabilities(np.full(len(CLASSES), 1 / len(CLASSES)))
+    uniform = labels.marginals(np.full(len(CLASSES), 1 / len(CLASSES)))
     assert all(np.allclose(p, 0.5) for p in uniform.values())
     with pytest.raises(ValueError, match="shape"):
-        attribute_probabilities(np.ones(3) / 3)
+        labels.marginals(np.ones(3) / 3)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +226,9 @@ def test_attribute_marginals(store: BeliefStore, model: PerceptionModel) -> None
         ({"position": np.array([np.nan, 0.0, 0.0])}, "non_finite", "position"),
     ],
 )
-def test_bad_encodings_are_rejected_and_change_nothing(store: BeliefStore, model: PerceptionModel, changes: dict, kind: str, reason: str) -> None:
+def test_bad_encodings_are_rejected_and_change_nothing(
+    store: BeliefStore, model: PerceptionModel, changes: dict, kind: str, reason: str
+) -> None:
     changes = dict(changes)
     (obj,) = store.update([encoding(model, "lidar")]).updated
     snapshot = (obj.belief, obj.position.copy(), obj.last_update_ns)
@@ -236,7 +250,8 @@ def test_transform_reexpresses_positions(store: BeliefStore, model: PerceptionMo
 
 
 @pytest.mark.parametrize(
-    "values", [{"gate": 0.0}, {"gate": float("nan")}, {"forget_after_s": -1.0}, {"latent_rate_hz": 0}, {"foreign_rate_hz": float("inf")}]
+    "values",
+    [{"gate": 0.0}, {"gate": float("nan")}, {"forget_after_s": -1.0}, {"latent_rate_hz": 0}, {"foreign_rate_hz": float("inf")}],
 )
 def test_config_is_checked(values) -> None:
     with pytest.raises(ConfigError, match=next(iter(values))):
@@ -249,19 +264,43 @@ def test_config_is_checked(values) -> None:
 def shared(obj: TrackedObject, robot_id: str, model_id: str) -> Latent:
     """The latent a robot sends of `obj` (as the node's latent_message, without ROS)."""
     return Latent(
-        robot_id, obj.object_id, model_id, obj.sequence, obj.own_sensed, obj.contributors, obj.belief.mean.copy(), obj.belief.log_var.copy(),
-        obj.position.copy(), obj.own_update_ns,
+        robot_id,
+        obj.object_id,
+        model_id,
+        obj.sequence,
+        obj.own_sensed,
+        obj.contributors,
+        obj.belief.mean.copy(),
+        obj.belief.log_var.copy(),
+        obj.position.copy(),
+        obj.own_update_ns,
     )
 
 
-def latent(model: PerceptionModel, robot_id: str = "robot1", object_id: str = "object_1", sequence: int = 1, modalities=("camera",),
-           position=(1.0, 2.0, 0.03), stamp_s: float = 10.0, seed: int = 0, **changes) -> Latent:
+def latent(
+    model: PerceptionModel,
+    robot_id: str = "robot1",
+    object_id: str = "object_1",
+    sequence: int = 1,
+    modalities=("camera",),
+    position=(1.0, 2.0, 0.03),
+    stamp_s: float = 10.0,
+    seed: int = 0,
+    **changes,
+) -> Latent:
     rng = np.random.default_rng(seed)
     dim = model.config.fusion.latent_dim
     fields = dict(
-        robot_id=robot_id, object_id=object_id, model_id=model.model_id, sequence=sequence, modalities=tuple(modalities),
-        contributors=(robot_id,), mean=rng.standard_normal(dim).astype(np.float32), log_var=np.full(dim, -1.0, np.float32),
-        position=np.asarray(position, float), stamp_ns=round(stamp_s * S),
+        robot_id=robot_id,
+        object_id=object_id,
+        model_id=model.model_id,
+        sequence=sequence,
+        modalities=tuple(modalities),
+        contributors=(robot_id,),
+        mean=rng.standard_normal(dim).astype(np.float32),
+        log_var=np.full(dim, -1.0, np.float32),
+        position=np.asarray(position, float),
+        stamp_ns=round(stamp_s * S),
     )
     fields.update(changes)
     return Latent(**fields)
@@ -272,7 +311,9 @@ def robots(model: PerceptionModel) -> tuple[BeliefStore, BeliefStore]:
     """robot1 has sensed one object with all three sensors, robot2 the same one without a camera."""
     robot1, robot2 = BeliefStore(model, "robot1"), BeliefStore(model, "robot2")
     robot1.update([encoding(model, m, seed=k) for k, m in enumerate(MODALITIES)])
-    robot2.update([encoding(model, m, seed=10 + k, robot_id="robot2", position=(1.01, 2.0, 0.03)) for k, m in enumerate(("lidar", "ir"))])
+    robot2.update(
+        [encoding(model, m, seed=10 + k, robot_id="robot2", position=(1.01, 2.0, 0.03)) for k, m in enumerate(("lidar", "ir"))]
+    )
     return robot1, robot2
 
 
@@ -285,7 +326,10 @@ def test_a_foreign_latent_fills_the_missing_modality_in_place(robots, model: Per
     assert result.updated == [obj] and not result.created and not result.rejected
     assert obj.sensed == MODALITIES and obj.contributing_robots == ("robot2", "robot1")
     # Eq. 18: robot1's z decoded into the camera only, encoded with robot2's own LiDAR and IR means
-    expected = model.fuse(Belief(own1.belief.mean, own1.belief.log_var, ("camera",)), {m: obj.evidence[m].mean.astype(np.float32) for m in ("lidar", "ir")})
+    expected = model.fuse(
+        Belief(own1.belief.mean, own1.belief.log_var, ("camera",)),
+        {m: obj.evidence[m].mean.astype(np.float32) for m in ("lidar", "ir")},
+    )
     np.testing.assert_allclose(obj.fused.mean, expected.mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(obj.class_probabilities, model.class_probabilities(expected.mean[None])[0], rtol=1e-5)
     # the own belief, which robot2 shares, has nothing of robot1's: no echo
@@ -311,7 +355,9 @@ def test_own_sensing_wins_over_the_foreign_reconstruction(robots, model: Percept
     robot2.add_latents([x], 0.0)
     expected = model.fuse(Belief(x.mean, x.log_var, ("camera",)), own)
     np.testing.assert_allclose(obj.fused.mean, expected.mean, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(obj.fused.mean, model.fuse(Belief(x.mean, x.log_var, ("camera", "lidar")), {"ir": own["ir"]}).mean, atol=1e-4)
+    assert not np.allclose(
+        obj.fused.mean, model.fuse(Belief(x.mean, x.log_var, ("camera", "lidar")), {"ir": own["ir"]}).mean, atol=1e-4
+    )
     # a latent of modalities robot2 has sensed itself changes nothing
     before = obj.fused
     robot2.add_latents([latent(model, robot_id="robot3", modalities=("lidar", "ir"), seed=4)], 0.0)
@@ -342,7 +388,10 @@ def test_an_object_known_from_a_foreign_latent_only(store: BeliefStore, model: P
     np.testing.assert_allclose(obj.position, x.position)
     assert store.due_latents(0.0) == []  # nothing of its own to share
     # its next latent goes to the same object even a little further away; the position follows it
-    store.add_latents([latent(model, robot_id="robot2", sequence=2, modalities=("ir", "camera"), position=(3.05, 1.03, 0.03), stamp_s=11.0)], 0.0)
+    store.add_latents(
+        [latent(model, robot_id="robot2", sequence=2, modalities=("ir", "camera"), position=(3.05, 1.03, 0.03), stamp_s=11.0)],
+        0.0,
+    )
     assert list(store.objects) == [object_id] and obj.position[0] == pytest.approx(3.05)
     # own sensing of it: associated, shared from then on (own modalities only)
     (same,) = store.update([encoding(model, "lidar", position=(3.04, 1.0, 0.03), stamp_s=12.0)]).updated
@@ -369,7 +418,9 @@ def test_an_object_known_from_a_foreign_latent_only(store: BeliefStore, model: P
         ({"modalities": ("camera", "camera")}, "modality", "not distinct"),
     ],
 )
-def test_bad_latents_are_rejected_with_a_counted_reason(store: BeliefStore, model: PerceptionModel, changes: dict, kind: str, reason: str) -> None:
+def test_bad_latents_are_rejected_with_a_counted_reason(
+    store: BeliefStore, model: PerceptionModel, changes: dict, kind: str, reason: str
+) -> None:
     (obj,) = store.update([encoding(model, "lidar")]).updated
     bad = latent(model, **{"robot_id": "robot2", **changes})
     good = latent(model, robot_id="robot3", position=(5.0, 5.0, 0.0))
@@ -478,7 +529,9 @@ def assert_same_beliefs(batched: BeliefStore, single: BeliefStore) -> None:
         np.testing.assert_allclose(a.class_probabilities, b.class_probabilities, rtol=1e-5, atol=1e-7)
 
 
-def test_a_burst_over_many_objects_is_fused_in_batches_as_one_object_at_a_time(model: PerceptionModel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_burst_over_many_objects_is_fused_in_batches_as_one_object_at_a_time(
+    model: PerceptionModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Objects in every state take a new modality, a repeat, two at once or their first sensing in one
     burst: one model call per (stored sensors, new sensors), the same beliefs as one update per object."""
     stored = [("camera",), ("lidar",), ("camera", "lidar"), ("ir",), ("camera", "ir")]
@@ -489,13 +542,21 @@ def test_a_burst_over_many_objects_is_fused_in_batches_as_one_object_at_a_time(m
     history = [encoding(model, m, seed=100 + k, position=position(k), stamp_s=1.0) for k, (s, _) in enumerate(plan) for m in s]
     for store in (batched, single):
         store.update(history)
-    burst = {k: [encoding(model, m, seed=200 + 3 * k + j, position=position(k), stamp_s=2.0) for j, m in enumerate(n)] for k, (_, n) in enumerate(plan)}
-    fresh = {len(plan) + k: [encoding(model, m, seed=300 + k, position=position(len(plan) + k), stamp_s=2.0) for m in n] for k, n in enumerate(news)}
+    burst = {
+        k: [encoding(model, m, seed=200 + 3 * k + j, position=position(k), stamp_s=2.0) for j, m in enumerate(n)]
+        for k, (_, n) in enumerate(plan)
+    }
+    fresh = {
+        len(plan) + k: [encoding(model, m, seed=300 + k, position=position(len(plan) + k), stamp_s=2.0) for m in n]
+        for k, n in enumerate(news)
+    }
     burst.update(fresh)
 
     calls = counting_encodes(model, monkeypatch)
     result = batched.update([e for group in burst.values() for e in group])
-    groups = {(s, tuple(m for m in MODALITIES if m in n)) for s, n in plan} | {(None, tuple(m for m in MODALITIES if m in n)) for n in news}
+    groups = {(s, tuple(m for m in MODALITIES if m in n)) for s, n in plan} | {
+        (None, tuple(m for m in MODALITIES if m in n)) for n in news
+    }
     assert len(calls) == len(groups) and sum(calls) == len(burst)
     assert len(result.updated) == len(burst) and len(result.created) == len(fresh)
     calls.clear()
@@ -505,20 +566,37 @@ def test_a_burst_over_many_objects_is_fused_in_batches_as_one_object_at_a_time(m
     assert_same_beliefs(batched, single)
 
 
-def test_foreign_latents_for_many_objects_are_fused_in_batches_as_one_at_a_time(model: PerceptionModel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_foreign_latents_for_many_objects_are_fused_in_batches_as_one_at_a_time(
+    model: PerceptionModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     own = [("camera",), ("lidar",), ("lidar", "ir")] * 3
-    foreign = [("lidar",), ("ir",), ("camera",), ("camera", "lidar", "ir"), ("lidar", "ir"), ("camera",), ("ir",), ("camera", "ir"), ("lidar",)]
+    foreign = [
+        ("lidar",),
+        ("ir",),
+        ("camera",),
+        ("camera", "lidar", "ir"),
+        ("lidar", "ir"),
+        ("camera",),
+        ("ir",),
+        ("camera", "ir"),
+        ("lidar",),
+    ]
     batched, single = BeliefStore(model, "robot1"), BeliefStore(model, "robot1")
     for store in (batched, single):
         store.update([encoding(model, m, seed=k, position=(0.3 * k, 0.0, 0.0)) for k, ms in enumerate(own) for m in ms])
     latents = [
-        latent(model, robot_id="robot2", object_id=f"object_{k}", modalities=ms, position=(0.3 * k, 0.02, 0.0), seed=k) for k, ms in enumerate(foreign)
+        latent(model, robot_id="robot2", object_id=f"object_{k}", modalities=ms, position=(0.3 * k, 0.02, 0.0), seed=k)
+        for k, ms in enumerate(foreign)
     ]
-    latents.append(latent(model, robot_id="robot2", object_id="object_99", modalities=("camera",), position=(9.0, 9.0, 0.0)))  # a new object
+    latents.append(
+        latent(model, robot_id="robot2", object_id="object_99", modalities=("camera",), position=(9.0, 9.0, 0.0))
+    )  # a new object
     calls = counting_encodes(model, monkeypatch)
     result = batched.add_latents(latents, 0.0)
     assert len(result.updated) == len(latents) and len(result.created) == 1
-    used = {(tuple(m for m in MODALITIES if m in ms), o) for o, ms in zip(own, foreign) if set(ms) - set(o)}  # (stored, new) groups
+    used = {
+        (tuple(m for m in MODALITIES if m in ms), o) for o, ms in zip(own, foreign) if set(ms) - set(o)
+    }  # (stored, new) groups
     assert len(calls) == len(used) < len(latents)
     for x in latents:
         single.add_latents([x], 0.0)
@@ -575,7 +653,13 @@ def test_the_plane_index_finds_what_a_scan_finds() -> None:
 def test_ties_go_to_the_newer_object_within_the_store_and_the_burst(model: PerceptionModel) -> None:
     store = BeliefStore(model, "robot1", BeliefStoreConfig(gate=0.125))  # binary fractions: exact distances
     at = lambda x: (x, 0.0, 0.0)  # noqa: E731
-    store.update([encoding(model, "lidar", position=at(0.0)), encoding(model, "lidar", position=at(0.25)), encoding(model, "lidar", position=at(1.25))])
+    store.update(
+        [
+            encoding(model, "lidar", position=at(0.0)),
+            encoding(model, "lidar", position=at(0.25)),
+            encoding(model, "lidar", position=at(1.25)),
+        ]
+    )
     # exactly the gate from two objects: the one created last
     (obj,) = store.update([encoding(model, "ir", position=at(0.125))]).updated
     assert obj.object_id == "object_2"
@@ -597,7 +681,10 @@ def test_association_through_the_index_equals_a_linear_scan(model: PerceptionMod
     next_id = 1
     for burst_index in range(12):
         positions = centres[rng.integers(len(centres), size=10)] + rng.normal(0.0, 0.04, (10, 2))
-        burst = [encoding(model, MODALITIES[k % 3], seed=k, position=(x, y, 0.0), stamp_s=float(burst_index)) for k, (x, y) in enumerate(positions)]
+        burst = [
+            encoding(model, MODALITIES[k % 3], seed=k, position=(x, y, 0.0), stamp_s=float(burst_index))
+            for k, (x, y) in enumerate(positions)
+        ]
         for x, y in positions:  # the reference: the original linear scan
             key = scan_nearest({k: tuple(v[0]) for k, v in scan.items()}, x, y, gate)
             if key is None:
@@ -614,7 +701,14 @@ def test_association_through_the_index_equals_a_linear_scan(model: PerceptionMod
         # a foreign latent of a new (robot, object): the nearest object, else a new one
         x, y = rng.uniform(-0.1, 1.6, 2)
         expected = scan_nearest({k: tuple(v.position[:2]) for k, v in store.objects.items()}, x, y, gate)
-        result = store.add_latents([latent(model, robot_id="robot2", object_id=f"theirs_{burst_index}", position=(x, y, 0.0), stamp_s=float(burst_index))], 0.0)
+        result = store.add_latents(
+            [
+                latent(
+                    model, robot_id="robot2", object_id=f"theirs_{burst_index}", position=(x, y, 0.0), stamp_s=float(burst_index)
+                )
+            ],
+            0.0,
+        )
         if expected is None:
             (created,) = result.created
             scan[created] = [np.array([x, y]), 0]

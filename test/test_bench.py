@@ -14,10 +14,25 @@ from m2vae_fusion.benchmarks.train import same_size_beta_vae
 from m2vae_fusion.core.config import ModalityConfig, ModelConfig
 from m2vae_fusion.core.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # benchmark runs in subprocesses, torchrun included
+
 
 def bench(tmp_path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
-    cmd = ["m2vae", "bench", "train", "--config", config, "--samples", "128", "--batch-size", "32", "--json", str(tmp_path / "b.json"), *args]
+    cmd = [
+        "m2vae",
+        "bench",
+        "train",
+        "--config",
+        config,
+        "--samples",
+        "128",
+        "--batch-size",
+        "32",
+        "--json",
+        str(tmp_path / "b.json"),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -65,7 +80,9 @@ def test_bench_rejects_bad_sizes(tmp_path):
 
 
 def test_same_size_beta_vae_concatenates_the_modalities():
-    model = ModelConfig([ModalityConfig("a", 3, hidden=(8, 4)), ModalityConfig("b", 5, hidden=(8, 4))], latent_dim=2, beta_norm=0.5)
+    model = ModelConfig(
+        [ModalityConfig("a", 3, hidden=(8, 4)), ModalityConfig("b", 5, hidden=(8, 4))], latent_dim=2, beta_norm=0.5
+    )
     beta = same_size_beta_vae(model)
     assert beta.model == "beta_vae" and beta.latent_dim == 2 and beta.beta_norm == 0.5
     assert [(m.name, m.dim, m.hidden) for m in beta.modalities] == [("a_b", 8, (8, 4))]

@@ -8,6 +8,10 @@ import math
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # benchmark runs in subprocesses
+
 
 def numbers(value) -> list[float]:
     if isinstance(value, dict):
@@ -39,7 +43,18 @@ def test_bench_fusion_tiny(tmp_path: Path) -> None:
 
 def test_bench_scale_tiny(tmp_path: Path) -> None:
     out, results = bench(
-        "scale", "--objects", "50", "4", "--robots", "3", "1", "--bursts", "3", "--publishes", "2", json_path=tmp_path / "scale.json"
+        "scale",
+        "--objects",
+        "50",
+        "4",
+        "--robots",
+        "3",
+        "1",
+        "--bursts",
+        "3",
+        "--publishes",
+        "2",
+        json_path=tmp_path / "scale.json",
     )
     assert results["objects"] == [4, 50] and results["robots"] == [1, 3]
     for section in ("burst", "publish"):

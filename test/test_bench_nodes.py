@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from m2vae_fusion.benchmarks import nodes as bench_nodes
+from m2vae_fusion.benchmarks import node_frames, node_process, node_replay
 from m2vae_fusion.resources import config_path, default_model_dir, share_dir
 
 FIGURES = ("node_ms", "bare_ms", "forward_ms")
@@ -20,14 +20,32 @@ FIGURES = ("node_ms", "bare_ms", "forward_ms")
 def test_tiny_run_over_dds(processes, ros_env, tmp_path: Path) -> None:
     out = tmp_path / "nodes.json"
     bench = processes.start(
-        "m2vae", "bench", "nodes", "--messages", "20", "--warmup", "3", "--modalities", "lidar",
-        "--domain-id", ros_env["ROS_DOMAIN_ID"], "--json", str(out),
+        "m2vae",
+        "bench",
+        "nodes",
+        "--messages",
+        "20",
+        "--warmup",
+        "3",
+        "--modalities",
+        "lidar",
+        "--domain-id",
+        ros_env["ROS_DOMAIN_ID"],
+        "--json",
+        str(out),
     )
     output, _ = bench.communicate(timeout=90)
     assert bench.returncode == 0, output
     header = next(line for line in output.splitlines() if line.startswith("modality"))
     assert [c.strip() for c in header.split("|")][:8] == [
-        "modality", "node p50", "node p99", "bare p50", "bare p99", "ratio p50", "CPU (cores)", "kept up",
+        "modality",
+        "node p50",
+        "node p99",
+        "bare p50",
+        "bare p99",
+        "ratio p50",
+        "CPU (cores)",
+        "kept up",
     ]
     rows = [line.split("|")[0].strip() for line in output.splitlines() if "|" in line and not line.startswith("modality")]
     assert rows == ["lidar"], output
@@ -49,8 +67,10 @@ def lidar_frames():
     from m2vae_fusion.model.perception_model import PerceptionModel
 
     model = PerceptionModel.load(default_model_dir())
-    params = bench_nodes.encoder_parameters(config_path("encoders.yaml"), "lidar")
-    static_msg, static, frames = bench_nodes.render_frames(share_dir() / "worlds" / "arena.sdf", ["lidar"], model, {"lidar": params}, 30.0)
+    params = node_process.encoder_parameters(config_path("encoders.yaml"), "lidar")
+    static_msg, static, frames = node_frames.render_frames(
+        share_dir() / "worlds" / "arena.sdf", ["lidar"], model, {"lidar": params}, 30.0
+    )
     return model, params, static_msg, static, frames["lidar"]
 
 
@@ -66,12 +86,24 @@ def lidar_frames():
 def test_a_node_without_encodings_is_a_clear_error(overrides, error, ros_env, lidar_frames, monkeypatch) -> None:
     model, params, static_msg, static, frames = lidar_frames
     started = []
-    monkeypatch.setattr(bench_nodes.NodeProcess, "__init__", _recording(bench_nodes.NodeProcess.__init__, started))
-    command = bench_nodes.encoder_command("lidar", config_path("encoders.yaml"), None) + overrides
-    with pytest.raises(bench_nodes.BenchError, match=error) as raised:
-        bench_nodes.measure_modality(
-            "lidar", frames, static_msg, static, model, params, ros_env, command, rate_hz=30.0, messages=5, warmup=0,
-            startup_timeout_s=30.0, answer_timeout_s=3.0, log=lambda text: None,
+    monkeypatch.setattr(node_process.NodeProcess, "__init__", _recording(node_process.NodeProcess.__init__, started))
+    command = node_process.encoder_command("lidar", config_path("encoders.yaml"), None) + overrides
+    with pytest.raises(node_process.BenchError, match=error) as raised:
+        node_replay.measure_modality(
+            "lidar",
+            frames,
+            static_msg,
+            static,
+            model,
+            params,
+            ros_env,
+            command,
+            rate_hz=30.0,
+            messages=5,
+            warmup=0,
+            startup_timeout_s=30.0,
+            answer_timeout_s=3.0,
+            log=lambda text: None,
         )
     assert "the lidar encoder node" in str(raised.value)
     assert len(started) == 1 and started[0].proc.poll() is not None  # stopped whatever happened
@@ -85,6 +117,7 @@ def _recording(init, started: list):
     return wrapped
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_refused() -> None:
     proc = subprocess.run(["m2vae", "bench", "nodes", "--messages", "1"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--messages must be >= 2" in proc.stderr, proc.stderr

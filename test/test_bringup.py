@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from m2vae_fusion.bringup.description import BringupError, NodeSpec, gazebo_available, render_value
-from m2vae_fusion.bringup.graph import ROBOT_NODES as OVERRIDABLE, load_overrides, perception_description, sim_description
+from m2vae_fusion.bringup.graph import ROBOT_NODES as OVERRIDABLE
+from m2vae_fusion.bringup.graph import load_overrides, perception_description, sim_description
 from m2vae_fusion.nodes import encoder, fusion, viz
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +103,12 @@ def test_gazebo_one_and_three_robots(tmp_path) -> None:
     assert gz.env["GZ_SIM_RESOURCE_PATH"].split(":")[0] == str(REPO / "models")
     gz_world = Path(gz.arguments[-1])
     assert "model://amiro" not in gz_world.read_text() and "model://red_cube_matte" in gz_world.read_text()
-    assert sim_description(1, simulator="gazebo", headless=True, cache_dir=tmp_path).node("gz_sim").arguments == ("sim", "-r", "-s", str(gz_world))
+    assert sim_description(1, simulator="gazebo", headless=True, cache_dir=tmp_path).node("gz_sim").arguments == (
+        "sim",
+        "-r",
+        "-s",
+        str(gz_world),
+    )
 
     three = sim_description(3, simulator="gazebo", cache_dir=tmp_path)
     assert not any(n.name == "sim" for n in three.nodes)
@@ -118,7 +124,9 @@ def test_gazebo_one_and_three_robots(tmp_path) -> None:
 
         bridge = three.node(f"{ns}/gz_bridge")
         assert (bridge.package, bridge.executable) == ("ros_gz_bridge", "parameter_bridge")
-        entries = {e["ros_topic_name"]: e["gz_topic_name"] for e in yaml.safe_load(Path(bridge.parameters["config_file"]).read_text())}
+        entries = {
+            e["ros_topic_name"]: e["gz_topic_name"] for e in yaml.safe_load(Path(bridge.parameters["config_file"]).read_text())
+        }
         assert entries["scan"] == f"/{ns}/scan" and entries["cmd_vel"] == f"/{ns}/cmd_vel" and entries["/tf"] == f"/{ns}/tf"
         assert ("/clock" in entries) == (k == 1)  # one clock bridge, not three
 
@@ -133,7 +141,9 @@ def test_gazebo_one_and_three_robots(tmp_path) -> None:
 def test_given_world_robots_and_errors(tmp_path) -> None:
     two = sim_description(2, world="arena_two_robots.sdf", simulator="embedded")
     assert [r.instance for r in two.robots] == ["amiro_1", "amiro_2"]
-    assert [r.instance for r in sim_description(1, world=REPO / "worlds" / "arena_two_robots.sdf", simulator="embedded").robots] == ["amiro_1"]
+    assert [
+        r.instance for r in sim_description(1, world=REPO / "worlds" / "arena_two_robots.sdf", simulator="embedded").robots
+    ] == ["amiro_1"]
     with pytest.raises(BringupError, match=r"has 1 robot\(s\) \(amiro\) but 2 were asked for"):
         sim_description(2, world="arena.sdf", simulator="embedded")
     with pytest.raises(BringupError, match="no_such.sdf: no such file"):
@@ -148,7 +158,9 @@ def test_given_world_robots_and_errors(tmp_path) -> None:
 
 def test_overrides_switch_nodes_off_and_merge_parameters(tmp_path) -> None:
     path = tmp_path / "overrides.yaml"
-    path.write_text("robot2:\n  camera_encoder: {enabled: false}\n  fusion: {parameters: {gate: 0.05}}\nrobot7: {viz: {enabled: false}}\n")
+    path.write_text(
+        "robot2:\n  camera_encoder: {enabled: false}\n  fusion: {parameters: {gate: 0.05}}\nrobot7: {viz: {enabled: false}}\n"
+    )
     d = sim_description(2, simulator="embedded", overrides=load_overrides(path))
     assert "robot1/camera_encoder" in keys(d) and "robot2/camera_encoder" not in keys(d)
     assert d.node("robot2/fusion").parameters == {"use_sim_time": True, "gate": 0.05}
@@ -158,16 +170,19 @@ def test_overrides_switch_nodes_off_and_merge_parameters(tmp_path) -> None:
     assert len(d.nodes) == len(sim_description(2, simulator="embedded").nodes) - 1
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("robot2: {camera: {enabled: false}}", "robot2: no robot node 'camera'"),
-    ("robto2: {fusion: {enabled: false}}", "'robto2' is not a robot namespace"),
-    ("robot2: {fusion: {enable: false}}", r"robot2.fusion: unknown key\(s\) \['enable'\]"),
-    ("robot2: {fusion: {enabled: 'no'}}", "`enabled` must be true or false"),
-    ("robot2: {fusion: {parameters: [gate]}}", "`parameters` a mapping"),
-    ("robot2: [fusion]", "robot2: expected NODE"),
-    ("[robot2]", "expected NAMESPACE -> NODE"),
-    ("robot2: {fusion: {", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("robot2: {camera: {enabled: false}}", "robot2: no robot node 'camera'"),
+        ("robto2: {fusion: {enabled: false}}", "'robto2' is not a robot namespace"),
+        ("robot2: {fusion: {enable: false}}", r"robot2.fusion: unknown key\(s\) \['enable'\]"),
+        ("robot2: {fusion: {enabled: 'no'}}", "`enabled` must be true or false"),
+        ("robot2: {fusion: {parameters: [gate]}}", "`parameters` a mapping"),
+        ("robot2: [fusion]", "robot2: expected NODE"),
+        ("[robot2]", "expected NAMESPACE -> NODE"),
+        ("robot2: {fusion: {", "not valid YAML"),
+    ],
+)
 def test_bad_overrides_are_named(tmp_path, text: str, message: str) -> None:
     path = tmp_path / "overrides.yaml"
     path.write_text(text)
@@ -180,28 +195,56 @@ def test_bad_overrides_are_named(tmp_path, text: str, message: str) -> None:
 def test_every_robot_node_can_be_overridden(tmp_path, monkeypatch) -> None:
     """check_overrides knows every node a robot gets, whatever the simulator and display."""
     fake_rviz(tmp_path, monkeypatch)
-    built = {n.name for sim in ("embedded", "gazebo") for n in sim_description(2, simulator=sim, cache_dir=tmp_path).nodes if n.namespace == "/robot2"}
+    built = {
+        n.name
+        for sim in ("embedded", "gazebo")
+        for n in sim_description(2, simulator=sim, cache_dir=tmp_path).nodes
+        if n.namespace == "/robot2"
+    }
     built -= {n for n in built if n == "map_to_odom" or n.startswith("static_tf_")}  # Gazebo's transforms, from the robot's SDF
     assert built == set(OVERRIDABLE)
     off = {name: {"enabled": False} for name in OVERRIDABLE}
-    assert not any(n.namespace == "/robot2" and n.name in OVERRIDABLE for n in sim_description(2, simulator="gazebo", cache_dir=tmp_path, overrides={"robot2": off}).nodes)
+    assert not any(
+        n.namespace == "/robot2" and n.name in OVERRIDABLE
+        for n in sim_description(2, simulator="gazebo", cache_dir=tmp_path, overrides={"robot2": off}).nodes
+    )
 
 
 def test_perception_graph_for_a_real_robot(tmp_path, monkeypatch) -> None:
     d = perception_description(
-        "robot3", image_topic="/front/image", image_transport="compressed", camera_info_topic="/front/info", scan_topic="/base_scan",
-        ir_topic="ir", frame_prefix="amiro3/", model="~/models/amiro", robot_id="amiro3", share_latents=False, headless=True,
+        "robot3",
+        image_topic="/front/image",
+        image_transport="compressed",
+        camera_info_topic="/front/info",
+        scan_topic="/base_scan",
+        ir_topic="ir",
+        frame_prefix="amiro3/",
+        model="~/models/amiro",
+        robot_id="amiro3",
+        share_latents=False,
+        headless=True,
     )
     assert keys(d) == ["robot3/camera_encoder", "robot3/lidar_encoder", "robot3/ir_encoder", "robot3/fusion"]
     assert d.simulator is None and d.robots == () and not d.notes  # headless: rviz2 not asked for
     model = str(Path("~/models/amiro").expanduser())
     shared = {"scan_topic": "/base_scan", "frame_prefix": "amiro3/", "model": model, "use_sim_time": False}
     camera = d.node("robot3/camera_encoder")
-    assert camera.parameters == {**shared, "image_topic": "/front/image", "image_transport": "compressed", "camera_info_topic": "/front/info"}
+    assert camera.parameters == {
+        **shared,
+        "image_topic": "/front/image",
+        "image_transport": "compressed",
+        "camera_info_topic": "/front/info",
+    }
     assert camera.params_files == (CONFIG / "encoders.yaml",) and camera.remaps == ()
     assert d.node("robot3/lidar_encoder").parameters == shared
     assert d.node("robot3/ir_encoder").parameters == {**shared, "ir_topic": "ir"}
-    assert d.node("robot3/fusion").parameters == {"model": model, "robot_id": "amiro3", "share_latents": False, "fuse_foreign": False, "use_sim_time": False}
+    assert d.node("robot3/fusion").parameters == {
+        "model": model,
+        "robot_id": "amiro3",
+        "share_latents": False,
+        "fuse_foreign": False,
+        "use_sim_time": False,
+    }
     assert not any(n.ends_launch or n.one_shot for n in d.nodes)  # every exit is a failure
     # every parameter set is one the node declares
     for node, table in ((camera, encoder.PARAMETERS), (d.node("robot3/fusion"), fusion.PARAMETERS)):
@@ -212,32 +255,56 @@ def test_perception_graph_for_a_real_robot(tmp_path, monkeypatch) -> None:
     assert all(set(n.parameters) == {"use_sim_time"} for n in plain.nodes)
     assert keys(plain) == ["robot1/camera_encoder", "robot1/lidar_encoder", "robot1/ir_encoder", "robot1/fusion", "robot1/viz"]
     assert plain.notes and "rviz2 not found" in plain.notes[0]
-    assert set(perception_description("", model="/m").node("viz").parameters) - {"use_sim_time"} == {"model"} <= set(viz.PARAMETERS)
+    assert (
+        set(perception_description("", model="/m").node("viz").parameters) - {"use_sim_time"} == {"model"} <= set(viz.PARAMETERS)
+    )
 
 
 def test_perception_graph_points_rviz_at_its_robot(tmp_path, monkeypatch) -> None:
     fake_rviz(tmp_path, monkeypatch)
     rviz = perception_description("robot1").node("robot1/rviz2")
     assert rviz.remaps == () and rviz.ends_launch  # config/m2vae.rviz shows robot1 with the default topics
-    moved = perception_description("amiro", scan_topic="/base_scan", image_topic="front/image", use_sim_time=True).node("amiro/rviz2")
+    moved = perception_description("amiro", scan_topic="/base_scan", image_topic="front/image", use_sim_time=True).node(
+        "amiro/rviz2"
+    )
     assert moved.remaps == (
-        ("/robot1/scan", "/base_scan"), ("/robot1/camera/image_raw", "/amiro/front/image"),
-        ("/robot1/markers", "/amiro/markers"), ("/robot1/latent_image", "/amiro/latent_image"),
+        ("/robot1/scan", "/base_scan"),
+        ("/robot1/camera/image_raw", "/amiro/front/image"),
+        ("/robot1/markers", "/amiro/markers"),
+        ("/robot1/latent_image", "/amiro/latent_image"),
     )
     assert moved.parameters == {"use_sim_time": True}
-    rviz_topics = {line.split("Value:")[1].strip() for line in (CONFIG / "m2vae.rviz").read_text().splitlines() if "Value: /robot1/" in line}
+    rviz_topics = {
+        line.split("Value:")[1].strip() for line in (CONFIG / "m2vae.rviz").read_text().splitlines() if "Value: /robot1/" in line
+    }
     assert rviz_topics == {source for source, _ in moved.remaps}
 
 
 def test_command_line_of_a_node() -> None:
     spec = NodeSpec(
-        name="fusion", executable="fusion", namespace="/robot2", params_files=(Path("/c/fusion.yaml"),),
-        parameters={"gate": 0.1, "robots": ["a", "b"]}, remaps=(("/clock", "/robot2/clock"),),
+        name="fusion",
+        executable="fusion",
+        namespace="/robot2",
+        params_files=(Path("/c/fusion.yaml"),),
+        parameters={"gate": 0.1, "robots": ["a", "b"]},
+        remaps=(("/clock", "/robot2/clock"),),
     )
     assert spec.key == "robot2/fusion"
     assert spec.command("/bin/fusion") == [
-        "/bin/fusion", "--ros-args", "-r", "__ns:=/robot2", "-r", "__node:=fusion", "--params-file", "/c/fusion.yaml",
-        "-p", "gate:=0.1", "-p", "robots:=[a, b]", "-r", "/clock:=/robot2/clock",
+        "/bin/fusion",
+        "--ros-args",
+        "-r",
+        "__ns:=/robot2",
+        "-r",
+        "__node:=fusion",
+        "--params-file",
+        "/c/fusion.yaml",
+        "-p",
+        "gate:=0.1",
+        "-p",
+        "robots:=[a, b]",
+        "-r",
+        "/clock:=/robot2/clock",
     ]
     assert NodeSpec(name="gz", executable="gz", arguments=("sim", "-r"), ros=False).command() == ["gz", "sim", "-r"]
 
@@ -250,8 +317,16 @@ def test_rendered_parameters_parse_back_with_their_types(ros_env, monkeypatch) -
     from rclpy.parameter import Parameter
 
     values = {
-        "robots": ["robot1", "robot2"], "numbers_as_text": ["1", "true"], "duration_s": 180.0, "count": 3,
-        "flag": False, "word": "true", "number_text": "0.5", "empty": "", "path": "/tmp/a b/world.sdf", "colon": "a: b",
+        "robots": ["robot1", "robot2"],
+        "numbers_as_text": ["1", "true"],
+        "duration_s": 180.0,
+        "count": 3,
+        "flag": False,
+        "word": "true",
+        "number_text": "0.5",
+        "empty": "",
+        "path": "/tmp/a b/world.sdf",
+        "colon": "a: b",
     }
     args = ["--ros-args"] + [item for name, value in values.items() for item in ("-p", f"{name}:={render_value(value)}")]
     context = rclpy.Context()

@@ -32,9 +32,7 @@ def save(path: Path, config: ModelConfig | None = None, **kwargs) -> tuple[torch
     torch.manual_seed(0)
     model = build_model(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model(
-        {"a": torch.rand(4, config.modalities[0].dim), "b": torch.rand(4, config.modalities[1].dim)}
-    ).loss.backward()
+    model({"a": torch.rand(4, config.modalities[0].dim), "b": torch.rand(4, config.modalities[1].dim)}).loss.backward()
     optimizer.step()
     rng = torch.get_rng_state()
     save_checkpoint(
@@ -169,7 +167,9 @@ def test_config_mismatch_names_the_fields(tmp_path: Path) -> None:
         tiny_config(latent_dim=3),
         modalities=[ModalityConfig("a", 2, hidden=(8, 4)), ModalityConfig("c", 2, hidden=(8, 4))],
     )
-    with pytest.raises(CheckpointError, match=r"modality names \(dims\): checkpoint \{'a': 2, 'b': 2\}, expected \{'a': 2, 'c': 2\}"):
+    with pytest.raises(
+        CheckpointError, match=r"modality names \(dims\): checkpoint \{'a': 2, 'b': 2\}, expected \{'a': 2, 'c': 2\}"
+    ):
         load_checkpoint(path, expected_model_config=renamed)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -17,7 +18,7 @@ def run(*argv, env=None, timeout=180):
 def test_top_level_help_lists_every_command():
     proc = run("--help")
     assert proc.returncode == 0
-    for name, help_text, *_ in COMMANDS:
+    for name, *_ in COMMANDS:
         assert name in proc.stdout
 
 
@@ -26,6 +27,25 @@ def test_sub_command_help(name):
     proc = run(name, "--help")
     assert proc.returncode == 0, proc.stderr
     assert f"usage: m2vae {name}" in proc.stdout
+
+
+# What `m2vae --help` must not load: each costs seconds of imports, rclpy a working ROS 2 as well.
+HEAVY_PACKAGES = {"torch", "rclpy", "rosbags", "mujoco", "matplotlib", "sklearn"}
+
+
+@pytest.mark.parametrize("command", ["", *(c[0] for c in COMMANDS)], ids=lambda command: command or "m2vae")
+def test_help_imports_no_heavy_package(command):
+    """`m2vae [COMMAND] --help` in a fresh interpreter, whose -X importtime lists every module imported."""
+    words = ["m2vae", *command.split()]
+    argv = [sys.executable, "-X", "importtime", "-m", "m2vae_fusion.cli", *words[1:], "--help"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"usage: {' '.join(words)} "), proc.stdout
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "argparse" in imported, f"no -X importtime report in stderr: {proc.stderr[-3000:]}"
+    assert not imported & HEAVY_PACKAGES, f"{' '.join(words)} --help imports {sorted(imported & HEAVY_PACKAGES)}"
 
 
 def test_unknown_command_fails_with_usage():

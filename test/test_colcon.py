@@ -1,11 +1,11 @@
-"""The package as a colcon user builds it (README, "As a package in a colcon workspace").
+"""The package as a colcon user builds it (docs/own-robot.md, "As a package in a colcon workspace").
 
 colcon-core and colcon-ros come from PyPI into a venv of their own (colcon-core pins setuptools
 below 80; this repository's .venv builds with a newer one). That venv sees this environment's
 packages (ROS 2, torch, ...) the way the ROS 2 guide's `--system-site-packages` venv sees a system
 ROS 2. The repository is built through a symlink as the workspace's only source package, once with
 a plain install and once with --symlink-install, and the install is checked for what `ros2 run`,
-`ros2 launch` and the README's `m2vae` commands need.
+`ros2 launch` and the documented `m2vae` commands need.
 
 Slow-ish (two builds, one pip install of colcon: about a minute), but in the default suite. Without
 PyPI it fails, not skips: the check it stands for would be gone.
@@ -21,18 +21,30 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_packaging import setup_py
 
 REPO = Path(__file__).resolve().parents[1]
 # colcon-core and colcon-ros with everything they pull in that the base interpreter lacks, pinned.
 COLCON = [
-    "colcon-core==0.21.3", "colcon-ros==0.5.0", "colcon-package-selection==0.2.10", "colcon-cmake==0.2.30", "colcon-library-path==0.2.1",
-    "colcon-pkg-config==0.1.0", "colcon-python-setup-py==0.2.9", "colcon-recursive-crawl==0.2.3",
-    "colcon-test-result==0.3.8", "catkin-pkg==1.1.1", "empy==4.2.1", "distlib==0.4.4", "coverage==7.17.5",
-    "pytest-cov==7.1.0", "pytest-repeat==0.9.4", "pytest-rerunfailures==16.7", "setuptools==79.0.1",
+    "colcon-core==0.21.3",
+    "colcon-ros==0.5.0",
+    "colcon-package-selection==0.2.10",
+    "colcon-cmake==0.2.30",
+    "colcon-library-path==0.2.1",
+    "colcon-pkg-config==0.1.0",
+    "colcon-python-setup-py==0.2.9",
+    "colcon-recursive-crawl==0.2.3",
+    "colcon-test-result==0.3.8",
+    "catkin-pkg==1.1.1",
+    "empy==4.2.1",
+    "distlib==0.4.4",
+    "coverage==7.17.5",
+    "pytest-cov==7.1.0",
+    "pytest-repeat==0.9.4",
+    "pytest-rerunfailures==16.7",
+    "setuptools==79.0.1",
 ]
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +55,17 @@ def colcon_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = venv / "bin" / "python"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check", "-q", *COLCON],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, f"pip could not install colcon from PyPI:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     # A path line, not `import site; site.addsitedir(...)`: the .pth files of this environment's
     # site-packages stay unread, so its editable m2vae_fusion cannot stand in for the build under test.
     (Path(purelib.stdout.strip()) / "m2vae-host-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -72,7 +91,11 @@ def test_colcon_build_installs_an_ament_package(colcon_python: Path, tmp_path: P
         command.append("--symlink-install")
     t0 = time.monotonic()
     proc = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env=environment(PATH=f"{colcon_python.parent}{os.pathsep}{os.environ['PATH']}"),
     )
     seconds = time.monotonic() - t0
@@ -95,10 +118,14 @@ def test_colcon_build_installs_an_ament_package(colcon_python: Path, tmp_path: P
     # <prefix>/bin because it holds the m2vae launcher).
     probe = (
         ". install/setup.sh && command -v m2vae && m2vae --help && "
-        "python3 -c 'import m2vae_fusion, os; print(\"MODULE\", m2vae_fusion.__file__); print(\"AMENT\", os.environ[\"AMENT_PREFIX_PATH\"])'"
+        'python3 -c \'import m2vae_fusion, os; print("MODULE", m2vae_fusion.__file__); print("AMENT", os.environ["AMENT_PREFIX_PATH"])\''
     )
     run = subprocess.run(
-        ["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        ["bash", "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=environment(AMENT_PREFIX_PATH=None, COLCON_PREFIX_PATH=None, PATH=f"{colcon_python.parent}{os.pathsep}/usr/bin:/bin"),
     )
     out = run.stdout + run.stderr

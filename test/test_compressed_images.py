@@ -25,10 +25,11 @@ from m2vae_fusion.core.errors import DataError
 from m2vae_fusion.data.bag_frames import TopicNames, read_frames
 from m2vae_fusion.data.rosbag_types import typestore
 from m2vae_fusion.model.config import MODALITIES, load_stack_config
-from m2vae_fusion.nodes.encoder import MAX_IMAGE_PIXELS, Dropped, camera_reading, compressed_camera_reading
 from m2vae_fusion.perception.compressed_images import CompressedImageError, decode, parse_format
 from m2vae_fusion.perception.readings import CameraImage
-from m2vae_fusion.sim import ros_bridge as bridge
+from m2vae_fusion.ros_interface import reading_messages as messages
+from m2vae_fusion.ros_interface.drop_log import Dropped
+from m2vae_fusion.ros_interface.sensor_input import MAX_IMAGE_PIXELS, camera_reading, compressed_camera_reading
 from m2vae_fusion.sim.collect import collect
 from m2vae_fusion.training.dataset import extract
 
@@ -173,8 +174,10 @@ def camera_frame() -> CameraImage:
 
 
 def compressed_msg(frame: CameraImage, codec: str, stamp: float = 1.0, **fields) -> CompressedImage:
-    image = bridge.image(frame, stamp)
-    msg = CompressedImage(header=image.header, format=f"rgb8; {codec} compressed bgr8", data=array.array("B", encode(codec, frame.rgb[:, :, ::-1])))
+    image = messages.image(frame, stamp)
+    msg = CompressedImage(
+        header=image.header, format=f"rgb8; {codec} compressed bgr8", data=array.array("B", encode(codec, frame.rgb[:, :, ::-1]))
+    )
     for name, value in fields.items():
         setattr(msg, name, value)
     return msg
@@ -183,8 +186,8 @@ def compressed_msg(frame: CameraImage, codec: str, stamp: float = 1.0, **fields)
 @pytest.mark.parametrize("codec", ["png", "jpeg"])
 def test_compressed_camera_reading_matches_the_raw_one(codec):
     frame = camera_frame()
-    info = bridge.camera_info(frame, 1.0)
-    raw = camera_reading(bridge.image(frame, 1.0), info)
+    info = messages.camera_info(frame, 1.0)
+    raw = camera_reading(messages.image(frame, 1.0), info)
     got = compressed_camera_reading(compressed_msg(frame, codec), info)
     assert (got.fx, got.fy, got.cx, got.cy, got.frame_id) == (raw.fx, raw.fy, raw.cx, raw.cy, raw.frame_id)
     assert mean_error(got.rgb, raw.rgb) < (JPEG_TOLERANCE if codec == "jpeg" else 1e-9)
@@ -192,12 +195,27 @@ def test_compressed_camera_reading_matches_the_raw_one(codec):
 
 def test_bad_compressed_images_are_dropped_with_their_reason():
     frame = camera_frame()
-    info = bridge.camera_info(frame, 1.0)
-    small = bridge.camera_info(CameraImage(np.zeros((10, 20, 3), np.uint8), 40.0, 40.0, 10.0, 5.0, "camera_optical_frame"), 1.0)
+    info = messages.camera_info(frame, 1.0)
+    small = messages.camera_info(CameraImage(np.zeros((10, 20, 3), np.uint8), 40.0, 40.0, 10.0, 5.0, "camera_optical_frame"), 1.0)
     cases = [
-        (compressed_msg(frame, "png", data=array.array("B")), info, "zero_size", "empty compressed image (format 'rgb8; png compressed bgr8', no data)"),
-        (compressed_msg(frame, "png", format="16UC1; compressedDepth png"), info, "format", "compressedDepth (depth images) is not supported"),
-        (compressed_msg(frame, "jpeg", data=array.array("B", b"\xff\xd8\xff" + bytes(100))), info, "corrupt", "OpenCV cannot decode the 103 bytes of jpeg data"),
+        (
+            compressed_msg(frame, "png", data=array.array("B")),
+            info,
+            "zero_size",
+            "empty compressed image (format 'rgb8; png compressed bgr8', no data)",
+        ),
+        (
+            compressed_msg(frame, "png", format="16UC1; compressedDepth png"),
+            info,
+            "format",
+            "compressedDepth (depth images) is not supported",
+        ),
+        (
+            compressed_msg(frame, "jpeg", data=array.array("B", b"\xff\xd8\xff" + bytes(100))),
+            info,
+            "corrupt",
+            "OpenCV cannot decode the 103 bytes of jpeg data",
+        ),
         (compressed_msg(frame, "png"), small, "size", "image is 64x48 but camera_info says 20x10"),
     ]
     for msg, camera_info, kind, reason in cases:
@@ -213,7 +231,9 @@ def test_bad_compressed_images_are_dropped_with_their_reason():
 # ---------------------------------------------------------------- training data from a bag with compressed images
 
 
-def compress_bag(source: Path, out: Path, codec: str, topic: str = "/camera/image_raw/compressed", corrupt_at: int | None = None) -> None:
+def compress_bag(
+    source: Path, out: Path, codec: str, topic: str = "/camera/image_raw/compressed", corrupt_at: int | None = None
+) -> None:
     """A copy of `source` whose /camera/image_raw is re-published as CompressedImage on `topic`, the way
     image_transport's republisher (and a robot's bag) holds it; the `corrupt_at`-th image truncated."""
     store = typestore()
@@ -233,7 +253,9 @@ def compress_bag(source: Path, out: Path, codec: str, topic: str = "/camera/imag
                     data = data[: len(data) // 3]
                 images += 1
                 name, msgtype = topic, kind
-                raw = store.serialize_cdr(Compressed(image.header, f"rgb8; {codec} compressed bgr8", np.frombuffer(data, np.uint8)), kind)
+                raw = store.serialize_cdr(
+                    Compressed(image.header, f"rgb8; {codec} compressed bgr8", np.frombuffer(data, np.uint8)), kind
+                )
             if name not in connections:
                 connections[name] = writer.add_connection(name, msgtype, typestore=store)
             writer.write(connections[name], stamp, raw)
@@ -251,7 +273,10 @@ def raw_bag(tmp_path_factory) -> Path:
 def test_bag_with_compressed_images_gives_the_training_data_of_the_raw_one(raw_bag, tmp_path, codec):
     compress_bag(raw_bag, tmp_path / codec, codec)
     raw, compressed = read_frames([raw_bag]), read_frames([tmp_path / codec])
-    assert "/camera/image_raw" not in compressed.topics and compressed.topics["/camera/image_raw/compressed"] == raw.topics["/camera/image_raw"]
+    assert (
+        "/camera/image_raw" not in compressed.topics
+        and compressed.topics["/camera/image_raw/compressed"] == raw.topics["/camera/image_raw"]
+    )
     assert len(compressed.frames) == len(raw.frames) == 8
     for a, b in zip(raw.frames, compressed.frames):
         assert a.stamp == b.stamp and a.image is not None and b.image is not None
@@ -281,7 +306,9 @@ def test_a_compressed_image_topic_can_be_named_directly(raw_bag, tmp_path):
 
 def test_a_corrupt_compressed_image_in_a_bag_is_named(raw_bag, tmp_path):
     compress_bag(raw_bag, tmp_path / "corrupt", "png", corrupt_at=0)
-    with pytest.raises(DataError, match=r"/camera/image_raw/compressed: the CompressedImage stamped 0\.100 s: OpenCV cannot decode"):
+    with pytest.raises(
+        DataError, match=r"/camera/image_raw/compressed: the CompressedImage stamped 0\.100 s: OpenCV cannot decode"
+    ):
         read_frames([tmp_path / "corrupt"])
 
 
@@ -314,6 +341,10 @@ def test_record_keeps_a_compressed_image_topic(ros_env, processes, tmp_path):
         records = [(c.topic, c.msgtype, store.deserialize_cdr(raw, c.msgtype)) for c, _, raw in reader.messages()]
     assert len(records) >= 5, out
     for topic, msgtype, msg in records:
-        assert (topic, msgtype, msg.format) == ("/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", published.format)
+        assert (topic, msgtype, msg.format) == (
+            "/camera/image_raw/compressed",
+            "sensor_msgs/msg/CompressedImage",
+            published.format,
+        )
         assert bytes(msg.data) == bytes(published.data)
     assert mean_error(decode(records[0][2].format, records[0][2].data), frame.rgb) < JPEG_TOLERANCE

@@ -10,7 +10,10 @@ from m2vae_fusion.core.errors import ConfigError
 
 def test_yaml_round_trip(tmp_path):
     cfg = ModelConfig(
-        modalities=[ModalityConfig("camera", 10, hidden=(32, 16)), ModalityConfig("lidar", 10, likelihood="gaussian", gaussian_std=0.5)],
+        modalities=[
+            ModalityConfig("camera", 10, hidden=(32, 16)),
+            ModalityConfig("lidar", 10, likelihood="gaussian", gaussian_std=0.5),
+        ],
         latent_dim=10,
         reencode=ReencodeConfig(alpha=0.5, variant="mse", start_epoch=10, ramp_epochs=5),
     )

@@ -25,8 +25,9 @@ import numpy as np
 import rclpy
 from rclpy.parameter import Parameter
 
-from m2vae_fusion.nodes.encoder import EncoderNode, camera_reading
-from m2vae_fusion.sim import ros_bridge
+from m2vae_fusion.nodes.encoder import EncoderNode
+from m2vae_fusion.ros_interface.sensor_input import camera_reading
+from m2vae_fusion.ros_interface import reading_messages
 from m2vae_fusion.perception.readings import CameraImage
 
 context = rclpy.Context()
@@ -35,7 +36,7 @@ node = EncoderNode(context=context, parameter_overrides=[Parameter("modality", v
 rgb = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
 frame = CameraImage(rgb, 10.0, 10.0, 4.0, 3.0, "camera_optical_frame")
 for _ in range(5):
-    reading = camera_reading(ros_bridge.image(frame, 1.0), ros_bridge.camera_info(frame, 1.0))
+    reading = camera_reading(reading_messages.image(frame, 1.0), reading_messages.camera_info(frame, 1.0))
 print("PIXELS", "same" if np.array_equal(reading.rgb, rgb) else "other", flush=True)
 node.destroy_node()
 rclpy.shutdown(context=context)
@@ -68,7 +69,13 @@ def run_probe(tmp_path: Path, ros_env: dict[str, str], fake: str) -> subprocess.
     return proc
 
 
-@pytest.mark.parametrize(("fake", "reason"), [("attribute_error", "AttributeError: _ARRAY_API not found"), ("import_error", "ImportError: numpy.core.multiarray failed to import")])
+@pytest.mark.parametrize(
+    ("fake", "reason"),
+    [
+        ("attribute_error", "AttributeError: _ARRAY_API not found"),
+        ("import_error", "ImportError: numpy.core.multiarray failed to import"),
+    ],
+)
 def test_broken_cv_bridge_falls_back_with_one_warning(tmp_path: Path, ros_env: dict[str, str], fake: str, reason: str) -> None:
     proc = run_probe(tmp_path, ros_env, fake)
     log = proc.stdout + proc.stderr

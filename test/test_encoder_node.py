@@ -28,21 +28,14 @@ from m2vae_fusion.model.config import MODALITIES
 from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.nodes import encoder
-from m2vae_fusion.nodes.encoder import (
-    DropLog,
-    Dropped,
-    EncoderNode,
-    ParameterError,
-    TransformHistory,
-    camera_reading,
-    detection_confidence,
-    scan_reading,
-)
+from m2vae_fusion.nodes.encoder import EncoderNode, ParameterError, detection_confidence
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.lidar_objects import Candidate
 from m2vae_fusion.perception.readings import CameraImage, Scan
 from m2vae_fusion.resources import config_path, share_dir
-from m2vae_fusion.sim import ros_bridge as bridge
+from m2vae_fusion.ros_interface import reading_messages as bridge
+from m2vae_fusion.ros_interface.drop_log import Dropped
+from m2vae_fusion.ros_interface.sensor_input import camera_reading, scan_reading
 from m2vae_fusion.sim.collect import collect
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_msgs.msg import LabelledObjectArray, ModalityEncoding
@@ -58,8 +51,21 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     collect(folder / "bag", 32, seed=3)
     out = folder / "model"
     proc = subprocess.run(
-        ["m2vae", "train", "--bag", str(folder / "bag"), "--out", str(out), "--config", str(tiny_config(folder / "tiny.yaml")), "--jobs", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            "m2vae",
+            "train",
+            "--bag",
+            str(folder / "bag"),
+            "--out",
+            str(out),
+            "--config",
+            str(tiny_config(folder / "tiny.yaml")),
+            "--jobs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
@@ -83,7 +89,13 @@ def sim_scan(n: int = 360) -> LaserScan:
     ranges = np.full(n, np.inf, np.float32)
     ranges[10:14] = 0.5
     step = 2 * math.pi / (n - 1)
-    return bridge.laser_scan(Scan(ranges, np.where(np.isfinite(ranges), 0.8, 0.0).astype(np.float32), -math.pi, math.pi, step, 0.03, 4.0, "lidar_link"), 1.5, 10.0)
+    return bridge.laser_scan(
+        Scan(
+            ranges, np.where(np.isfinite(ranges), 0.8, 0.0).astype(np.float32), -math.pi, math.pi, step, 0.03, 4.0, "lidar_link"
+        ),
+        1.5,
+        10.0,
+    )
 
 
 def test_scan_reading_keeps_inf_as_no_return():
@@ -129,7 +141,14 @@ def test_malformed_scan_is_dropped_with_its_reason(msg, reason):
 
 
 def camera_messages(width: int = 8, height: int = 6) -> tuple[Image, CameraInfo]:
-    frame = CameraImage(np.arange(height * width * 3, dtype=np.uint8).reshape(height, width, 3), 10.0, 10.0, width / 2, height / 2, "camera_optical_frame")
+    frame = CameraImage(
+        np.arange(height * width * 3, dtype=np.uint8).reshape(height, width, 3),
+        10.0,
+        10.0,
+        width / 2,
+        height / 2,
+        "camera_optical_frame",
+    )
     return bridge.image(frame, 1.0), bridge.camera_info(frame, 1.0)
 
 
@@ -139,7 +158,11 @@ def test_camera_reading_converts_every_claimed_encoding():
     assert np.array_equal(camera_reading(image, info).rgb, rgb)
     image.encoding, image.data = "bgr8", rgb[:, :, ::-1].tobytes()
     assert np.array_equal(camera_reading(image, info).rgb, rgb)
-    image.encoding, image.step, image.data = "bgra8", 8 * 4 + 4, np.pad(np.dstack([rgb[:, :, ::-1], rgb[:, :, :1]]).reshape(6, 32), ((0, 0), (0, 4))).tobytes()
+    image.encoding, image.step, image.data = (
+        "bgra8",
+        8 * 4 + 4,
+        np.pad(np.dstack([rgb[:, :, ::-1], rgb[:, :, :1]]).reshape(6, 32), ((0, 0), (0, 4))).tobytes(),
+    )
     assert np.array_equal(camera_reading(image, info).rgb, rgb)  # row padding skipped
     image.encoding, image.step, image.data = "32FC1", 8 * 4, np.full((6, 8), 0.5, np.float32).tobytes()
     assert np.all(camera_reading(image, info).rgb == 128)
@@ -178,22 +201,6 @@ def test_image_without_intrinsics_waits():
         camera_reading(image, info)
 
 
-def test_drop_log_throttles_each_kind_of_message_on_its_own():
-    now = [0.0]
-    warnings, infos = [], []
-    log = DropLog(warnings.append, infos.append, period_s=5.0, clock=lambda: now[0])
-    for _ in range(3):
-        log.report(Dropped("scan", "empty scan (no ranges)"))
-    log.report(Dropped("image", "encoding 'yuv422' is not supported"))
-    log.report(Dropped("transform", "no chain", waiting=True))
-    assert warnings == ["dropped scan: empty scan (no ranges)", "dropped image: encoding 'yuv422' is not supported"]
-    assert infos == ["dropped transform: no chain"]
-    now[0] = 5.0
-    log.report(Dropped("scan", "1 of 360 ranges are NaN (invalid measurements)"))
-    assert warnings[-1] == "dropped scan: 1 of 360 ranges are NaN (invalid measurements) (and 2 more since the last report)"
-    assert log.total == 6
-
-
 def test_detection_confidence_is_the_share_of_the_outline_seen():
     scan = Scan(np.zeros(360, np.float32), np.zeros(0, np.float32), -math.pi, math.pi, math.radians(1.0), 0.03, 4.0, "lidar_link")
     span = math.degrees(2 * math.asin(0.03 / 0.5))  # beams across a 3 cm radius object 0.5 m away: ~6.9
@@ -203,19 +210,7 @@ def test_detection_confidence_is_the_share_of_the_outline_seen():
     assert detection_confidence(half, scan, 0.03) == pytest.approx(4 / span)
 
 
-def test_transform_history_takes_the_latest_at_or_before():
-    history = TransformHistory(keep_s=1.0)
-    for stamp in (0.2, 0.0, 0.1):  # out of order
-        history.add(stamp, frames.planar(stamp, 0.0, 0.0))
-    assert history.at_or_before(-0.01) is None
-    assert history.at_or_before(0.15)[0, 3] == pytest.approx(0.1)
-    assert history.at_or_before(0.2)[0, 3] == pytest.approx(0.2) and history.newest == 0.2
-    history.add(1.15, frames.planar(1.15, 0.0, 0.0))
-    assert history.stamps == [0.2, 1.15]  # older than keep_s before the newest: gone
-    history.add(0.05, frames.planar(0.05, 0.0, 0.0))  # a jump back (restarted simulation) starts over
-    assert history.stamps == [0.05]
-
-
+@pytest.mark.slow
 def test_model_encodes_views_with_standardised_log_variances(model_dir):
     model = PerceptionModel.load(model_dir)
     rng = np.random.default_rng(0)
@@ -276,9 +271,13 @@ def sim_messages() -> SimpleNamespace:
         offset = sim.map_to_odom()
         return SimpleNamespace(
             static=bridge.static_tf_message(sim.static_transforms(), 0.0, prefix),
-            odom=lambda stamp: bridge.tf_message([bridge.odom_transform(odometry, stamp, prefix, sim.odom_frame, sim.base_frame)]),
-            image=bridge.image(frame, t, prefix), info=bridge.camera_info(frame, t, prefix),
-            scan=bridge.laser_scan(sim.lidar(), t, 10.0, prefix), ir=bridge.laser_scan(sim.ir(), t, 10.0, prefix),
+            odom=lambda stamp: bridge.tf_message(
+                [bridge.odom_transform(odometry, stamp, prefix, sim.odom_frame, sim.base_frame)]
+            ),
+            image=bridge.image(frame, t, prefix),
+            info=bridge.camera_info(frame, t, prefix),
+            scan=bridge.laser_scan(sim.lidar(), t, 10.0, prefix),
+            ir=bridge.laser_scan(sim.ir(), t, 10.0, prefix),
             map_to_odom=frames.planar(offset.x, offset.y, offset.yaw),
             target=next(o for o in sim.objects if o.label == "red_cube_matte"),
         )
@@ -310,7 +309,9 @@ def test_node_encodes_the_object_in_front_at_its_true_position(node_in_process, 
 
 def test_node_limits_objects_and_rate_and_waits_for_odom(node_in_process, sim_messages, monkeypatch):
     m = sim_messages
-    node, published, logged = node_in_process("lidar", frame_prefix="robot1", max_objects=2, rate_limit_hz=0.5, max_distance=1.0, max_bearing=math.pi)
+    node, published, logged = node_in_process(
+        "lidar", frame_prefix="robot1", max_objects=2, rate_limit_hz=0.5, max_distance=1.0, max_bearing=math.pi
+    )
     node._on_tf_static(m.static)
     node._on_tf(m.odom(1.9))
     for _ in range(3):
@@ -330,7 +331,12 @@ def test_node_encodes_only_objects_within_its_distances_and_bearing(node_in_proc
     m = sim_messages
     everywhere = {"max_bearing": math.pi}
     # objects at 0.18 m (ahead), then 0.42 m (both 90 degrees to the side), 0.73 m, ...
-    cases = (({}, 1), ({"max_distance": 1.0, **everywhere}, 3), ({"min_distance": 0.2, "max_distance": 0.5, **everywhere}, 2), ({"max_distance": 1.0}, 1))
+    cases = (
+        ({}, 1),
+        ({"max_distance": 1.0, **everywhere}, 3),
+        ({"min_distance": 0.2, "max_distance": 0.5, **everywhere}, 2),
+        ({"max_distance": 1.0}, 1),
+    )
     for limits, expected in cases:
         node, published, _ = node_in_process("lidar", frame_prefix="robot1", max_objects=3, **limits)
         node._on_tf_static(m.static)
@@ -368,7 +374,10 @@ def test_node_drops_bad_messages_and_goes_on(node_in_process):
         ({"modality": "sonar"}, "parameter 'modality' must be one of camera, lidar, ir, got 'sonar'"),
         ({"modality": "lidar", "model_id": "m2vae-000000000000"}, "parameter 'model_id' is 'm2vae-000000000000' but"),
         ({"modality": "ir", "max_objects": 0}, "parameter 'max_objects' must be >= 1"),
-        ({"modality": "lidar", "executor": "multi_threaded"}, "parameter 'executor' must be one of single_threaded, events, got 'multi_threaded'"),
+        (
+            {"modality": "lidar", "executor": "multi_threaded"},
+            "parameter 'executor' must be one of single_threaded, events, got 'multi_threaded'",
+        ),
     ],
 )
 def test_bad_parameters_are_named(node_in_process, overrides, message):
@@ -381,8 +390,15 @@ def test_bad_parameters_are_named(node_in_process, overrides, message):
 
 def encoder_argv(modality: str, *ros_args: str) -> list[str]:
     return [
-        sys.executable, "-m", "m2vae_fusion.nodes.encoder", "--ros-args", "-r", f"__node:={modality}_encoder",
-        "--params-file", str(config_path("encoders.yaml")), *ros_args,
+        sys.executable,
+        "-m",
+        "m2vae_fusion.nodes.encoder",
+        "--ros-args",
+        "-r",
+        f"__node:={modality}_encoder",
+        "--params-file",
+        str(config_path("encoders.yaml")),
+        *ros_args,
     ]
 
 
@@ -400,7 +416,9 @@ class Listener(DdsProbe):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(ModalityEncoding, "/robot1/encodings", self._on_encoding, reliable)
         self.node.create_subscription(TFMessage, "/tf", self._on_tf, reliable)
-        self.node.create_subscription(LabelledObjectArray, "/robot1/ground_truth/objects", lambda m: setattr(self, "truth", m), latched)
+        self.node.create_subscription(
+            LabelledObjectArray, "/robot1/ground_truth/objects", lambda m: setattr(self, "truth", m), latched
+        )
         self.scan_pub = self.node.create_publisher(LaserScan, "/robot1/scan", 10)
 
     def _on_encoding(self, msg: ModalityEncoding) -> None:
@@ -423,11 +441,17 @@ def listener(ros_env):
 def test_three_encoders_beside_the_sim_node(processes, listener, model_dir, near_world):
     model = PerceptionModel.load(model_dir)
     ns = ("-r", "__ns:=/robot1")
-    procs = {"sim": processes.python("-m", "m2vae_fusion.nodes.sim", "--ros-args", *ns, "-p", f"world:={near_world}", "-p", "seed:=2")}
+    procs = {
+        "sim": processes.python("-m", "m2vae_fusion.nodes.sim", "--ros-args", *ns, "-p", f"world:={near_world}", "-p", "seed:=2")
+    }
     for m in MODALITIES:
         procs[m] = processes.start(*encoder_argv(m, *ns, "-p", f"model:={model_dir}"))
 
-    enough = lambda: all(len(listener.encodings[m]) >= 5 for m in MODALITIES) and listener.map_to_odom is not None and listener.truth is not None
+    enough = lambda: (
+        all(len(listener.encodings[m]) >= 5 for m in MODALITIES)
+        and listener.map_to_odom is not None
+        and listener.truth is not None
+    )
     listener.spin_until(enough, 60, procs)
     assert enough(), f"encodings per modality: { {m: len(v) for m, v in listener.encodings.items()} }"
 
@@ -450,7 +474,9 @@ def test_three_encoders_beside_the_sim_node(processes, listener, model_dir, near
             assert np.all(np.isfinite(msg.mean)) and np.all(np.isfinite(msg.log_var)) and 0 <= msg.confidence <= 1
             x, y, _ = frames.apply(listener.map_to_odom, (msg.position.x, msg.position.y, msg.position.z))
             name, (ox, oy) = min(truth.items(), key=lambda item: math.hypot(item[1][0] - x, item[1][1] - y))
-            assert math.hypot(ox - x, oy - y) < 0.05, f"{modality}: ({x:.3f}, {y:.3f}) is {math.hypot(ox - x, oy - y):.3f} m from {name}"
+            assert math.hypot(ox - x, oy - y) < 0.05, (
+                f"{modality}: ({x:.3f}, {y:.3f}) is {math.hypot(ox - x, oy - y):.3f} m from {name}"
+            )
             if modality != "lidar":  # only the object in front is in the camera crop's and the IR ring's reach
                 assert name == "red_cylinder_matte"
 
@@ -522,14 +548,30 @@ def test_camera_encoder_takes_jpeg_and_png_compressed_images(processes, listener
     m = sim_messages
     # the raw view, through the node in this process: the features to compare with
     node, published, logged = node_in_process("camera", frame_prefix="robot1", max_objects=1)
-    for callback, msg in ((node._on_tf_static, m.static), (node._on_camera_info, m.info), (node._on_scan, m.scan), (node._on_partner, m.image), (node._on_tf, m.odom(2.0))):
+    for callback, msg in (
+        (node._on_tf_static, m.static),
+        (node._on_camera_info, m.info),
+        (node._on_scan, m.scan),
+        (node._on_partner, m.image),
+        (node._on_tf, m.odom(2.0)),
+    ):
         callback(msg)
     assert len(published) == 1, logged
     raw = published[0]
 
-    encoder = processes.start(*encoder_argv(
-        "camera", "-r", "__ns:=/robot1", "-p", f"model:={model_dir}", "-p", "image_transport:=compressed", "-p", "max_objects:=1",
-    ))
+    encoder = processes.start(
+        *encoder_argv(
+            "camera",
+            "-r",
+            "__ns:=/robot1",
+            "-p",
+            f"model:={model_dir}",
+            "-p",
+            "image_transport:=compressed",
+            "-p",
+            "max_objects:=1",
+        )
+    )
     probe = listener.node
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     probe.create_publisher(TFMessage, "/tf_static", latched).publish(m.static)
@@ -537,13 +579,19 @@ def test_camera_encoder_takes_jpeg_and_png_compressed_images(processes, listener
     info_pub = probe.create_publisher(CameraInfo, "/robot1/camera/camera_info", 10)
     image_pub = probe.create_publisher(CompressedImage, "/robot1/camera/image_raw/compressed", 10)
     publishers = (tf_pub, info_pub, image_pub, listener.scan_pub)
-    assert listener.spin_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), 60, encoder), "the encoder never subscribed"
+    assert listener.spin_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), 60, encoder), (
+        "the encoder never subscribed"
+    )
 
     def encoded(codec: str, stamp: int) -> ModalityEncoding:
         """The moment at `stamp` with its image as `codec`, sent again every 0.3 s until encoded:
         sensor data is best effort, and the encoder may still be matching the publishers."""
-        moment = [(tf_pub, m.odom(stamp)), (info_pub, restamped(m.info, stamp)), (listener.scan_pub, restamped(m.scan, stamp)),
-                  (image_pub, compressed_image(restamped(m.image, stamp), codec))]
+        moment = [
+            (tf_pub, m.odom(stamp)),
+            (info_pub, restamped(m.info, stamp)),
+            (listener.scan_pub, restamped(m.scan, stamp)),
+            (image_pub, compressed_image(restamped(m.image, stamp), codec)),
+        ]
         sent = [-math.inf]
 
         def resend() -> None:
@@ -558,7 +606,7 @@ def test_camera_encoder_takes_jpeg_and_png_compressed_images(processes, listener
 
     got = {"jpeg": encoded("jpeg", 2), "png": encoded("png", 3)}  # later stamps: the encoder drops out-of-order messages
 
-    for codec, msg in got.items():
+    for msg in got.values():
         assert (msg.modality, msg.model_id, msg.header.frame_id) == ("camera", raw.model_id, "robot1/odom")
         assert np.allclose((msg.position.x, msg.position.y), (raw.position.x, raw.position.y), atol=1e-6)  # from the same scan
     # PNG is lossless: the raw view's features; JPEG loses a little of the image, and of the features

@@ -1,9 +1,10 @@
 """The demo's exploration behaviour: in the embedded simulator (no DDS) it looks at every object of the
 arena from several sides at the model's training distance without pushing into anything; its geometry
-rules on their own; the node's parameter table matches config/explorer.yaml."""
+rules on their own; config/explorer.yaml holds only valid overrides of the node's parameter table."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def explore(world: Path, seconds: float, robot: str = "amiro", dt: float = 0.05)
             if k % 2 == 0:  # the LiDAR's 10 Hz
                 scan = sim.lidar()
                 points = [frames.apply(mounting, [c.x, c.y, 0.0])[:2] for c in detect_objects(scan)]
-                explorer.observe(odometry.x, odometry.y, odometry.yaw, np.array(points).reshape(-1, 2), scan_returns(scan, mounting))
+                explorer.observe(
+                    odometry.x, odometry.y, odometry.yaw, np.array(points).reshape(-1, 2), scan_returns(scan, mounting)
+                )
                 pose = sim.robot_pose
                 for o in sim.objects:
                     distance = math.hypot(o.x - pose.x, o.y - pose.y)
@@ -51,6 +54,7 @@ def explore(world: Path, seconds: float, robot: str = "amiro", dt: float = 0.05)
     return sides, blocked, explorer
 
 
+@pytest.mark.slow
 def test_looks_at_every_object_from_several_sides() -> None:
     sides, blocked, explorer = explore(REPO / "worlds" / "arena.sdf", seconds=150.0)
     assert blocked == 0
@@ -58,6 +62,7 @@ def test_looks_at_every_object_from_several_sides() -> None:
     assert len(sides) == 8 and explorer.views_taken >= 8 * 3
 
 
+@pytest.mark.slow
 def test_two_robots_between_them_look_at_every_object_of_a_wider_arena() -> None:
     # arena_two_robots: objects up to 1.4 m out, some 10 cm from a wall, the other robot standing in the way
     sides = [explore(REPO / "worlds" / "arena_two_robots.sdf", seconds=180.0, robot=robot)[0] for robot in ("amiro_1", "amiro_2")]
@@ -123,16 +128,35 @@ def test_an_unreachable_viewpoint_is_given_up() -> None:
 
 @pytest.mark.parametrize(
     ("changes", "field"),
-    [({"view_distance": 0.0}, "view_distance"), ({"views_per_object": 0}, "views_per_object"), ({"dwell_s": -1.0}, "dwell_s"),
-     ({"clearance": 0.3}, "clearance"), ({"linear_speed": math.nan}, "linear_speed")],
+    [
+        ({"view_distance": 0.0}, "view_distance"),
+        ({"views_per_object": 0}, "views_per_object"),
+        ({"dwell_s": -1.0}, "dwell_s"),
+        ({"clearance": 0.3}, "clearance"),
+        ({"linear_speed": math.nan}, "linear_speed"),
+    ],
 )
 def test_bad_config_names_the_field(changes: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=f"explorer.{field}"):
         ExplorerConfig(**changes)
 
 
-def test_yaml_lists_every_parameter_default() -> None:
+def test_yaml_holds_known_valid_overrides() -> None:
     from m2vae_fusion.nodes.explorer import PARAMETERS
 
     params = yaml.safe_load(config_path("explorer.yaml").read_text())["/**"]["ros__parameters"]
-    assert params == {name: default for name, (default, _) in PARAMETERS.items()}
+    assert set(params) <= set(PARAMETERS), f"not parameters of explorer: {set(params) - set(PARAMETERS)}"
+    for name, value in params.items():
+        PARAMETERS[name].validate(name, value)
+
+
+def test_table_takes_defaults_and_ranges_from_explorer_config() -> None:
+    from m2vae_fusion.nodes.explorer import PARAMETERS
+
+    config = ExplorerConfig()
+    assert all(PARAMETERS[f.name].default == getattr(config, f.name) for f in dataclasses.fields(ExplorerConfig))
+    assert (
+        PARAMETERS["dwell_s"].range_text(),
+        PARAMETERS["clearance"].range_text(),
+        PARAMETERS["min_sightings"].range_text(),
+    ) == (">= 0", "> 0", ">= 1")

@@ -25,7 +25,9 @@ def test_fusion_decodes_sensed_and_encodes_with_the_union_encoder(model, monkeyp
     stored = model.encode({"camera": x["camera"]})
     seen = []
     original = model.posterior
-    monkeypatch.setattr(model, "posterior", lambda inputs, subset, features=None: seen.append(subset) or original(inputs, subset, features))
+    monkeypatch.setattr(
+        model, "posterior", lambda inputs, subset, features=None: seen.append(subset) or original(inputs, subset, features)
+    )
     fused, covered = in_place_fusion(model, stored, ["camera"], {"lidar": x["lidar"]})
     assert covered == ["camera", "lidar"]
     assert seen == [0b011]  # the camera+lidar subset encoder, once
@@ -60,7 +62,9 @@ def test_decoded_bound_clamps_what_the_stored_latent_decodes_to(model, monkeypat
     monkeypatch.setattr(model, "encode", lambda inputs: seen.append(inputs) or original(inputs))
     lidar = torch.rand(2, 3)
     in_place_fusion(model, far, ["camera"], {"lidar": lidar}, decoded_bound=2.0)
-    assert torch.equal(seen[-1]["camera"], torch.full((2, 3), 2.0)) and torch.equal(seen[-1]["lidar"], lidar)  # only decoded values
+    assert torch.equal(seen[-1]["camera"], torch.full((2, 3), 2.0)) and torch.equal(
+        seen[-1]["lidar"], lidar
+    )  # only decoded values
     in_place_fusion(model, far, ["camera"], {"lidar": lidar})
     assert torch.equal(seen[-1]["camera"], torch.full((2, 3), 1e3))  # no bound: as decoded
 

@@ -10,11 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from m2vae_msgs.msg import ObjectBelief, ObjectBeliefArray
+from test_robustness import T, context, dropped, encoding, feed, make_node, ready_encoder, robot  # noqa: F401 (fixtures)
 
 from m2vae_fusion.nodes.fusion import FusionNode
-from m2vae_fusion.robustness.fuzz import ACCEPTED, CASES, ENCODERS, FLOOD_RUN, Scene, all_counted_but_lost, belief_problems, lost_in_transport, schedule
-from test_robustness import T, context, dropped, encoding, feed, make_node, ready_encoder, robot  # noqa: F401 (fixtures)
+from m2vae_fusion.robustness.cases import ACCEPTED, CASES, ENCODERS, FLOOD_RUN, Scene, schedule
+from m2vae_fusion.robustness.observer import belief_problems
+from m2vae_fusion.robustness.report import all_counted_but_lost, lost_in_transport
+from m2vae_msgs.msg import ObjectBelief, ObjectBeliefArray
 
 
 def test_schedule_is_seeded_and_draws_every_case() -> None:
@@ -83,12 +85,16 @@ def test_only_messages_that_never_reached_a_node_excuse_a_missing_count() -> Non
     row = {"node": "/robot1/camera_encoder", "counter": "dropped scan: huge", "expected": 10, "counted": 8}
     assert all_counted_but_lost([row], lost) and not all_counted_but_lost([{**row, "counted": 7}], lost)
     assert not all_counted_but_lost([{**row, "node": "/robot1/ir_encoder", "counter": "dropped IR reading: empty"}], lost)
-    assert not all_counted_but_lost([{**row, "node": "/robot1/fusion", "counter": "dropped latent: size"}], lost)  # reliable: no allowance
+    assert not all_counted_but_lost(
+        [{**row, "node": "/robot1/fusion", "counter": "dropped latent: size"}], lost
+    )  # reliable: no allowance
 
 
 def test_fuzz_command_meets_its_goals(processes, tmp_path: Path) -> None:
     out = tmp_path / "fuzz.json"
-    proc = processes.start("m2vae", "fuzz", "--messages", "200", "--seed", "1", "--json", str(out), "--log-dir", str(tmp_path / "logs"))
+    proc = processes.start(
+        "m2vae", "fuzz", "--messages", "200", "--seed", "1", "--json", str(out), "--log-dir", str(tmp_path / "logs")
+    )
     text, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, text
     results = json.loads(out.read_text())

@@ -36,6 +36,7 @@ def _check(data: src.ImageSet, n: int) -> None:
     np.testing.assert_array_equal(np.unique(data.labels), np.arange(10))
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_mnist_splits_as_shipped() -> None:
     for split, n in (("train", 50000), ("valid", 10000), ("test", 10000)):

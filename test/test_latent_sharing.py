@@ -14,7 +14,7 @@ import pytest
 from rclpy.serialization import serialize_message
 from test_sim import one_object_world
 
-from m2vae_fusion.model.beliefs import BeliefStore, Encoding, attribute_probabilities
+from m2vae_fusion.model.beliefs import BeliefStore, Encoding
 from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.nodes.fusion import latent_message
 from m2vae_fusion.resources import config_path, default_model_dir
@@ -34,7 +34,14 @@ def test_a_shared_latent_fits_in_256_bytes(model: PerceptionModel) -> None:
     """CDR size as the node sends it: D_z = 10, every modality, realistic ids."""
     store = BeliefStore(model, "robot1")
     encodings = [
-        Encoding(m, model.model_id, np.zeros(model.config.feature_dim, np.float32), np.array([1.5, -2.25, 0.03]), 1_234_567_890_123, "robot1")
+        Encoding(
+            m,
+            model.model_id,
+            np.zeros(model.config.feature_dim, np.float32),
+            np.array([1.5, -2.25, 0.03]),
+            1_234_567_890_123,
+            "robot1",
+        )
         for m in store.modalities
     ]
     (obj,) = store.update(encodings).updated
@@ -48,7 +55,7 @@ def test_a_shared_latent_fits_in_256_bytes(model: PerceptionModel) -> None:
 
 
 def colour_red(model: PerceptionModel, mean) -> float:
-    return float(attribute_probabilities(model.class_probabilities(np.asarray(mean, np.float32)[None])[0])["colour"][0])
+    return float(model.labels.marginals(model.class_probabilities(np.asarray(mean, np.float32)[None])[0])["colour"][0])
 
 
 def near_object(belief) -> bool:
@@ -67,7 +74,15 @@ def test_a_robot_without_camera_learns_the_colour_from_another(model: Perception
         ns = ["-r", f"__ns:=/{robot}"]
         processes.start("sim", "--ros-args", *ns, "-p", f"world:={world}", "-p", "real_time_factor:=1.0", "-p", f"seed:={seed}")
         for sensor in sensors:
-            processes.start("encoder", "--ros-args", *ns, "-r", f"__node:={sensor}_encoder", "--params-file", str(config_path("encoders.yaml")))
+            processes.start(
+                "encoder",
+                "--ros-args",
+                *ns,
+                "-r",
+                f"__node:={sensor}_encoder",
+                "--params-file",
+                str(config_path("encoders.yaml")),
+            )
         processes.start("fusion", "--ros-args", *ns, "--params-file", str(config_path("fusion.yaml")))
 
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -97,7 +112,9 @@ def test_a_robot_without_camera_learns_the_colour_from_another(model: Perception
             for proc in processes.started:
                 assert proc.poll() is None, proc.stdout.read()
         node.destroy_node()
-    assert done(), f"robot1 never shared all three modalities, robot2 its own sensing, or robot2 published nothing after both; latents: {[m for _, m in latents][-3:]}"
+    assert done(), (
+        f"robot1 never shared all three modalities, robot2 its own sensing, or robot2 published nothing after both; latents: {[m for _, m in latents][-3:]}"
+    )
 
     def final(robot: str):
         found = [b for _, msg in arrivals[robot] for b in msg.beliefs if near_object(b)]
@@ -109,7 +126,9 @@ def test_a_robot_without_camera_learns_the_colour_from_another(model: Perception
     own2 = [m for _, m in latents if m.robot_id == "robot2" and near_object(m)]
     assert own2, "robot2 never shared its own latent of the object"
     alone = colour_red(model, own2[-1].mean)  # robot2's belief from its own sensing: what fuse_foreign:=false would give
-    print(f"robot2 p(red): {alone:.2f} alone (LiDAR + IR), {red:.2f} with robot1's latent; class {b2.class_names[int(np.argmax(b2.class_probabilities))]}")
+    print(
+        f"robot2 p(red): {alone:.2f} alone (LiDAR + IR), {red:.2f} with robot1's latent; class {b2.class_names[int(np.argmax(b2.class_probabilities))]}"
+    )
     # the camera in robot2's belief can only be robot1's: without sharing this fails
     assert list(b2.modalities) == ["camera", "lidar", "ir"] and list(b2.contributing_robots) == ["robot2", "robot1"]
     # LiDAR and IR sense a red and a green cube alike, so robot2's own guess of the colour is the model's

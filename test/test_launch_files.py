@@ -34,20 +34,23 @@ def load(name: str):
 
 
 def declared(description) -> dict[str, str]:
-    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument
+
+    from launch import LaunchContext
 
     context = LaunchContext()
     return {
         a.name: "".join(s.perform(context) for s in a.default_value)
-        for a in description.entities if isinstance(a, DeclareLaunchArgument)
+        for a in description.entities
+        if isinstance(a, DeclareLaunchArgument)
     }
 
 
 def sim_actions(**arguments: str):
     """sim.launch.py's actions for these arguments (the rest at their defaults), and the context."""
-    from launch import LaunchContext
     from launch.actions import OpaqueFunction
+
+    from launch import LaunchContext
 
     module = load("sim.launch.py")
     description = module.generate_launch_description()
@@ -81,7 +84,13 @@ def test_sim_launch_arguments_and_embedded_actions():
 
     description = load("sim.launch.py").generate_launch_description()
     assert declared(description) == {
-        "simulator": "embedded", "world": "", "robots": "1", "rviz": "true", "use_sim_time": "true", "headless": "false", "duration": "0",
+        "simulator": "embedded",
+        "world": "",
+        "robots": "1",
+        "rviz": "true",
+        "use_sim_time": "true",
+        "headless": "false",
+        "duration": "0",
     }
     _, actions, _ = sim_actions(robots="3", headless="true", duration="60")
     nodes = [a for a in actions if isinstance(a, Node)]
@@ -133,8 +142,9 @@ def test_gazebo_actions():
 
 
 def test_multi_robot_includes_sim_with_two_robots():
-    from launch import LaunchContext
     from launch.actions import IncludeLaunchDescription
+
+    from launch import LaunchContext
 
     description = load("multi_robot.launch.py").generate_launch_description()
     assert declared(description) == {"robots": "2"}

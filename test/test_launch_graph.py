@@ -62,14 +62,16 @@ def generate_test_description():
     # the in-process rclpy of launch_testing_ros (WaitForTopics) joins the launch's domain too
     os.environ.update({key: ENV[key] for key in ROS_KEYS})
     sim = Path(get_package_share_directory("m2vae_fusion")) / "launch" / "sim.launch.py"
-    return LaunchDescription([
-        *(SetEnvironmentVariable(key, ENV[key]) for key in ROS_KEYS),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(str(sim)),
-            launch_arguments={"simulator": "embedded", "headless": "true", "robots": "1"}.items(),
-        ),
-        launch_testing.actions.ReadyToTest(),
-    ])
+    return LaunchDescription(
+        [
+            *(SetEnvironmentVariable(key, ENV[key]) for key in ROS_KEYS),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(str(sim)),
+                launch_arguments={"simulator": "embedded", "headless": "true", "robots": "1"}.items(),
+            ),
+            launch_testing.actions.ReadyToTest(),
+        ]
+    )
 
 
 class TestRunningGraph(unittest.TestCase):
@@ -97,8 +99,18 @@ class TestRunningGraph(unittest.TestCase):
     def test_3_echo_gives_a_belief(self):
         shown = ros2_command(
             # the type given: no daemon to ask, and discovery may not have brought it in yet
-            ENV, "topic", "echo", "--no-daemon", "--once", "--timeout", "150", "--filter", "len(m.beliefs) > 0",
-            "/robot1/beliefs", "m2vae_msgs/msg/ObjectBeliefArray", timeout_s=180,
+            ENV,
+            "topic",
+            "echo",
+            "--no-daemon",
+            "--once",
+            "--timeout",
+            "150",
+            "--filter",
+            "len(m.beliefs) > 0",
+            "/robot1/beliefs",
+            "m2vae_msgs/msg/ObjectBeliefArray",
+            timeout_s=180,
         )
         message = yaml.safe_load(shown.split("\n---")[0])
         belief = message["beliefs"][0]
@@ -107,7 +119,9 @@ class TestRunningGraph(unittest.TestCase):
         self.assertIn("robot1", belief["contributing_robots"])
 
     def test_4_a_node_parameter_is_read(self):
-        expected = yaml.safe_load((REPO / "config" / "fusion.yaml").read_text())["/**"]["ros__parameters"]["gate"]
+        expected = yaml.safe_load((REPO / "config" / "fusion.yaml").read_text())["/**"]["ros__parameters"][
+            "gate"
+        ]  # the override wins
         shown = ros2_command(ENV, "param", "get", "--no-daemon", "--spin-time", "3", "/robot1/fusion", "gate")
         self.assertEqual(shown.strip(), f"Double value is: {expected}")
 

@@ -74,11 +74,22 @@ def test_nodes_come_up_log_and_stop_on_sigint(processes, tmp_path: Path) -> None
         NodeSpec(name="monitor", executable="latent_monitor", namespace=f"/robot{k}", remaps=(("latents", "/shared/latents"),))
         for k in (1, 2)
     ]
-    launcher = start_launcher(processes, [
-        *monitors,
-        script("chatter", "import time\nprint('hello from chatter')\nprint('[WARN] [0.0] [chatter]: careful')\ntime.sleep(600)", output="screen"),
-        script("quiet", "import time\nprint('[INFO] [0.0] [quiet]: routine')\nprint('[ERROR] [0.0] [quiet]: broken')\ntime.sleep(600)"),
-    ], tmp_path)
+    launcher = start_launcher(
+        processes,
+        [
+            *monitors,
+            script(
+                "chatter",
+                "import time\nprint('hello from chatter')\nprint('[WARN] [0.0] [chatter]: careful')\ntime.sleep(600)",
+                output="screen",
+            ),
+            script(
+                "quiet",
+                "import time\nprint('[INFO] [0.0] [quiet]: routine')\nprint('[ERROR] [0.0] [quiet]: broken')\ntime.sleep(600)",
+            ),
+        ],
+        tmp_path,
+    )
     log_dir = tmp_path / "logs"
     expected = {"/robot1/monitor", "/robot2/monitor"}
     with rclpy_session():
@@ -113,11 +124,22 @@ def test_nodes_come_up_log_and_stop_on_sigint(processes, tmp_path: Path) -> None
 
 
 def test_a_crash_stops_everything_and_names_the_node(processes, tmp_path: Path) -> None:
-    launcher = start_launcher(processes, [
-        script("crasher", "import sys, time\ntime.sleep(0.5)\nprint('boom: no sensor', file=sys.stderr)\nsys.exit(3)", namespace="/robot1"),
-        # deaf to SIGINT: the launcher has to go on to SIGTERM after the grace period
-        script("deaf", "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)", namespace="/robot1"),
-    ], tmp_path, grace_s=1.0)
+    launcher = start_launcher(
+        processes,
+        [
+            script(
+                "crasher",
+                "import sys, time\ntime.sleep(0.5)\nprint('boom: no sensor', file=sys.stderr)\nsys.exit(3)",
+                namespace="/robot1",
+            ),
+            # deaf to SIGINT: the launcher has to go on to SIGTERM after the grace period
+            script(
+                "deaf", "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)", namespace="/robot1"
+            ),
+        ],
+        tmp_path,
+        grace_s=1.0,
+    )
     deadline = time.monotonic() + 10
     children: set[int] = set()
     while time.monotonic() < deadline and len(children) < 2:
@@ -131,10 +153,14 @@ def test_a_crash_stops_everything_and_names_the_node(processes, tmp_path: Path) 
 
 
 def test_the_ending_node_finishing_ends_the_launch_with_status_0(processes, tmp_path: Path) -> None:
-    launcher = start_launcher(processes, [
-        *(script("steady", "import time\ntime.sleep(600)", namespace=f"/robot{k}") for k in (1, 2)),
-        script("scoreboard", "import time\ntime.sleep(0.5)\nprint('accuracy 100 %')", output="screen", ends_launch=True),
-    ], tmp_path)
+    launcher = start_launcher(
+        processes,
+        [
+            *(script("steady", "import time\ntime.sleep(600)", namespace=f"/robot{k}") for k in (1, 2)),
+            script("scoreboard", "import time\ntime.sleep(0.5)\nprint('accuracy 100 %')", output="screen", ends_launch=True),
+        ],
+        tmp_path,
+    )
     output, _ = launcher.communicate(timeout=20)
     assert launcher.returncode == 0, output
     assert "[scoreboard] accuracy 100 %" in output and "scoreboard finished" in output
@@ -152,7 +178,9 @@ def test_dry_run_and_missing_pieces(tmp_path: Path) -> None:
 
     # `m2vae launch sim` on a machine where the nodes are not installed: each missing one named, status 2
     bare = {**os.environ, "PATH": str(tmp_path / "no_bin"), "AMENT_PREFIX_PATH": str(tmp_path / "no_prefix")}
-    run = subprocess.run([PYTHON, "-m", "m2vae_fusion.cli", "launch", "sim", "--headless"], env=bare, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [PYTHON, "-m", "m2vae_fusion.cli", "launch", "sim", "--headless"], env=bare, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 2, run.stderr
     assert "node robot1/sim: executable 'sim' of package m2vae_fusion not found" in run.stderr
     assert "node scoreboard: executable 'scoreboard' of package m2vae_fusion not found" in run.stderr
@@ -163,7 +191,9 @@ def test_launch_sim_dry_run_with_overrides(tmp_path: Path) -> None:
     overrides.write_text("robot2: {camera_encoder: {enabled: false}, fusion: {parameters: {gate: 0.05}}}\n")
     run = subprocess.run(
         ["m2vae", "launch", "sim", "--robots", "2", "--headless", "--dry-run", "--overrides", str(overrides)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 0, run.stderr
     lines = {line.split(" ", 1)[0]: line for line in run.stdout.splitlines()}
@@ -172,7 +202,9 @@ def test_launch_sim_dry_run_with_overrides(tmp_path: Path) -> None:
     assert "-r /clock:=/robot2/clock" in lines["[robot2/fusion]"]
 
     overrides.write_text("robot2: {camera: {enabled: false}}\n")
-    run = subprocess.run(["m2vae", "launch", "sim", "--dry-run", "--overrides", str(overrides)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["m2vae", "launch", "sim", "--dry-run", "--overrides", str(overrides)], capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 2 and f"overrides {overrides}: robot2: no robot node 'camera'" in run.stderr
 
 

@@ -8,10 +8,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from rclpy.serialization import deserialize_message, serialize_message
-
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, Quaternion
+from rclpy.serialization import deserialize_message, serialize_message
+from std_msgs.msg import Header
+
+from m2vae_fusion.data.rosbag_types import typestore
 from m2vae_msgs.msg import (
     AttributeProbabilities,
     LabelledObject,
@@ -21,9 +23,6 @@ from m2vae_msgs.msg import (
     ObjectBelief,
     ObjectBeliefArray,
 )
-from std_msgs.msg import Header
-
-from m2vae_fusion.data.rosbag_types import typestore
 
 
 def header() -> Header:

@@ -154,9 +154,7 @@ def test_importance_weighting_tightens_the_bound():
     model, batch = tiny_model(), tiny_batch(64)
     for subset in (["a"], ["b"], ["a", "b"]):
         # Same draws: log-mean-exp >= mean for every sample (Jensen).
-        iw = elbo_test(
-            model, batch, subset, samples=50, importance_weighted=True, generator=torch.Generator().manual_seed(3)
-        )
+        iw = elbo_test(model, batch, subset, samples=50, importance_weighted=True, generator=torch.Generator().manual_seed(3))
         mc = elbo_test(model, batch, subset, samples=50, generator=torch.Generator().manual_seed(3))
         assert torch.all(iw >= mc - 1e-5)
         assert iw.mean() > mc.mean()
@@ -197,7 +195,9 @@ def test_elbo_equals_a_hand_computation_when_the_posterior_is_the_prior():
     terms = subset_means(model, batch, lambda chunk, names: elbo_terms(model, chunk, names), batch_size=2)
     assert list(terms) == ["a", "b", "a+b"]
     for value in terms.values():
-        assert value == pytest.approx({"a": per_modality["a"].mean().item(), "b": per_modality["b"].mean().item(), "kl": 0.0}, abs=1e-5)
+        assert value == pytest.approx(
+            {"a": per_modality["a"].mean().item(), "b": per_modality["b"].mean().item(), "kl": 0.0}, abs=1e-5
+        )
 
 
 def test_elbo_table_on_a_tiny_model():

@@ -86,9 +86,9 @@ def test_cvae_training_lowers_the_loss_and_is_seeded() -> None:
             return model.loss(x, c, torch.Generator().manual_seed(0)).item()
 
     assert loss(trained) < 0.8 * loss(untrained)
-    for p, q, r in zip(trained.parameters(), again.parameters(), other.parameters()):
+    for p, q in zip(trained.parameters(), again.parameters(), strict=True):
         assert torch.equal(p, q)
-    assert not all(torch.equal(p, r) for p, r in zip(trained.parameters(), other.parameters()))
+    assert not all(torch.equal(p, r) for p, r in zip(trained.parameters(), other.parameters(), strict=True))
     with torch.no_grad():
         means = trained.decode(torch.zeros(4, 2), torch.arange(4))
     assert means.shape == (4, 36) and float(means.min()) >= 0.0 and float(means.max()) <= 1.0
@@ -146,6 +146,7 @@ def _nearest_class_mean(images: np.ndarray, labels: np.ndarray, queries: np.ndar
     return np.argmin(((queries[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
 
 
+@pytest.mark.slow
 @needs_sources
 def test_build_shapes_determinism_cache_and_class_agreement(
     tmp_path: Path, cached_sources: None, monkeypatch: pytest.MonkeyPatch
@@ -185,6 +186,7 @@ def test_build_shapes_determinism_cache_and_class_agreement(
     np.testing.assert_array_equal(cached.train.labels, data.train.labels)
 
 
+@pytest.mark.slow
 @needs_sources
 def test_cache_invalidation(tmp_path: Path, cached_sources: None, monkeypatch: pytest.MonkeyPatch) -> None:
     config = _tiny(tmp_path)

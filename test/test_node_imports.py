@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a fresh interpreter importing each node, seconds each
+
 REPO = Path(__file__).resolve().parents[1]
 NODES = sorted(p.stem for p in (REPO / "m2vae_fusion" / "nodes").glob("*.py") if p.stem != "__init__")
 # node -> offline-only packages it may import (the sim node runs the simulator)

@@ -27,7 +27,9 @@ def make_node(ros_env):
     made = []
 
     def make(**parameters):
-        node = rclpy.create_node("runtime_test", context=context, parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
+        node = rclpy.create_node(
+            "runtime_test", context=context, parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()]
+        )
         made.append(node)
         return node
 
@@ -144,7 +146,8 @@ def test_signals_stop_the_node_cleanly_whatever_they_interrupt(processes, execut
 def test_third_signal_ends_a_stuck_node_at_once(processes):
     """A node stuck in a callback: two signals ask it to stop; the third ends it the default way."""
     stuck = BUSY_NODE.replace(
-        "if self.ticks == 3:", "if self.ticks == 3:\n            print('spinning', flush=True)\n            while True: pass\n        if False:"
+        "if self.ticks == 3:",
+        "if self.ticks == 3:\n            print('spinning', flush=True)\n            while True: pass\n        if False:",
     )
     proc = processes.python("-c", stuck, "0.005", "--ros-args", "-p", "executor:=events")
     while "spinning" not in proc.stdout.readline():

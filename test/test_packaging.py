@@ -15,17 +15,41 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "m2vae_fusion"
 # Python modules that come from ROS packages, by ROS package name.
 ROS_PACKAGES = {
-    "rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "geometry_msgs", "nav_msgs",
-    "visualization_msgs", "diagnostic_msgs", "rosgraph_msgs", "tf2_msgs", "m2vae_msgs", "cv_bridge", "sensor_msgs_py",
-    "rosbag2_py", "launch", "launch_ros", "ament_index_python", "launch_testing", "launch_testing_ros",
+    "rclpy",
+    "rcl_interfaces",
+    "builtin_interfaces",
+    "std_msgs",
+    "sensor_msgs",
+    "geometry_msgs",
+    "nav_msgs",
+    "visualization_msgs",
+    "diagnostic_msgs",
+    "rosgraph_msgs",
+    "tf2_msgs",
+    "m2vae_msgs",
+    "cv_bridge",
+    "sensor_msgs_py",
+    "rosbag2_py",
+    "launch",
+    "launch_ros",
+    "ament_index_python",
+    "launch_testing",
+    "launch_testing_ros",
 }
 # Other third-party Python modules -> their rosdep key (rosdep/python.yaml in ros/rosdistro; the
 # -pip keys install from PyPI where no distribution package exists). A new import fails
 # test_every_import_has_a_rosdep_key until it is added here and to package.xml.
 PYTHON_KEYS = {
-    "torch": "python3-torch", "numpy": "python3-numpy", "yaml": "python3-yaml", "cv2": "python3-opencv",
-    "matplotlib": "python3-matplotlib", "sklearn": "python3-sklearn", "tqdm": "python3-tqdm",
-    "rosbags": "python3-rosbags-pip", "mujoco": "python3-mujoco-pip", "pytest": "python3-pytest",
+    "torch": "python3-torch",
+    "numpy": "python3-numpy",
+    "yaml": "python3-yaml",
+    "cv2": "python3-opencv",
+    "matplotlib": "python3-matplotlib",
+    "sklearn": "python3-sklearn",
+    "tqdm": "python3-tqdm",
+    "rosbags": "python3-rosbags-pip",
+    "mujoco": "python3-mujoco-pip",
+    "pytest": "python3-pytest",
 }
 # Packages whose programs the launch graph starts (package="..." in bringup/ or launch/): declared
 # although nothing imports them.
@@ -89,8 +113,11 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
         elif (
-            isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
-            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
         ):
             names.add(node.args[0].value)
     return {name.split(".")[0] for name in names}
@@ -126,7 +153,12 @@ def undeclared(runtime: set[str], test_only: set[str], root) -> dict[str, str]:
 
 def launched_packages() -> set[str]:
     """Packages named as `package=...` / `package: ...` of a process in the launch graph sources."""
-    text = "\n".join(p.read_text() for folder in (PACKAGE / "bringup", REPO / "launch", REPO / "config") for p in folder.rglob("*") if p.suffix in (".py", ".yaml"))
+    text = "\n".join(
+        p.read_text()
+        for folder in (PACKAGE / "bringup", REPO / "launch", REPO / "config")
+        for p in folder.rglob("*")
+        if p.suffix in (".py", ".yaml")
+    )
     return {name for name in LAUNCHED if re.search(rf"\bpackage\W{{1,4}}{name}\b", text)}
 
 
@@ -141,12 +173,14 @@ def unused(root, imported: set[str]) -> set[str]:
     return declared_dependencies(root) - used
 
 
+@pytest.mark.slow
 def test_every_import_has_a_rosdep_key():
     imports = third_party_imports(RUNTIME_SOURCES + TEST_SOURCES)
     unknown = {m: sorted(str(p.relative_to(REPO)) for p in paths) for m, paths in imports.items() if rosdep_key(m) is None}
     assert not unknown, f"imports without a rosdep key (add them to PYTHON_KEYS and package.xml): {unknown}"
 
 
+@pytest.mark.slow
 def test_package_xml_declares_every_ros_import():
     """Every import, ROS or not, has its rosdep key in package.xml: exec_depend for the package and
     its launch files, test_depend (at least) for what only the tests import."""

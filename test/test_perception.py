@@ -17,7 +17,7 @@ from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.config import DetectionConfig, FeatureConfig, PerceptionConfig
 from m2vae_fusion.perception.features import camera_crop, ir_features, lidar_sector, observe
 from m2vae_fusion.perception.image_encodings import ImageFormatError, to_rgb
-from m2vae_fusion.perception.labels import parse_class
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.perception.lidar_objects import detect_objects
 from m2vae_fusion.perception.readings import CameraImage, ObjectState, Scan
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
@@ -53,7 +53,7 @@ def empty_arena(tmp_path_factory: pytest.TempPathFactory) -> Simulator:
     tree = ET.parse(ARENA)
     world = tree.getroot().find("world")
     for include in world.findall("include"):
-        if parse_class(include.findtext("uri").removeprefix("model://")) is not None:
+        if include.findtext("uri").removeprefix("model://") in default_labels().classes:
             world.remove(include)
     path = tmp_path_factory.mktemp("worlds") / "empty.sdf"
     tree.write(path)
@@ -90,7 +90,9 @@ def outward(sim: Simulator, name: str, distance: float, heading: float = 0.0) ->
     return t
 
 
-def synthetic_scan(ranges: np.ndarray, intensities: np.ndarray | None = None, angle_min: float = -math.pi, increment: float | None = None) -> Scan:
+def synthetic_scan(
+    ranges: np.ndarray, intensities: np.ndarray | None = None, angle_min: float = -math.pi, increment: float | None = None
+) -> Scan:
     n = len(ranges)
     increment = increment if increment is not None else 2 * math.pi / (n - 1)  # Gazebo style: -pi..pi inclusive
     ranges = np.asarray(ranges, dtype=np.float32)
@@ -310,11 +312,15 @@ def test_ir_features_wrap_around_the_ring() -> None:
     ranges = np.full(8, np.inf)
     ranges[7] = 0.1  # the beam at 180 degrees
     intensities = np.where(np.isfinite(ranges), 0.25, 0.0)
-    ring = Scan(ranges.astype(np.float32), intensities.astype(np.float32), angles[0], angles[-1], math.pi / 4, 0.005, 0.25, "ir_link")
+    ring = Scan(
+        ranges.astype(np.float32), intensities.astype(np.float32), angles[0], angles[-1], math.pi / 4, 0.005, 0.25, "ir_link"
+    )
     f = ir_features(ring, -math.pi + 0.1)  # just past -180 deg: still the 180-degree beam
     assert f == pytest.approx([0.0, 1.0, 0.5, 0.4, 0.0, 1.0])
     ranges[0] = 0.2  # beam 0 (-135 deg) neighbours beam 7 across the wrap
-    ring = Scan(ranges.astype(np.float32), np.full(8, 0.25, np.float32), angles[0], angles[-1], math.pi / 4, 0.005, 0.25, "ir_link")
+    ring = Scan(
+        ranges.astype(np.float32), np.full(8, 0.25, np.float32), angles[0], angles[-1], math.pi / 4, 0.005, 0.25, "ir_link"
+    )
     assert ir_features(ring, math.pi)[4:] == pytest.approx([0.5, 0.8])
 
 

@@ -18,10 +18,12 @@ from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.features import observe
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.resources import config_path, default_model_dir
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import look_at
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 REPO = Path(__file__).resolve().parents[1]
 SENSORS = ("camera", "lidar", "ir")
@@ -48,13 +50,18 @@ def sensed_features(model: PerceptionModel, label: str, folder: Path, seed: int 
         sim.set_robot_pose(pose.x, pose.y, pose.yaw)
         static = sim.static_transforms()
         seen = observe(
-            sim.camera(), sim.lidar(), sim.ir(), frames.lookup(static, "base_link", "lidar_link"),
-            frames.lookup(static, "base_link", "ir_link"), frames.lookup(static, "base_link", "camera_optical_frame"),
+            sim.camera(),
+            sim.lidar(),
+            sim.ir(),
+            frames.lookup(static, "base_link", "lidar_link"),
+            frames.lookup(static, "base_link", "ir_link"),
+            frames.lookup(static, "base_link", "camera_optical_frame"),
             model.config.perception,
         )[0]
     return {m: model.features(m, view_vector(m, getattr(seen, m))[None])[0] for m in SENSORS}
 
 
+@pytest.mark.slow
 def test_arrival_order_changes_little(model: PerceptionModel, tmp_path: Path) -> None:
     worst, correct = 0.0, 0
     for label in CLASSES:
@@ -96,12 +103,16 @@ def test_nodes_classify_the_object_in_front(label: str, processes, tmp_path: Pat
     ns = ["-r", "__ns:=/robot1"]
     processes.start("sim", "--ros-args", *ns, "-p", f"world:={world}", "-p", "real_time_factor:=1.0")
     for sensor in SENSORS:
-        processes.start("encoder", "--ros-args", *ns, "-r", f"__node:={sensor}_encoder", "--params-file", str(config_path("encoders.yaml")))
+        processes.start(
+            "encoder", "--ros-args", *ns, "-r", f"__node:={sensor}_encoder", "--params-file", str(config_path("encoders.yaml"))
+        )
     processes.start("fusion", "--ros-args", *ns, "--params-file", str(config_path("fusion.yaml")))
     watch = BeliefWatch(0.2, 0.0, CONVERGE_S)
     with rclpy_session():
         node = rclpy.create_node("pipeline_probe")
-        node.create_subscription(ObjectBeliefArray, "/robot1/beliefs", watch.take, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        node.create_subscription(
+            ObjectBeliefArray, "/robot1/beliefs", watch.take, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not watch.done():
             rclpy.spin_once(node, timeout_sec=0.2)

@@ -42,7 +42,12 @@ def test_a_child_leads_its_own_group_and_session() -> None:
 
 def test_sigint_deaf_child_gets_sigterm_then_a_deaf_one_sigkill(tmp_path: Path) -> None:
     ignore_int = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-    term = child(ignore_int + f"signal.signal(signal.SIGTERM, lambda *a: (open({str(tmp_path / 'term')!r}, 'w').close(), exit(7)))\n" + READY + SLEEP)
+    term = child(
+        ignore_int
+        + f"signal.signal(signal.SIGTERM, lambda *a: (open({str(tmp_path / 'term')!r}, 'w').close(), exit(7)))\n"
+        + READY
+        + SLEEP
+    )
     deaf = child(ignore_int + "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + READY + SLEEP)
     started = time.monotonic()
     process_group.stop([term, deaf], grace_s=0.3, term_grace_s=0.3)
@@ -53,11 +58,14 @@ def test_sigint_deaf_child_gets_sigterm_then_a_deaf_one_sigkill(tmp_path: Path) 
 
 def test_a_grandchild_left_in_the_group_dies_with_it(tmp_path: Path) -> None:
     # the grandchild ignores everything but SIGKILL (and says so on the shared stdout); its parent ends on the first SIGINT
-    grandchild = "import signal, time\nfor s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n" + READY + SLEEP
+    grandchild = (
+        "import signal, time\nfor s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n" + READY + SLEEP
+    )
     pid_file = tmp_path / "grandchild"
     parent = child(
         f"import subprocess, sys\np = subprocess.Popen([sys.executable, '-c', {grandchild!r}])\n"
-        f"open({str(pid_file)!r} + '.tmp', 'w').write(str(p.pid))\nimport os\nos.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n" + SLEEP
+        f"open({str(pid_file)!r} + '.tmp', 'w').write(str(p.pid))\nimport os\nos.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+        + SLEEP
     )
     deadline = time.monotonic() + 10
     while not pid_file.is_file() and time.monotonic() < deadline:

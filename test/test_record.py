@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import Processes
 from rosbags.rosbag2 import Reader
 
 from m2vae_fusion.data.recorder import (
@@ -29,8 +30,6 @@ from m2vae_fusion.data.recorder import (
     subscription_qos,
 )
 from m2vae_fusion.data.rosbag_types import typestore
-
-from conftest import Processes
 
 TOPICS = {
     "/camera/image_raw": "sensor_msgs/msg/Image",
@@ -69,7 +68,13 @@ def test_split_by_duration_keeps_every_message_once(tmp_path):
         bag.write("/a" if i < 60 else "/b", 10**9 + i * 10**7, uint32(i))
     summary = bag.close()
     assert [p.name for p in summary.parts] == [f"bag_{k}.mcap" for k in range(4)]
-    assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == ["bag_0.mcap", "bag_1.mcap", "bag_2.mcap", "bag_3.mcap", "metadata.yaml"]
+    assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == [
+        "bag_0.mcap",
+        "bag_1.mcap",
+        "bag_2.mcap",
+        "bag_3.mcap",
+        "metadata.yaml",
+    ]
     read = values(tmp_path / "bag")
     assert [v for _, _, v in read] == list(range(100))
     assert [t for t, _, _ in read] == ["/a"] * 60 + ["/b"] * 40
@@ -207,7 +212,9 @@ def live(ros_env, tmp_path_factory):
     plain, split, everything = root / "plain", root / "split", root / "all"
     topics = ["camera/image_raw", "scan", "ir/scan", "odom", "/tf", "/tf_static"]
     try:
-        anything = group.start(*m2vae_record("--out", str(everything), "--all", "--max-bag-duration", "1", "--ros-args", "-r", "__node:=record_all"))
+        anything = group.start(
+            *m2vae_record("--out", str(everything), "--all", "--max-bag-duration", "1", "--ros-args", "-r", "__node:=record_all")
+        )
         sim = group.python("-m", "m2vae_fusion.nodes.sim", "--ros-args", "-p", "real_time_factor:=1", "-p", "seed:=2")
         deadline = time.monotonic() + 90
         # The other two start once the --all recorder (started before the sim) records: a recorder that
@@ -218,10 +225,22 @@ def live(ros_env, tmp_path_factory):
             time.sleep(0.1)
         time.sleep(1.0)
         one = group.start(*m2vae_record("--out", str(plain), "--wait", "60", *topics))
-        parts = group.start(*m2vae_record(
-            "--out", str(split), "--max-bag-size", str(SPLIT_MB), "--wait", "60", *topics,
-            "--ros-args", "-p", "use_sim_time:=true", "-r", "__node:=record_split",
-        ))
+        parts = group.start(
+            *m2vae_record(
+                "--out",
+                str(split),
+                "--max-bag-size",
+                str(SPLIT_MB),
+                "--wait",
+                "60",
+                *topics,
+                "--ros-args",
+                "-p",
+                "use_sim_time:=true",
+                "-r",
+                "__node:=record_split",
+            )
+        )
         # a bag folder appears once its recorder has found every topic
         while not (plain.exists() and split.exists()):
             for proc in (sim, anything, one, parts):
@@ -279,8 +298,11 @@ def test_recording_holds_every_topic(live: Live):
     assert "uint32 height" in definitions["/camera/image_raw"]
     messages = read_bag(rec.bag)  # every message deserializes
     assert {t: len(m) for t, m in messages.items()} == counts
-    (_, static), = messages["/tf_static"]  # latched: published once, before the recorder subscribed
-    assert {(t.header.frame_id, t.child_frame_id) for t in static.transforms} >= {("base_link", "camera_link"), ("base_link", "lidar_link")}
+    ((_, static),) = messages["/tf_static"]  # latched: published once, before the recorder subscribed
+    assert {(t.header.frame_id, t.child_frame_id) for t in static.transforms} >= {
+        ("base_link", "camera_link"),
+        ("base_link", "lidar_link"),
+    }
     image = messages["/camera/image_raw"][-1][1]
     assert (image.width, image.height, image.encoding, len(image.data)) == (320, 240, "rgb8", 320 * 240 * 3)
     times = np.array([t for m in messages.values() for t, _ in m]) / NS
@@ -324,7 +346,9 @@ def test_use_sim_time_stamps_with_the_simulation_clock(live: Live):
         received = np.array([t for t, _ in messages]) / NS
         lag = received - header_stamps(messages)
         # /clock (100 Hz) is received in order with the messages sent at the same simulated instant
-        assert np.all(lag >= -0.011) and np.all(lag < 1.0), f"{topic}: receive time is not simulated time: {lag.min()}..{lag.max()}"
+        assert np.all(lag >= -0.011) and np.all(lag < 1.0), (
+            f"{topic}: receive time is not simulated time: {lag.min()}..{lag.max()}"
+        )
 
 
 def test_all_picks_up_topics_that_appear_later(live: Live):

@@ -14,8 +14,10 @@ from test_stack import tiny_config
 
 from m2vae_fusion.data.bag_frames import read_frames
 from m2vae_fusion.model.config import load_stack_config
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.training.dataset import extract
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 TOPICS = ["camera/image_raw", "camera/camera_info", "scan", "ir/scan", "/tf", "/tf_static", "ground_truth/objects"]
 LABELS = ["red_cube_shiny", "green_cylinder_matte", "red_cylinder_matte", "green_cube_shiny"]
@@ -100,7 +102,9 @@ def test_recorded_bag_trains_like_a_collected_one(processes, tmp_path: Path) -> 
     config.write_text(yaml.safe_dump(small_batches))
     trained = subprocess.run(
         ["m2vae", "train", "--bag", str(bag), "--out", str(tmp_path / "model"), "--config", str(config), "--jobs", "1"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert (tmp_path / "model" / "perception_model.json").is_file()

@@ -10,11 +10,29 @@ import pytest
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.reproductions.mog import load_experiment, reproduce_mog
 
+pytestmark = pytest.mark.slow  # reproductions: training runs in subprocesses, minutes
+
 
 def test_reproduce_mog_quick(tmp_path):
     out = tmp_path / "mog"
-    cmd = ["m2vae", "reproduce", "mog", "--epochs", "2", "--seeds", "1", "--models", "m2vae", "jmvae_zero", "--jobs", "2",
-           "--out", str(out), "--json", str(tmp_path / "r.json")]
+    cmd = [
+        "m2vae",
+        "reproduce",
+        "mog",
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--models",
+        "m2vae",
+        "jmvae_zero",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Table I" in proc.stdout and "jmvae_zero" in proc.stdout
@@ -46,7 +64,9 @@ def test_models_must_include_m2vae(tmp_path):
 
 
 def test_bad_options_give_a_clean_error(tmp_path):
-    proc = subprocess.run(["m2vae", "reproduce", "mog", "--seeds", "0", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["m2vae", "reproduce", "mog", "--seeds", "0", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "m2vae reproduce: error: need seeds >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -12,6 +12,8 @@ import yaml
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.reproductions.mnist_e import load_experiment, table_ii
 
+pytestmark = pytest.mark.slow  # reproductions: training runs in subprocesses
+
 MODELS = ["m2vae", "tvae", "jmvae_zero", "mvae", "mopoe"]
 
 
@@ -52,8 +54,24 @@ def write_config(path, config) -> str:
 def test_reproduce_mnist_e_tiny(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
     out = tmp_path / "out"
-    cmd = ["m2vae", "reproduce", "mnist-e", "--config", config, "--models", "m2vae", "tvae", "--jobs", "2",
-           "--importance-samples", "3", "--out", str(out), "--json", str(tmp_path / "r.json")]
+    cmd = [
+        "m2vae",
+        "reproduce",
+        "mnist-e",
+        "--config",
+        config,
+        "--models",
+        "m2vae",
+        "tvae",
+        "--jobs",
+        "2",
+        "--importance-samples",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Table II" in proc.stdout and "-10.75" in proc.stdout  # the paper's M2VAE row beside ours
@@ -98,22 +116,33 @@ def test_config_errors_name_the_field(tmp_path):
 
 def test_unknown_model_gives_a_clean_error(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
-    proc = subprocess.run(["m2vae", "reproduce", "mnist-e", "--config", config, "--models", "nope", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["m2vae", "reproduce", "mnist-e", "--config", config, "--models", "nope", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "unknown models ['nope']" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_table_names_the_best_model_per_subset_and_the_smallest_gap():
-    elbos = {"m2vae": {"ab": -10.0, "a": -12.0, "b": -13.0}, "tvae": {"ab": -9.0, "a": -20.0, "b": -14.0},
-             "jmvae_zero": {"ab": -11.0, "a": -11.5, "b": -30.0}}
+    elbos = {
+        "m2vae": {"ab": -10.0, "a": -12.0, "b": -13.0},
+        "tvae": {"ab": -9.0, "a": -20.0, "b": -14.0},
+        "jmvae_zero": {"ab": -11.0, "a": -11.5, "b": -30.0},
+    }
     results = {
-        **elbos, "units": "nats", "estimator": "single-sample",
+        **elbos,
+        "units": "nats",
+        "estimator": "single-sample",
         "elbo_terms": {m: {s: {"a": -1.0, "b": -2.0, "kl": 0.5} for s in ("ab", "a", "b")} for m in elbos},
         "joint_offset": {m: {"ab": 0.0, "a": 0.5, "b": 0.6} for m in elbos},
         "coherence": {m: {"ab": 0.9, "a": 0.8, "b": 0.7} for m in elbos},
-        "cross_modal": {"classifier on real test images": {"a (real)": 0.9, "b (real)": 0.8},
-                        **{m: {"a->b'": 0.5, "b->a'": 0.6} for m in elbos}},
+        "cross_modal": {
+            "classifier on real test images": {"a (real)": 0.9, "b (real)": 0.8},
+            **{m: {"a->b'": 0.5, "b->a'": 0.6} for m in elbos},
+        },
     }
     text = table_ii(results)
     assert "ranking by ab (paper: m2vae > tvae > jmvae_zero): tvae > m2vae > jmvae_zero" in text
@@ -123,4 +152,7 @@ def test_table_names_the_best_model_per_subset_and_the_smallest_gap():
     weighted = {"samples": 7, **{m: {k: v + 1 for k, v in e.items()} for m, e in elbos.items()}}
     weighted["m2vae"]["ab"] = 0.0
     text = table_ii({**results, "importance_weighted": weighted})
-    assert "The same bound importance-weighted (K=7" in text and "ranking by ab (paper: m2vae > tvae > jmvae_zero): m2vae > tvae" in text
+    assert (
+        "The same bound importance-weighted (K=7" in text
+        and "ranking by ab (paper: m2vae > tvae > jmvae_zero): m2vae > tvae" in text
+    )

@@ -27,16 +27,21 @@ from dds_probe import DdsProbe
 from test_sim import one_object_world
 
 from m2vae_fusion.core.errors import DataError
-from m2vae_fusion.model.beliefs import MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, Encoding, Latent, attribute_probabilities
+from m2vae_fusion.model.beliefs import MAX_ABS_LOG_VAR, MAX_ABS_MEAN, BeliefStore, Encoding, Latent
 from m2vae_fusion.model.perception_model import PerceptionModel
-from m2vae_fusion.nodes.encoder import MAX_BEAMS, MAX_IMAGE_PIXELS, Dropped, EncoderNode, camera_reading, scan_reading
+from m2vae_fusion.nodes.encoder import EncoderNode
 from m2vae_fusion.nodes.fusion import FusionNode
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.resources import config_path, default_model_dir, share_dir
 from m2vae_fusion.ros_interface import diagnostics
-from m2vae_fusion.sim import ros_bridge as bridge
+from m2vae_fusion.ros_interface import reading_messages as bridge
+from m2vae_fusion.ros_interface.drop_log import Dropped
+from m2vae_fusion.ros_interface.sensor_input import MAX_BEAMS, MAX_IMAGE_PIXELS, camera_reading, scan_reading
+from m2vae_fusion.ros_interface.stamps import from_seconds
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 REPO = Path(__file__).resolve().parents[1]
 T = 2.0  # stamp of the simulator messages [s]
@@ -46,7 +51,7 @@ SENSORS = ("camera", "lidar", "ir")
 def at(msg, t_s: float):
     """A copy of a sensor message stamped `t_s`."""
     msg = copy.deepcopy(msg)
-    msg.header.stamp = bridge.to_time(t_s)
+    msg.header.stamp = from_seconds(t_s)
     return msg
 
 
@@ -59,9 +64,13 @@ def robot() -> SimpleNamespace:
         prefix, odometry, frame = "robot1/", sim.odometry(), sim.camera()
         return SimpleNamespace(
             static=bridge.static_tf_message(sim.static_transforms(), 0.0, prefix),
-            odom=lambda stamp: bridge.tf_message([bridge.odom_transform(odometry, stamp, prefix, sim.odom_frame, sim.base_frame)]),
-            image=bridge.image(frame, T, prefix), info=bridge.camera_info(frame, T, prefix),
-            scan=bridge.laser_scan(sim.lidar(), T, 10.0, prefix), ir=bridge.laser_scan(sim.ir(), T, 10.0, prefix),
+            odom=lambda stamp: bridge.tf_message(
+                [bridge.odom_transform(odometry, stamp, prefix, sim.odom_frame, sim.base_frame)]
+            ),
+            image=bridge.image(frame, T, prefix),
+            info=bridge.camera_info(frame, T, prefix),
+            scan=bridge.laser_scan(sim.lidar(), T, 10.0, prefix),
+            ir=bridge.laser_scan(sim.ir(), T, 10.0, prefix),
         )
     finally:
         sim.close()
@@ -172,7 +181,10 @@ def test_unknown_frames_out_of_order_and_future_stamps_are_dropped_and_counted(m
     feed(node, robot, T - 0.5)
     node._on_scan(at(robot.scan, time.time() + 100))  # the node's clock is the system clock here
     assert dropped(node) == {
-        "dropped transform: tf_static": 1, "dropped scan: unknown_frame": 1, "dropped scan: out_of_order": 1, "dropped scan: future": 1,
+        "dropped transform: tf_static": 1,
+        "dropped scan: unknown_frame": 1,
+        "dropped scan: out_of_order": 1,
+        "dropped scan: future": 1,
     }
     assert node.counters.counts["received scan"] == 6 and node.counters.counts["published encodings"] == 2
     assert len(node.sent) == 2 and all(m.header.stamp.sec == int(T) for m in node.sent)
@@ -192,7 +204,9 @@ def test_a_malformed_transform_is_dropped_not_fatal(make_node, robot) -> None:
 
 
 def test_future_is_judged_by_odometry_while_the_sim_clock_has_not_started(make_node, robot) -> None:
-    node = make_node(EncoderNode, modality="ir", frame_prefix="robot1", use_sim_time=True, future_tolerance_s=0.5)  # no /clock: ROS time 0
+    node = make_node(
+        EncoderNode, modality="ir", frame_prefix="robot1", use_sim_time=True, future_tolerance_s=0.5
+    )  # no /clock: ROS time 0
     node._on_tf_static(robot.static)
     node._on_tf(robot.odom(100.0))
     feed(node, robot, 100.4)  # within the tolerance of odometry at 100 s
@@ -209,7 +223,13 @@ def test_future_is_judged_by_odometry_while_the_sim_clock_has_not_started(make_n
 def test_a_camera_node_refuses_every_bad_image_and_still_encodes_the_next_good_one(make_node, robot) -> None:
     node = ready_encoder(make_node, robot, "camera")
     bad = []
-    for change in ({"encoding": "yuv422"}, {"step": 5}, {"data": b"\x00" * 10}, {"width": 160}, {"width": 0, "height": 0, "data": b""}):
+    for change in (
+        {"encoding": "yuv422"},
+        {"step": 5},
+        {"data": b"\x00" * 10},
+        {"width": 160},
+        {"width": 0, "height": 0, "data": b""},
+    ):
         image = at(robot.image, T)
         for name, value in change.items():
             setattr(image, name, value)
@@ -235,9 +255,11 @@ def test_diagnostics_count_by_reason_and_warn_while_drops_come() -> None:
 # ---------------------------------------------------------------- other robots' latents, no DDS
 
 
-def latent(model_id: str, robot_id: str, object_id: str, sequence: int, t_s: float, x: float = 5.0, seed: int = 0) -> LatentEmbedding:
+def latent(
+    model_id: str, robot_id: str, object_id: str, sequence: int, t_s: float, x: float = 5.0, seed: int = 0
+) -> LatentEmbedding:
     msg = LatentEmbedding()
-    msg.header.stamp, msg.header.frame_id = bridge.to_time(t_s), "map"
+    msg.header.stamp, msg.header.frame_id = from_seconds(t_s), "map"
     msg.robot_id, msg.object_id, msg.model_id, msg.sequence = robot_id, object_id, model_id, sequence
     msg.modalities, msg.contributors = ["camera"], [robot_id]
     msg.mean = np.random.default_rng(seed).standard_normal(10).tolist()
@@ -248,7 +270,7 @@ def latent(model_id: str, robot_id: str, object_id: str, sequence: int, t_s: flo
 
 def encoding(model_id: str, modality: str, t_s: float) -> ModalityEncoding:
     msg = ModalityEncoding(modality=modality, model_id=model_id, confidence=1.0)
-    msg.header.stamp, msg.header.frame_id = bridge.to_time(t_s), "map"
+    msg.header.stamp, msg.header.frame_id = from_seconds(t_s), "map"
     msg.mean, msg.log_var = [0.1] * 8, [-2.0] * 8
     msg.position.x, msg.position.y = 1.0, 1.0
     return msg
@@ -256,14 +278,17 @@ def encoding(model_id: str, modality: str, t_s: float) -> ModalityEncoding:
 
 def test_future_stamps_floods_of_robot_ids_and_replays_are_refused_and_counted(make_node) -> None:
     # use_sim_time without /clock: the node's clock reads 0, so the data clock alone decides what is future
-    node = make_node(FusionNode, fusion_frame="map", robot_id="robot1", max_foreign_robots=3, forget_after_s=1.0, use_sim_time=True)
+    node = make_node(
+        FusionNode, fusion_frame="map", robot_id="robot1", max_foreign_robots=3, forget_after_s=1.0, use_sim_time=True
+    )
     model_id = node.model.model_id
     node._on_encoding(encoding(model_id, "lidar", 100.0))  # the data clock starts at 100 s
     node._on_batch()
     node._on_encoding(encoding(model_id, "camera", 102.0))  # more than 1 s ahead of it
     first = latent(model_id, "robot2", "object_1", 1, 100.0)
     for msg in (
-        first, copy.deepcopy(first),  # a replay
+        first,
+        copy.deepcopy(first),  # a replay
         latent(model_id, "robot2", "object_2", 1, 160.0),  # from the future
         *(latent(model_id, f"made_up_{k}", "object_1", 1, 100.0, x=6.0 + k) for k in range(4)),  # robots 2..4 fill the slots
         latent(model_id, "robot1", "object_9", 1, 100.0),  # its own id: ignored, not refused
@@ -271,7 +296,10 @@ def test_future_stamps_floods_of_robot_ids_and_replays_are_refused_and_counted(m
         node._on_latent(msg)
     node._on_batch()
     assert dropped(node) == {
-        "dropped encoding: future": 1, "dropped latent: duplicate": 1, "dropped latent: future": 1, "dropped latent: robots": 2,
+        "dropped encoding: future": 1,
+        "dropped latent: duplicate": 1,
+        "dropped latent: future": 1,
+        "dropped latent: robots": 2,
     }
     assert node.counters.counts["accepted latents"] == 3 and node.counters.counts["ignored own latents"] == 1
     assert node.counters.counts["fused lidar"] == 1 and "fused camera" not in node.counters.counts
@@ -306,20 +334,30 @@ def worst_latents(rng: np.random.Generator, count: int, dim: int) -> list[tuple[
     out = []
     for k in range(count):
         scale = MAX_ABS_MEAN if k % 2 else rng.uniform(0, MAX_ABS_MEAN, dim)
-        out.append(((rng.choice([-1.0, 1.0], dim) * scale).astype(np.float32), rng.choice([-MAX_ABS_LOG_VAR, MAX_ABS_LOG_VAR], dim).astype(np.float32)))
+        out.append(
+            (
+                (rng.choice([-1.0, 1.0], dim) * scale).astype(np.float32),
+                rng.choice([-MAX_ABS_LOG_VAR, MAX_ABS_LOG_VAR], dim).astype(np.float32),
+            )
+        )
     return out
 
 
-def with_foreign(model: PerceptionModel, features: dict[str, np.ndarray], own: tuple[str, ...], mean, log_var, claimed: tuple[str, ...]):
+def with_foreign(
+    model: PerceptionModel, features: dict[str, np.ndarray], own: tuple[str, ...], mean, log_var, claimed: tuple[str, ...]
+):
     store = BeliefStore(model, "robot1")
     store.update([Encoding(m, model.model_id, features[m], np.zeros(3), 10**9, "robot1") for m in own])
     (obj,) = store.objects.values()
     before = (obj.belief, obj.class_probabilities.copy())
-    result = store.add_latents([Latent("robot2", "o", model.model_id, 1, claimed, ("robot2",), mean, log_var, np.zeros(3), 10**9)], 0.0)
+    result = store.add_latents(
+        [Latent("robot2", "o", model.model_id, 1, claimed, ("robot2",), mean, log_var, np.zeros(3), 10**9)], 0.0
+    )
     assert not result.rejected
     return before, obj
 
 
+@pytest.mark.slow
 def test_the_worst_allowed_foreign_latent_cannot_touch_an_object_sensed_by_every_own_sensor(model, sensed) -> None:
     rng = np.random.default_rng(0)
     for label, features in sensed.items():
@@ -329,6 +367,7 @@ def test_the_worst_allowed_foreign_latent_cannot_touch_an_object_sensed_by_every
             assert np.array_equal(obj.class_probabilities, p)
 
 
+@pytest.mark.slow
 def test_with_some_own_sensors_a_foreign_latent_only_fills_the_others(model, sensed) -> None:
     """Measures (and prints) how far the worst allowed latent moves the published class estimate of an
     object this robot sensed with one or two sensors; checks what holds whatever the latent: the own
@@ -340,7 +379,7 @@ def test_with_some_own_sensors_a_foreign_latent_only_fills_the_others(model, sen
     figures = {}
     for own in (("lidar",), ("camera",), ("camera", "lidar")):
         flipped, moved = 0, []
-        for label, features in sensed.items():
+        for features in sensed.values():
             for mean, log_var in worst_latents(rng, 6, dim):
                 missing = tuple(m for m in SENSORS if m not in own)
                 (belief, p), obj = with_foreign(model, features, own, mean, log_var, missing)
@@ -349,12 +388,14 @@ def test_with_some_own_sensors_a_foreign_latent_only_fills_the_others(model, sen
                 assert np.all(np.isfinite(obj.fused.mean)) and np.all(np.isfinite(obj.class_probabilities))
                 assert np.array_equal(claims_all.fused.mean, obj.fused.mean)  # its claim on own modalities is ignored
                 flipped += int(np.argmax(obj.class_probabilities) != np.argmax(p))
-                before, after = attribute_probabilities(p), attribute_probabilities(obj.class_probabilities)
+                before, after = model.labels.marginals(p), model.labels.marginals(obj.class_probabilities)
                 moved += [float(np.abs(after[own_attribute[m]] - before[own_attribute[m]]).max()) for m in own]
         figures["+".join(own)] = (flipped / (6 * len(sensed)), float(np.median(moved)), max(moved))
     for own, (flipped, median, worst) in figures.items():
-        print(f"own {own}: worst allowed latents change the class in {flipped:.0%} of trials; the own sensors' "
-              f"attributes move by {median:.2f} in the median, {worst:.2f} at most")
+        print(
+            f"own {own}: worst allowed latents change the class in {flipped:.0%} of trials; the own sensors' "
+            f"attributes move by {median:.2f} in the median, {worst:.2f} at most"
+        )
 
 
 # ---------------------------------------------------------------- sensor dropout, real nodes over DDS
@@ -381,7 +422,11 @@ class Watcher(DdsProbe):
 
 
 def last_update(watcher: Watcher) -> float:
-    return max((b.last_update.sec + b.last_update.nanosec * 1e-9 for b in watcher.beliefs[-1].beliefs), default=0.0) if watcher.beliefs else 0.0
+    return (
+        max((b.last_update.sec + b.last_update.nanosec * 1e-9 for b in watcher.beliefs[-1].beliefs), default=0.0)
+        if watcher.beliefs
+        else 0.0
+    )
 
 
 def test_a_sensor_that_drops_out_leaves_fusion_on_the_others_and_comes_back(processes, ros_env, tmp_path: Path) -> None:
@@ -390,17 +435,31 @@ def test_a_sensor_that_drops_out_leaves_fusion_on_the_others_and_comes_back(proc
     fast = ("-p", "diagnostics_period_s:=0.2")
 
     def encoder(sensor: str) -> subprocess.Popen:
-        return processes.start("encoder", "--ros-args", *ns, "-r", f"__node:={sensor}_encoder", "--params-file", str(config_path("encoders.yaml")), *fast)
+        return processes.start(
+            "encoder",
+            "--ros-args",
+            *ns,
+            "-r",
+            f"__node:={sensor}_encoder",
+            "--params-file",
+            str(config_path("encoders.yaml")),
+            *fast,
+        )
 
     procs = {"sim": processes.start("sim", "--ros-args", *ns, "-p", f"world:={world}", "-p", "real_time_factor:=1.0")}
     procs.update({sensor: encoder(sensor) for sensor in SENSORS})
     procs["fusion"] = processes.start("fusion", "--ros-args", *ns, "--params-file", str(config_path("fusion.yaml")), *fast)
     watcher = Watcher(int(ros_env["ROS_DOMAIN_ID"]))
     try:
+
         def fused(sensor: str) -> int:
             return watcher.counts.get(f"fused {sensor}", 0)
 
-        all_three = lambda: all(fused(s) > 0 for s in SENSORS) and bool(watcher.beliefs) and any(len(b.modalities) == 3 for b in watcher.beliefs[-1].beliefs)
+        all_three = lambda: (
+            all(fused(s) > 0 for s in SENSORS)
+            and bool(watcher.beliefs)
+            and any(len(b.modalities) == 3 for b in watcher.beliefs[-1].beliefs)
+        )
         assert watcher.spin_until(all_three, 60, procs), f"no belief from all three sensors; counters {watcher.counts}"
 
         camera = procs.pop("camera")
@@ -454,6 +513,7 @@ def flipped(data: bytes, start: int, count: int = 16) -> bytes:
 # Structural damage only: bags written by rosbags (m2vae sim collect, m2vae record) carry no chunk CRCs,
 # so flipped bits inside a message's payload cannot be told from data (rosbags checks a CRC when the
 # writer stored one, as ros2 bag's mcap writer does).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     [
@@ -472,7 +532,9 @@ def test_a_broken_bag_is_named_by_reading_and_by_m2vae_train(bag: Path, tmp_path
     with pytest.raises(DataError) as error:
         read_frames([broken])
     assert str(broken) in str(error.value)
-    proc = subprocess.run(["m2vae", "train", "--bag", str(broken), "--out", str(tmp_path / "model")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["m2vae", "train", "--bag", str(broken), "--out", str(tmp_path / "model")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and str(broken) in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -489,6 +551,7 @@ SAVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_path: Path) -> None:
     from m2vae_fusion.core.checkpoint import load_checkpoint
 
@@ -533,6 +596,7 @@ TRAINER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_training_killed_mid_run_and_resumed_ends_with_the_same_weights(tmp_path: Path) -> None:
     import torch
 
@@ -552,4 +616,6 @@ def test_training_killed_mid_run_and_resumed_ends_with_the_same_weights(tmp_path
     assert 0 < resumed.epochs_run < straight.epochs_run, (done, resumed.epochs_run)
     for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
         assert torch.equal(p, q), name
-    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, straight.epochs_run + 1))
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(
+        range(1, straight.epochs_run + 1)
+    )

@@ -15,13 +15,16 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from m2vae_fusion.core.errors import ConfigError, M2VAEError
-from m2vae_fusion.perception.labels import CLASSES, parse_class
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.sim import world_gen
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -131,7 +134,7 @@ def test_every_geometry_has_collision_and_visual_and_dynamic_links_have_inertia(
 
 @pytest.mark.parametrize("label", CLASSES)
 def test_primitive_geometry_and_surface(label):
-    cls = parse_class(label)
+    cls = SimpleNamespace(**default_labels().attribute_values(label))
     model = _model(label)
     assert model.findtext("static") == "true"
     (link,) = model.findall("link")
@@ -276,10 +279,7 @@ def test_amiro_plugins():
 
 def _includes(path: Path) -> list[tuple[str, str, list[float]]]:
     world = _root(path).find("world")
-    return [
-        (inc.findtext("uri"), inc.findtext("name"), _floats(inc.findtext("pose")))
-        for inc in world.findall("include")
-    ]
+    return [(inc.findtext("uri"), inc.findtext("name"), _floats(inc.findtext("pose"))) for inc in world.findall("include")]
 
 
 @pytest.mark.parametrize("path", WORLD_FILES, ids=_ids(WORLD_FILES))
@@ -485,6 +485,7 @@ def _ign(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ign", "sdf", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 @needs_ign
 @pytest.mark.parametrize("path", SDF_FILES, ids=_ids(SDF_FILES))
 def test_ign_sdf_check(path):
@@ -492,6 +493,7 @@ def test_ign_sdf_check(path):
     assert proc.returncode == 0 and "Valid." in proc.stdout, f"{path}:\n{proc.stdout}\n{proc.stderr}"
 
 
+@pytest.mark.slow
 @needs_ign
 def test_ign_sdf_check_catches_a_broken_model(tmp_path):
     broken = tmp_path / "model.sdf"

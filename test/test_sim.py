@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.perception.readings import ObjectState
 from m2vae_fusion.sim.sdf import SdfError, load_world
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import ViewpointRange, look_at, sample_viewpoint
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 REPO = Path(__file__).resolve().parents[1]
 WORLDS = sorted((REPO / "worlds").glob("*.sdf"))
@@ -76,7 +78,12 @@ def test_sensor_shapes_units_and_frames(arena: Simulator) -> None:
     assert ir.ranges.shape == (8,) and ir.frame_id == "ir_link"
     assert ir.angle_increment == pytest.approx(math.radians(45), rel=1e-4)
     frames = {(t.parent, t.child) for t in arena.static_transforms()}
-    assert {("base_link", "camera_link"), ("camera_link", "camera_optical_frame"), ("base_link", "lidar_link"), ("base_link", "ir_link")} <= frames
+    assert {
+        ("base_link", "camera_link"),
+        ("camera_link", "camera_optical_frame"),
+        ("base_link", "lidar_link"),
+        ("base_link", "ir_link"),
+    } <= frames
 
 
 def test_optical_frame_looks_along_the_camera_axis(arena: Simulator) -> None:
@@ -87,6 +94,7 @@ def test_optical_frame_looks_along_the_camera_axis(arena: Simulator) -> None:
     np.testing.assert_allclose(forward, [1, 0, 0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_range_noise_matches_the_sdf(tmp_path: Path) -> None:
     world = one_object_world(tmp_path, "red_cube_matte")
     with simulator(world, seed=1) as noisy, simulator(world, noise_scale=0.0) as clean:
@@ -159,9 +167,18 @@ def write(tmp_path: Path, text: str, name: str = "bad.sdf") -> Path:
 @pytest.mark.parametrize(
     "body, element",
     [
-        ("<world name='w'><model name='m'><link name='l'><collision name='c'></collision></link></model></world>", "collision[c]"),
-        ("<world name='w'><model name='m'><link name='l'><visual name='v'><geometry><box><size>1 x 1</size></box></geometry></visual></link></model></world>", "size"),
-        ("<world name='w'><model name='m'><link name='l'><visual name='v'><geometry><mesh><uri>a.dae</uri></mesh></geometry></visual></link></model></world>", "mesh"),
+        (
+            "<world name='w'><model name='m'><link name='l'><collision name='c'></collision></link></model></world>",
+            "collision[c]",
+        ),
+        (
+            "<world name='w'><model name='m'><link name='l'><visual name='v'><geometry><box><size>1 x 1</size></box></geometry></visual></link></model></world>",
+            "size",
+        ),
+        (
+            "<world name='w'><model name='m'><link name='l'><visual name='v'><geometry><mesh><uri>a.dae</uri></mesh></geometry></visual></link></model></world>",
+            "mesh",
+        ),
         ("<world name='w'><include><uri>model://no_such_model</uri></include></world>", "include"),
         ("<world name='w'><model name='m'><pose relative_to='x'>0 0 0 0 0 0</pose></model></world>", "model[m]"),
     ],
@@ -181,8 +198,10 @@ def test_broken_xml_and_old_versions_are_rejected(tmp_path: Path) -> None:
 
 
 def test_unsupported_elements_are_reported_by_name(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    extra = "<model name='m'><static>true</static><link name='l'><velocity_decay/></link></model>" \
-            "<plugin filename='gz-sim-wind-effects-system' name='gz::sim::systems::WindEffects'/>"
+    extra = (
+        "<model name='m'><static>true</static><link name='l'><velocity_decay/></link></model>"
+        "<plugin filename='gz-sim-wind-effects-system' name='gz::sim::systems::WindEffects'/>"
+    )
     with caplog.at_level(logging.WARNING, logger="m2vae_fusion.sim"):
         load_world(one_object_world(tmp_path, "red_cube_matte", extra=extra), [MODELS])
     messages = "\n".join(r.getMessage() for r in caplog.records)
@@ -213,6 +232,7 @@ def centre_colour(image) -> np.ndarray:
     return image.rgb[h // 2 - 10 : h // 2 + 10, w // 2 - 10 : w // 2 + 10].reshape(-1, 3).astype(float).mean(axis=0)
 
 
+@pytest.mark.slow
 def test_camera_tells_red_from_green(tmp_path: Path) -> None:
     for shape in ("cylinder", "cube"):
         for surface in ("matte", "shiny"):
@@ -228,6 +248,7 @@ def front_profile(scan) -> np.ndarray:
     return scan.ranges[front] - scan.ranges[front].min()
 
 
+@pytest.mark.slow
 def test_lidar_tells_cylinder_from_cube_at_the_same_distance(tmp_path: Path) -> None:
     # a face-on prism is flat, a cylinder curves away: compare the profile's spread at noise 0 and with noise
     for noise in (0.0, 1.0):
@@ -236,6 +257,7 @@ def test_lidar_tells_cylinder_from_cube_at_the_same_distance(tmp_path: Path) -> 
         assert cyl > cube + 0.004, (noise, cyl, cube)
 
 
+@pytest.mark.slow
 def test_reflectivity_tells_matte_from_shiny_but_not_colour(tmp_path: Path) -> None:
     def front(scan) -> float:
         return float(scan.intensities[np.argmin(np.abs(scan.angle_min + scan.angle_increment * np.arange(len(scan.ranges))))])
@@ -246,20 +268,28 @@ def test_reflectivity_tells_matte_from_shiny_but_not_colour(tmp_path: Path) -> N
         assert max(matte) < min(shiny), (sensor, matte, shiny)
     # blind to colour: without noise, red and green give the very same range readings
     for sensor in (1, 2):
-        red, green = observe(tmp_path, "red_cylinder_shiny", noise=0)[sensor], observe(tmp_path, "green_cylinder_shiny", noise=0)[sensor]
+        red, green = (
+            observe(tmp_path, "red_cylinder_shiny", noise=0)[sensor],
+            observe(tmp_path, "green_cylinder_shiny", noise=0)[sensor],
+        )
         np.testing.assert_array_equal(red.ranges, green.ranges)
         np.testing.assert_array_equal(red.intensities, green.intensities)
 
 
+@pytest.mark.slow
 def test_ir_reading_falls_with_distance(tmp_path: Path) -> None:
     readings = [observe(tmp_path, "red_cube_shiny", distance=d, noise=0)[2].intensities[3] for d in (0.1, 0.15, 0.2)]
     assert readings[0] > readings[1] > readings[2] > 0
 
 
+@pytest.mark.slow
 def test_camera_alone_is_ambiguous_on_surface_from_some_views(tmp_path: Path) -> None:
     # face-on, the highlight gives a shiny face away; seen on its edge, no highlight reaches the camera
     def colours(yaw: float) -> list[np.ndarray]:
-        return [centre_colour(observe(tmp_path, label, yaw=yaw, noise=0)[0]) for label in ("red_cube_matte", "red_cube_shiny", "green_cube_matte")]
+        return [
+            centre_colour(observe(tmp_path, label, yaw=yaw, noise=0)[0])
+            for label in ("red_cube_matte", "red_cube_shiny", "green_cube_matte")
+        ]
 
     matte, shiny, green = colours(0.0)
     assert np.abs(matte - shiny).sum() > 0.25 * np.abs(matte - green).sum()

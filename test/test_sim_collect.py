@@ -13,7 +13,11 @@ import pytest
 from rosbags.rosbag2 import Reader
 
 from m2vae_fusion.data.rosbag_types import typestore
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
+
+pytestmark = pytest.mark.slow  # simulated data collection, m2vae sim in subprocesses
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 TOPICS = {
     "/camera/image_raw": "sensor_msgs/msg/Image",

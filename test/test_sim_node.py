@@ -1,4 +1,4 @@
-"""The sim node: ros_bridge conversions (no DDS), its scheduling and parameters, and the node as its
+"""The sim node: its readings as messages (no DDS), its scheduling and parameters, and the node as its
 own process under /robot1, received over real DDS by rclpy in this process."""
 
 from __future__ import annotations
@@ -19,27 +19,31 @@ from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.nodes.sim import PARAMETERS, Schedule
 from m2vae_fusion.perception.frames import default_frame_prefix
-from m2vae_fusion.perception.labels import CLASSES, parse_class
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.perception.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, Transform
 from m2vae_fusion.resources import config_path
-from m2vae_fusion.sim import ros_bridge as bridge
+from m2vae_fusion.ros_interface import reading_messages as bridge
+from m2vae_fusion.ros_interface.stamps import from_seconds
+from m2vae_fusion.sim.ros_bridge import labelled_objects
 from m2vae_msgs.msg import LabelledObjectArray
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 
 def yaw_of(q) -> float:
     return math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
 
 
-# ---------------------------------------------------------------- ros_bridge, no DDS
+# ---------------------------------------------------------------- readings as messages (ros_interface.reading_messages), no DDS
 
 
 def test_stamp_rounds_to_the_nanosecond_and_carries():
-    t = bridge.to_time(12.25)
+    t = from_seconds(12.25)
     assert (t.sec, t.nanosec) == (12, 250_000_000)
-    t = bridge.to_time(1.9999999999)  # a sum of physics steps just below a whole second
+    t = from_seconds(1.9999999999)  # a sum of physics steps just below a whole second
     assert (t.sec, t.nanosec) == (2, 0)
     with pytest.raises(ValueError, match="stamp"):
-        bridge.to_time(-0.1)
+        from_seconds(-0.1)
 
 
 def test_image_is_rgb8_row_major():
@@ -106,9 +110,12 @@ def test_odometry_and_its_transforms():
 def test_static_transforms_get_the_prefix():
     optical = (-0.5, 0.5, -0.5, 0.5)
     msg = bridge.static_tf_message(
-        [Transform("base_link", "camera_link", (0.045, 0.0, 0.06), (0.0, 0.0, 0.0, 1.0)),
-         Transform("camera_link", "camera_optical_frame", (0.0, 0.0, 0.0), optical)],
-        0.0, "robot2/",
+        [
+            Transform("base_link", "camera_link", (0.045, 0.0, 0.06), (0.0, 0.0, 0.0, 1.0)),
+            Transform("camera_link", "camera_optical_frame", (0.0, 0.0, 0.0), optical),
+        ],
+        0.0,
+        "robot2/",
     )
     pairs = [(t.header.frame_id, t.child_frame_id) for t in msg.transforms]
     assert pairs == [("robot2/base_link", "robot2/camera_link"), ("robot2/camera_link", "robot2/camera_optical_frame")]
@@ -121,9 +128,9 @@ def test_static_transforms_get_the_prefix():
 def test_ground_truth_objects():
     states = []
     for i, label in enumerate(CLASSES):
-        cls = parse_class(label)
-        states.append(ObjectState(f"{label}_2", cls.colour, cls.shape, cls.surface, cls.class_id, label, i * 0.1, -1.0, 0.06, 0.3))
-    msg = bridge.labelled_objects(states, 7.0)
+        v = default_labels().attribute_values(label)
+        states.append(ObjectState(f"{label}_2", v["colour"], v["shape"], v["surface"], i, label, i * 0.1, -1.0, 0.06, 0.3))
+    msg = labelled_objects(states, 7.0)
     assert msg.header.frame_id == "map" and msg.header.stamp.sec == 7
     assert [o.label for o in msg.objects] == list(CLASSES)
     assert [o.class_id for o in msg.objects] == list(range(8))
@@ -157,9 +164,11 @@ def test_default_frame_prefix(namespace, prefix):
     assert default_frame_prefix(namespace) == prefix
 
 
-def test_parameter_file_lists_the_defaults():
+def test_parameter_file_holds_known_valid_overrides():
     params = yaml.safe_load(config_path("sim.yaml").read_text())["/**"]["ros__parameters"]
-    assert params == {name: default for name, (default, _) in PARAMETERS.items() if default is not None}
+    assert set(params) <= set(PARAMETERS), f"not parameters of sim: {set(params) - set(PARAMETERS)}"
+    for name, value in params.items():
+        PARAMETERS[name].validate(name, value)
 
 
 def test_doctor_names_the_fix_for_a_missing_tf2_msgs(monkeypatch):
@@ -212,7 +221,11 @@ class Listener(DdsProbe):
         for topic, kind in ROBOT_TOPICS.items():
             self._subscribe(kind, f"/robot1/{topic}", qos.get(topic, qos_profile_sensor_data))
         self._subscribe(TFMessage, "/tf", reliable)
-        self._subscribe(TFMessage, "/tf_static", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._subscribe(
+            TFMessage,
+            "/tf_static",
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
         self._subscribe(Clock, "/clock", qos_profile_sensor_data)
         self.cmd_vel = self.node.create_publisher(Twist, "/robot1/cmd_vel", 10)
 
@@ -281,7 +294,9 @@ def test_sim_node_publishes_every_topic_and_drives(processes, listener):
     start = listener.odom[-1].pose.pose.position.x
     forward = Twist()
     forward.linear.x = 0.2
-    listener.spin_until(lambda: listener.odom[-1].pose.pose.position.x > start + 0.1, 60, proc, tick=lambda: listener.cmd_vel.publish(forward))
+    listener.spin_until(
+        lambda: listener.odom[-1].pose.pose.position.x > start + 0.1, 60, proc, tick=lambda: listener.cmd_vel.publish(forward)
+    )
     moved = listener.odom[-1]
     assert moved.pose.pose.position.x > start + 0.1, "odom did not move forward under cmd_vel"
     assert abs(moved.pose.pose.position.y) < 0.05

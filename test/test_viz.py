@@ -18,7 +18,7 @@ from dds_probe import DdsProbe
 from m2vae_fusion.cli import main as m2vae
 from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.nodes.viz import PARAMETERS
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.resources import config_path, default_model_dir
 from m2vae_fusion.viz import HEATMAPS
 from m2vae_fusion.viz.latent_view import (
@@ -31,8 +31,19 @@ from m2vae_fusion.viz.latent_view import (
     kernel_average,
     visible_classes_plane,
 )
-from m2vae_fusion.viz.markers import CUBE_SIDE, CYLINDER_DIAMETER, MIN_ALPHA, RGB, MarkerBook, alpha_for, object_marker
+from m2vae_fusion.viz.markers import (
+    CUBE_SIDE,
+    CYLINDER_DIAMETER,
+    MIN_ALPHA,
+    RGB,
+    UNKNOWN_RGB,
+    MarkerBook,
+    alpha_for,
+    object_marker,
+)
 from m2vae_msgs.msg import AttributeProbabilities, LabelledObject, LabelledObjectArray, ObjectBelief, ObjectBeliefArray
+
+CLASSES = default_labels().classes  # the paper's eight AMiRo classes (config/labels.yaml)
 
 IMAGE_SIZE = 240  # px: the smallest sensible latent image, for the node test
 
@@ -53,16 +64,24 @@ def class_probabilities(label: str, confidence: float) -> list[float]:
     return [confidence if c == label else rest for c in CLASSES]
 
 
-def belief(object_id: str, label: str, confidence: float, xy: tuple[float, float], model: PerceptionModel | None = None) -> ObjectBelief:
+def belief(
+    object_id: str, label: str, confidence: float, xy: tuple[float, float], model: PerceptionModel | None = None
+) -> ObjectBelief:
     """A belief as the fusion node publishes it; its latent is the model's mean of a `label`-like point when a model is given."""
     msg = ObjectBelief(object_id=object_id, modalities=["camera", "lidar"], class_names=list(CLASSES))
     msg.position.x, msg.position.y, msg.position.z = xy[0], xy[1], 0.03
     msg.class_probabilities = class_probabilities(label, confidence)
     colour, shape, surface = label.split("_")
     msg.attributes = [
-        AttributeProbabilities(name="colour", values=["red", "green"], probabilities=[1.0, 0.0] if colour == "red" else [0.0, 1.0]),
-        AttributeProbabilities(name="shape", values=["cylinder", "cube"], probabilities=[1.0, 0.0] if shape == "cylinder" else [0.0, 1.0]),
-        AttributeProbabilities(name="surface", values=["matte", "shiny"], probabilities=[1.0, 0.0] if surface == "matte" else [0.0, 1.0]),
+        AttributeProbabilities(
+            name="colour", values=["red", "green"], probabilities=[1.0, 0.0] if colour == "red" else [0.0, 1.0]
+        ),
+        AttributeProbabilities(
+            name="shape", values=["cylinder", "cube"], probabilities=[1.0, 0.0] if shape == "cylinder" else [0.0, 1.0]
+        ),
+        AttributeProbabilities(
+            name="surface", values=["matte", "shiny"], probabilities=[1.0, 0.0] if surface == "matte" else [0.0, 1.0]
+        ),
     ]
     msg.model_id = model.model_id if model else "m2vae-test"
     z = np.zeros(10) if model is None else typical_latent(model, label)
@@ -87,18 +106,21 @@ def beliefs_array(*beliefs: ObjectBelief, frame: str = "map") -> ObjectBeliefArr
 # ---------------------------------------------------------------- markers
 
 
-def test_parameter_file_lists_the_defaults() -> None:
+def test_parameter_file_holds_known_valid_overrides() -> None:
     params = yaml.safe_load(config_path("viz.yaml").read_text())["/**"]["ros__parameters"]
-    assert params == {name: default for name, (default, _) in PARAMETERS.items() if default is not None}
+    for name, value in params.items():
+        PARAMETERS[name].validate(name, value)  # a KeyError: no such parameter
 
 
 def test_markers_take_shape_colour_and_opacity_from_the_most_probable_class() -> None:
     book = MarkerBook()
-    update = book.update([
-        belief("object_1", "red_cylinder_matte", 0.9, (0.1, 0.2)),
-        belief("object_2", "green_cube_shiny", 0.5, (-0.3, 0.4)),
-        belief("object_3", "red_cube_matte", 1 / len(CLASSES), (0.0, 0.0)),
-    ])
+    update = book.update(
+        [
+            belief("object_1", "red_cylinder_matte", 0.9, (0.1, 0.2)),
+            belief("object_2", "green_cube_shiny", 0.5, (-0.3, 0.4)),
+            belief("object_3", "red_cube_matte", 1 / len(CLASSES), (0.0, 0.0)),
+        ]
+    )
     first, second, third = update.objects
     assert len(update.objects) == 3 and update.deleted == []
     assert (first.shape, first.colour, first.rgb, first.class_name) == ("cylinder", "red", RGB["red"], "red_cylinder_matte")
@@ -122,7 +144,10 @@ def test_opacity_rises_with_confidence() -> None:
 
 def test_marker_ids_stay_and_vanished_objects_are_deleted() -> None:
     book = MarkerBook()
-    ids = {o.object_id: o.marker_id for o in book.update([belief("a", "red_cube_matte", 0.9, (0, 0)), belief("b", "red_cube_matte", 0.9, (1, 0))]).objects}
+    ids = {
+        o.object_id: o.marker_id
+        for o in book.update([belief("a", "red_cube_matte", 0.9, (0, 0)), belief("b", "red_cube_matte", 0.9, (1, 0))]).objects
+    }
     update = book.update([belief("b", "red_cube_matte", 0.8, (1, 0)), belief("c", "green_cube_matte", 0.9, (2, 0))])
     assert [o.object_id for o in update.objects] == ["b", "c"]
     assert update.objects[0].marker_id == ids["b"] and update.objects[1].marker_id not in ids.values()
@@ -139,7 +164,18 @@ def test_a_malformed_belief_is_refused_with_its_id() -> None:
     other = belief("object_8", "red_cube_matte", 0.9, (0, 0))
     other.class_names = ["sphere", "box"] + list(CLASSES[2:])
     other.class_probabilities = [0.9] + [0.1 / 7] * 7
-    assert object_marker(other, 0).colour == "unknown"  # a class name that is not <colour>_<shape>_<surface>: grey
+    # labels are the model's: colour and shape come from the belief's attributes, whatever the class names
+    assert (object_marker(other, 0).colour, object_marker(other, 0).shape, object_marker(other, 0).class_name) == (
+        "red",
+        "cube",
+        "sphere",
+    )
+    other.attributes = [a for a in other.attributes if a.name == "surface"]  # a label space without colour or shape
+    assert (object_marker(other, 0).colour, object_marker(other, 0).rgb, object_marker(other, 0).shape) == (
+        "unknown",
+        UNKNOWN_RGB,
+        "cylinder",
+    )
 
 
 # ---------------------------------------------------------------- latent view
@@ -186,6 +222,7 @@ def test_kernel_average_weights_near_centres_most() -> None:
     assert out[:, 0] == pytest.approx([1.0, 2.0, 3.0])  # near the first, halfway, far beyond the second (no underflow)
 
 
+@pytest.mark.slow
 def test_background_shows_every_class_and_the_reencoding_heatmap(model: PerceptionModel, background) -> None:
     assert background.heatmap.shape == (96, 96) and np.all(np.isfinite(background.heatmap)) and np.all(background.heatmap > 0)
     assert background.heatmap.std() > 0  # a heatmap, not a constant
@@ -198,7 +235,7 @@ def test_background_shows_every_class_and_the_reencoding_heatmap(model: Percepti
     # green shiny cylinders), 6 of 8 on the two leading discriminants.
     regions = {}
     for label in CLASSES:
-        (u, v), = background.plane.project(typical_latent(model, label))
+        ((u, v),) = background.plane.project(typical_latent(model, label))
         row = round((v - extent[2]) / (extent[3] - extent[2]) * (background.classes.shape[0] - 1))
         col = round((u - extent[0]) / (extent[1] - extent[0]) * (background.classes.shape[1] - 1))
         regions[label] = CLASSES[background.classes[row, col]]
@@ -235,6 +272,7 @@ def simulated_encodings(model: PerceptionModel, seed: int = 0) -> tuple[np.ndarr
     return np.array(z, np.float64), np.array(labels)
 
 
+@pytest.mark.slow
 def test_simulated_encodings_land_in_their_class_region(model: PerceptionModel, background) -> None:
     z, labels = simulated_encodings(model)
     uv = background.plane.project(z)
@@ -248,12 +286,16 @@ def test_simulated_encodings_land_in_their_class_region(model: PerceptionModel, 
     assert hits.mean() >= 0.7, [CLASSES[c] for c in labels[~hits]]
 
 
+@pytest.mark.slow
 def test_latent_image_is_rgb_and_draws_the_beliefs(model: PerceptionModel, background) -> None:
     view = LatentView(background, size=320)
     empty = view.render([], "nothing")
     assert empty.shape == (320, 320, 3) and empty.dtype == np.uint8
     assert len(np.unique(empty.reshape(-1, 3), axis=0)) > 100  # heatmap, lines and text, not a blank
-    beliefs = [belief("object_1", "red_cylinder_matte", 0.9, (0, 0), model), belief("object_2", "green_cube_shiny", 0.9, (0, 0), model)]
+    beliefs = [
+        belief("object_1", "red_cylinder_matte", 0.9, (0, 0), model),
+        belief("object_2", "green_cube_shiny", 0.9, (0, 0), model),
+    ]
     far = belief("object_3", "red_cube_shiny", 0.9, (0, 0), model)
     far.mean = (50 * background.plane.basis[:, 0]).tolist()  # far off the plot: drawn on its border
     other = belief("object_4", "red_cube_shiny", 0.9, (0, 0), model)
@@ -295,7 +337,15 @@ def probe(ros_env):
 
 
 def viz_argv(*ros_args: str) -> list[str]:
-    return [sys.executable, "-m", "m2vae_fusion.nodes.viz", "--ros-args", "--params-file", str(config_path("viz.yaml")), *ros_args]
+    return [
+        sys.executable,
+        "-m",
+        "m2vae_fusion.nodes.viz",
+        "--ros-args",
+        "--params-file",
+        str(config_path("viz.yaml")),
+        *ros_args,
+    ]
 
 
 def pixels(image) -> np.ndarray:
@@ -306,17 +356,21 @@ def test_viz_node_publishes_markers_and_the_latent_image(processes, probe: Probe
     from visualization_msgs.msg import Marker
 
     proc = processes.start(*viz_argv("-r", "__ns:=/robot1", "-p", f"image_size:={IMAGE_SIZE}", "-p", "image_rate_hz:=10.0"))
-    assert probe.spin_until(lambda: probe.beliefs.get_subscription_count() >= 1 and len(probe.images) >= 1, 30, proc), "viz never came up"
+    assert probe.spin_until(lambda: probe.beliefs.get_subscription_count() >= 1 and len(probe.images) >= 1, 30, proc), (
+        "viz never came up"
+    )
     before = pixels(probe.images[-1])
     image = probe.images[-1]
     assert (image.encoding, image.width, image.height, image.step) == ("rgb8", IMAGE_SIZE, IMAGE_SIZE, 3 * IMAGE_SIZE)
     assert len(np.unique(before.reshape(-1, 3), axis=0)) > 50  # the background: heatmap, regions, text
 
-    probe.beliefs.publish(beliefs_array(
-        belief("object_1", "red_cylinder_matte", 0.95, (0.3, 0.1), model),
-        belief("object_2", "green_cube_shiny", 0.6, (-0.2, 0.4), model),
-        belief("object_3", "red_cube_shiny", 0.4, (0.5, -0.5), model),
-    ))
+    probe.beliefs.publish(
+        beliefs_array(
+            belief("object_1", "red_cylinder_matte", 0.95, (0.3, 0.1), model),
+            belief("object_2", "green_cube_shiny", 0.6, (-0.2, 0.4), model),
+            belief("object_3", "red_cube_shiny", 0.4, (0.5, -0.5), model),
+        )
+    )
     assert probe.spin_until(lambda: len(probe.markers) >= 1, 10, proc), "no markers after a beliefs message"
     markers = probe.markers[-1].markers
     assert len(markers) == 6  # a body and a caption per object
@@ -372,24 +426,40 @@ def nontrivial(image: np.ndarray) -> bool:
 def write_bag(path: Path, model: PerceptionModel) -> None:
     from m2vae_fusion.data.bags import BagWriter
 
-    truth = LabelledObjectArray(objects=[LabelledObject(name="t1", label="red_cylinder_matte", shape="cylinder"), LabelledObject(name="t2", label="green_cube_shiny", shape="cube")])
+    truth = LabelledObjectArray(
+        objects=[
+            LabelledObject(name="t1", label="red_cylinder_matte", shape="cylinder"),
+            LabelledObject(name="t2", label="green_cube_shiny", shape="cube"),
+        ]
+    )
     truth.header.frame_id = "map"
     truth.objects[0].pose.position.x, truth.objects[0].pose.position.y = 0.31, 0.1
     truth.objects[1].pose.position.x, truth.objects[1].pose.position.y = -0.2, 0.42
     truth.objects[1].pose.orientation.z, truth.objects[1].pose.orientation.w = math.sin(0.2), math.cos(0.2)
     with BagWriter(path) as bag:
         bag.write("/robot1/ground_truth/objects", 1_000_000_000, truth)
-        bag.write("/robot1/beliefs", 1_000_000_000, beliefs_array(belief("object_1", "red_cylinder_matte", 0.5, (0.3, 0.1), model)))
-        bag.write("/robot1/beliefs", 2_000_000_000, beliefs_array(
-            belief("object_1", "red_cylinder_matte", 0.9, (0.3, 0.1), model), belief("object_2", "green_cube_shiny", 0.7, (-0.2, 0.4), model),
-        ))
+        bag.write(
+            "/robot1/beliefs", 1_000_000_000, beliefs_array(belief("object_1", "red_cylinder_matte", 0.5, (0.3, 0.1), model))
+        )
+        bag.write(
+            "/robot1/beliefs",
+            2_000_000_000,
+            beliefs_array(
+                belief("object_1", "red_cylinder_matte", 0.9, (0.3, 0.1), model),
+                belief("object_2", "green_cube_shiny", 0.7, (-0.2, 0.4), model),
+            ),
+        )
 
 
+@pytest.mark.slow
 def test_plot_writes_the_views_as_png(tmp_path: Path, model: PerceptionModel, capsys) -> None:
     bag = tmp_path / "bag"
     write_bag(bag, model)
     assert m2vae(["plot", "latent", "--out", str(tmp_path / "regions.png"), "--size", "300"]) == 0
-    assert m2vae(["plot", "latent", "--bag", str(bag), "--out", str(tmp_path / "latent.png"), "--heatmap", "drift", "--steps", "3"]) == 0
+    assert (
+        m2vae(["plot", "latent", "--bag", str(bag), "--out", str(tmp_path / "latent.png"), "--heatmap", "drift", "--steps", "3"])
+        == 0
+    )
     assert m2vae(["plot", "beliefs", "--bag", str(bag), "--out", str(tmp_path / "beliefs.png")]) == 0
     regions, latent, beliefs = (read_png(tmp_path / f"{name}.png") for name in ("regions", "latent", "beliefs"))
     assert regions.shape[:2] == (300, 300) and latent.shape[:2] == (480, 480)
@@ -397,7 +467,10 @@ def test_plot_writes_the_views_as_png(tmp_path: Path, model: PerceptionModel, ca
     assert "wrote" in capsys.readouterr().out
 
     runs = tmp_path / "runs"
-    for name, extra in (("fusion", {"rec/a": -2.0, "kl/a": 1.0, "mutual_kl/a+b": 0.5, "reenc/a": 0.1, "alpha": 0.2}), ("preprocessors/a", {"rec/a": -3.0, "kl/a": 0.5})):
+    for name, extra in (
+        ("fusion", {"rec/a": -2.0, "kl/a": 1.0, "mutual_kl/a+b": 0.5, "reenc/a": 0.1, "alpha": 0.2}),
+        ("preprocessors/a", {"rec/a": -3.0, "kl/a": 0.5}),
+    ):
         (runs / name).mkdir(parents=True)
         records = [{"epoch": e, "time": 0.1, "loss": 3.0 / e, **extra} for e in range(1, 6)]
         (runs / name / "metrics.jsonl").write_text("".join(f"{json.dumps(r)}\n" for r in records))
@@ -428,7 +501,12 @@ def test_rviz_config_shows_the_robot_the_sensors_and_the_views() -> None:
     assert manager["Global Options"]["Fixed Frame"] == "map"
     displays = {d["Class"].split("/")[-1] + ":" + str(d.get("Topic", {}).get("Value", "")): d for d in manager["Displays"]}
     expected = {
-        "Grid:", "TF:", "LaserScan:/robot1/scan", "Image:/robot1/camera/image_raw", "MarkerArray:/robot1/markers", "Image:/robot1/latent_image",
+        "Grid:",
+        "TF:",
+        "LaserScan:/robot1/scan",
+        "Image:/robot1/camera/image_raw",
+        "MarkerArray:/robot1/markers",
+        "Image:/robot1/latent_image",
     }
     assert expected <= set(displays), sorted(displays)
     assert all(d["Class"].startswith("rviz_default_plugins/") and d["Enabled"] for d in manager["Displays"])

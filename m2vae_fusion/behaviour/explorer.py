@@ -39,8 +39,19 @@ class ExplorerConfig:
     robot_radius: float = 0.07  # m, a viewpoint needs this much free space around it (AMiRo: 5 cm body)
 
     def __post_init__(self) -> None:
-        for name in ("view_distance", "view_spacing", "linear_speed", "angular_speed", "goal_tolerance", "heading_tolerance",
-                     "clearance", "merge_distance", "max_range", "stuck_timeout_s", "robot_radius"):
+        for name in (
+            "view_distance",
+            "view_spacing",
+            "linear_speed",
+            "angular_speed",
+            "goal_tolerance",
+            "heading_tolerance",
+            "clearance",
+            "merge_distance",
+            "max_range",
+            "stuck_timeout_s",
+            "robot_radius",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"explorer.{name} must be a finite number > 0, got {value!r}")
@@ -51,9 +62,13 @@ class ExplorerConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"explorer.{name} must be an integer >= 1, got {value!r}")
         if self.robot_radius >= self.view_distance - 0.03:
-            raise ConfigError(f"explorer.robot_radius ({self.robot_radius}) must leave room between the robot and the object at view_distance ({self.view_distance})")
+            raise ConfigError(
+                f"explorer.robot_radius ({self.robot_radius}) must leave room between the robot and the object at view_distance ({self.view_distance})"
+            )
         if self.clearance >= self.view_distance:
-            raise ConfigError(f"explorer.clearance ({self.clearance}) must be smaller than explorer.view_distance ({self.view_distance})")
+            raise ConfigError(
+                f"explorer.clearance ({self.clearance}) must be smaller than explorer.view_distance ({self.view_distance})"
+            )
 
 
 @dataclass
@@ -141,7 +156,10 @@ class Explorer:
         ci, cj = (int(math.floor(v / CELL)) for v in position)
         for i in range(ci - reach, ci + reach + 1):
             for j in range(cj - reach, cj + reach + 1):
-                if self.hits.get((i, j), 0) >= OCCUPIED_HITS and inner <= math.hypot((i + 0.5) * CELL - position[0], (j + 0.5) * CELL - position[1]) <= radius:
+                if (
+                    self.hits.get((i, j), 0) >= OCCUPIED_HITS
+                    and inner <= math.hypot((i + 0.5) * CELL - position[0], (j + 0.5) * CELL - position[1]) <= radius
+                ):
                     return True
         return False
 
@@ -206,7 +224,8 @@ class Explorer:
         of wall or clutter (something in the ring around them) and objects retired after
         MAX_FAILED_ROUNDS failures in a row."""
         ready = [
-            i for i, lm in enumerate(self.landmarks)
+            i
+            for i, lm in enumerate(self.landmarks)
             if lm.sightings >= self.config.min_sightings and lm.failed_rounds < MAX_FAILED_ROUNDS
         ]
         ready.sort(key=lambda i: (self.landmarks[i].rounds, float(np.linalg.norm(self.landmarks[i].position - here))))
@@ -240,7 +259,8 @@ class Explorer:
 
     def _blocked(self, position: np.ndarray, own: int) -> bool:
         return self.occupied(position, self.config.robot_radius) or any(
-            i != own and float(np.linalg.norm(lm.position - position)) < self.config.clearance for i, lm in enumerate(self.landmarks)
+            i != own and float(np.linalg.norm(lm.position - position)) < self.config.clearance
+            for i, lm in enumerate(self.landmarks)
         )
 
     def _path_free(self, start: np.ndarray, end: np.ndarray) -> bool:

@@ -71,7 +71,9 @@ def timed(call: Callable[[], object]) -> int:
     return time.perf_counter_ns() - start
 
 
-def own_encoding(model: PerceptionModel, modality: str, features: np.ndarray, position: np.ndarray, stamp_ns: int, robot_id: str = "robot1") -> Encoding:
+def own_encoding(
+    model: PerceptionModel, modality: str, features: np.ndarray, position: np.ndarray, stamp_ns: int, robot_id: str = "robot1"
+) -> Encoding:
     from m2vae_fusion.model.beliefs import Encoding
 
     return Encoding(modality, model.model_id, features.astype(np.float32), position, stamp_ns, robot_id)
@@ -88,11 +90,15 @@ def camera_only_objects(store: BeliefStore, n: int, rng: np.random.Generator) ->
     return result.created
 
 
-def bench_fusion(model: PerceptionModel, repetitions: int = 200, batch_sizes: tuple[int, ...] = (4, 16, 64), seed: int = 0) -> dict[str, Any]:
+def bench_fusion(
+    model: PerceptionModel, repetitions: int = 200, batch_sizes: tuple[int, ...] = (4, 16, 64), seed: int = 0
+) -> dict[str, Any]:
     from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig
 
     if repetitions < 1 or not batch_sizes or min(batch_sizes) < 1:
-        raise ValueError(f"bench fusion: --repetitions and every --batch-size must be >= 1, got {repetitions}, {list(batch_sizes)}")
+        raise ValueError(
+            f"bench fusion: --repetitions and every --batch-size must be >= 1, got {repetitions}, {list(batch_sizes)}"
+        )
     rng = np.random.default_rng(seed)
     store = BeliefStore(model, "robot1", BeliefStoreConfig(forget_after_s=1e9))
     per_repetition = 1 + 2 * sum(batch_sizes)
@@ -144,10 +150,18 @@ def table(results: dict[str, Any]) -> str:
         "one torch thread; camera sensed, LiDAR new",
         f"{'step':<40} {'p50 us':>9} {'p99 us':>9} {'/ encode':>9}",
     ]
-    names = {"encode": "subset encoder forward (encode)", "fuse": "decode + encode (PerceptionModel.fuse)", "update": "BeliefStore.update, one encoding"}
+    names = {
+        "encode": "subset encoder forward (encode)",
+        "fuse": "decode + encode (PerceptionModel.fuse)",
+        "update": "BeliefStore.update, one encoding",
+    }
     for key, name in names.items():
-        rows.append(f"{name:<40} {single[key]['p50_us']:>9.1f} {single[key]['p99_us']:>9.1f} {single[key]['p50_us'] / single['encode']['p50_us']:>9.2f}")
-    rows.append(f"update / encode at p50: {results['update_over_encode_p50']:.2f} (goal <= {results['goal_update_over_encode']:g})")
+        rows.append(
+            f"{name:<40} {single[key]['p50_us']:>9.1f} {single[key]['p99_us']:>9.1f} {single[key]['p50_us'] / single['encode']['p50_us']:>9.2f}"
+        )
+    rows.append(
+        f"update / encode at p50: {results['update_over_encode_p50']:.2f} (goal <= {results['goal_update_over_encode']:g})"
+    )
     rows.append("")
     rows.append("K encodings for K objects: one update vs K single updates, per encoding")
     rows.append(f"{'K':>4} {'batched p50 us':>15} {'single p50 us':>14} {'speedup':>8}")
@@ -159,11 +173,15 @@ def table(results: dict[str, Any]) -> str:
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="perception model folder (default: the shipped m2vae_fusion/weights/amiro)")
     parser.add_argument("--repetitions", type=int, default=200, help="repetitions of every measurement (default: 200)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16, 64], help="K of the batched comparison (default: 4 16 64)")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[4, 16, 64], help="K of the batched comparison (default: 4 16 64)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
 
 
-def measure_with_model(args: argparse.Namespace, bench: str, measure: Callable[[PerceptionModel], dict[str, Any]]) -> dict[str, Any]:
+def measure_with_model(
+    args: argparse.Namespace, bench: str, measure: Callable[[PerceptionModel], dict[str, Any]]
+) -> dict[str, Any]:
     """`measure` on the --model, with --threads torch threads (fusion and scale benches)."""
     if args.threads < 1:
         raise ValueError(f"bench {bench}: --threads must be >= 1, got {args.threads}")

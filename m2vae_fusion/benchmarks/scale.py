@@ -69,7 +69,13 @@ class Scene:
 
     def _encoding(self, modality: str, position: np.ndarray):
         self.stamp_ns += 1000
-        return own_encoding(self.model, modality, self.rng.standard_normal(self.store.feature_dim), position + self.rng.normal(0, 0.005, 3), self.stamp_ns)
+        return own_encoding(
+            self.model,
+            modality,
+            self.rng.standard_normal(self.store.feature_dim),
+            position + self.rng.normal(0, 0.005, 3),
+            self.stamp_ns,
+        )
 
     def _latent(self, robot_id: str, object_id: str) -> Latent:
         from m2vae_fusion.model.beliefs import Latent
@@ -83,9 +89,16 @@ class Scene:
         obj = self.store.objects[object_id]
         dim = self.store.latent_dim
         return Latent(
-            robot_id, object_id, self.model.model_id, self.sequence[key], self.foreign_modalities[key], (robot_id,),
-            self.rng.standard_normal(dim).astype(np.float32), self.rng.normal(-2.0, 0.3, dim).astype(np.float32),
-            obj.position + self.rng.normal(0, 0.01, 3), self.stamp_ns,
+            robot_id,
+            object_id,
+            self.model.model_id,
+            self.sequence[key],
+            self.foreign_modalities[key],
+            (robot_id,),
+            self.rng.standard_normal(dim).astype(np.float32),
+            self.rng.normal(-2.0, 0.3, dim).astype(np.float32),
+            obj.position + self.rng.normal(0, 0.01, 3),
+            self.stamp_ns,
         )
 
     def add_robots(self, robots: int) -> None:
@@ -94,7 +107,9 @@ class Scene:
         latents = [self._latent(robot_id, object_id) for robot_id in new for object_id in self.ids]
         result = self.store.add_latents(latents, self.now_s)
         if result.rejected or result.created:
-            raise RuntimeError(f"bench scale: setting up robots {new}: {len(result.rejected)} latents rejected, {len(result.created)} objects made")
+            raise RuntimeError(
+                f"bench scale: setting up robots {new}: {len(result.rejected)} latents rejected, {len(result.created)} objects made"
+            )
         self.robots += new
 
     def burst(self, encodings: int) -> dict[str, int]:
@@ -128,7 +143,9 @@ def publish_costs(scene: Scene) -> dict[str, int]:
     msg = ObjectBeliefArray()
     msg.header.frame_id = "map"
     out: dict[str, int] = {"forget": timed(lambda: store.forget(scene.stamp_ns))}
-    out["beliefs_build"] = timed(lambda: setattr(msg, "beliefs", [FusionNode._belief(node, obj) for obj in store.objects.values()]))
+    out["beliefs_build"] = timed(
+        lambda: setattr(msg, "beliefs", [FusionNode._belief(node, obj) for obj in store.objects.values()])
+    )
     data = b""
 
     def serialise() -> None:
@@ -150,7 +167,9 @@ def latent_wire_bytes(model: PerceptionModel) -> dict[str, Any]:
     store = BeliefStore(model, "robot1")
     rng = np.random.default_rng(0)
     position = np.array([12.345, -6.789, 0.03])
-    (obj,) = store.update([own_encoding(model, m, rng.standard_normal(store.feature_dim), position, 5 * S) for m in store.modalities]).updated
+    (obj,) = store.update(
+        [own_encoding(model, m, rng.standard_normal(store.feature_dim), position, 5 * S) for m in store.modalities]
+    ).updated
     (obj,) = store.due_latents(0.0)
     msg = latent_message(dataclasses.replace(obj, object_id="object_1234", sequence=123_456), "robot1", model.model_id, "map")
     start = time.perf_counter_ns()
@@ -167,8 +186,13 @@ def latent_wire_bytes(model: PerceptionModel) -> dict[str, Any]:
 
 
 def bench_scale(
-    model: PerceptionModel, objects: tuple[int, ...] = (10, 1000, 10_000), robots: tuple[int, ...] = (1, 4, 16), bursts: int = 200,
-    encodings: int = 3, publishes: int = 10, seed: int = 0,
+    model: PerceptionModel,
+    objects: tuple[int, ...] = (10, 1000, 10_000),
+    robots: tuple[int, ...] = (1, 4, 16),
+    bursts: int = 200,
+    encodings: int = 3,
+    publishes: int = 10,
+    seed: int = 0,
 ) -> dict[str, Any]:
     if not objects or min(objects) < 1 or not robots or min(robots) < 1 or bursts < 1 or encodings < 1 or publishes < 1:
         raise ValueError(
@@ -259,16 +283,24 @@ def table(results: dict[str, Any]) -> str:
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="perception model folder (default: the shipped m2vae_fusion/weights/amiro)")
-    parser.add_argument("--objects", type=int, nargs="+", default=[10, 1000, 10_000], help="tracked object counts (default: 10 1000 10000)")
-    parser.add_argument("--robots", type=int, nargs="+", default=[1, 4, 16], help="robots sharing latents, this one included (default: 1 4 16)")
+    parser.add_argument(
+        "--objects", type=int, nargs="+", default=[10, 1000, 10_000], help="tracked object counts (default: 10 1000 10000)"
+    )
+    parser.add_argument(
+        "--robots", type=int, nargs="+", default=[1, 4, 16], help="robots sharing latents, this one included (default: 1 4 16)"
+    )
     parser.add_argument("--bursts", type=int, default=200, help="bursts measured per object count and robot count (default: 200)")
     parser.add_argument("--encodings", type=int, default=3, help="own encodings per burst (default: 3)")
-    parser.add_argument("--publishes", type=int, default=10, help="publish periods measured per object count and robot count (default: 10)")
+    parser.add_argument(
+        "--publishes", type=int, default=10, help="publish periods measured per object count and robot count (default: 10)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
 
 
 def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     results = measure_with_model(
-        args, "scale", lambda model: bench_scale(model, tuple(args.objects), tuple(args.robots), args.bursts, args.encodings, args.publishes)
+        args,
+        "scale",
+        lambda model: bench_scale(model, tuple(args.objects), tuple(args.robots), args.bursts, args.encodings, args.publishes),
     )
     return results, table(results)

@@ -78,7 +78,6 @@ def bench_train(
     M2VAE; with `ddp_processes` >= 2 also the 1- vs N-process torchrun comparison under "ddp"."""
     import torch
 
-    from m2vae_fusion.core.training import train
     from m2vae_fusion.reproductions.mnist_e import load_data
 
     if epochs < 1 or batch_size < 1 or (samples is not None and samples < 1):
@@ -89,23 +88,16 @@ def bench_train(
     tensors = {k: v[:samples] for k, v in split.as_tensors().items()}
     n = len(next(iter(tensors.values())))
     train_config = dataclasses.replace(experiment.train, batch_size=batch_size, threads=1, checkpoint_every=1, log_every=1)
-    configs = {name: dataclasses.replace(experiment.model, model=name) for name in [REFERENCE, *experiment.models] if name != BETA_VAE}
+    configs = {
+        name: dataclasses.replace(experiment.model, model=name) for name in [REFERENCE, *experiment.models] if name != BETA_VAE
+    }
     configs[BETA_VAE] = same_size_beta_vae(experiment.model)
     data = dict.fromkeys(configs, tensors)
-    data[BETA_VAE] = {configs[BETA_VAE].modality_names[0]: torch.cat([tensors[m] for m in experiment.model.modality_names], dim=1)}
+    data[BETA_VAE] = {
+        configs[BETA_VAE].modality_names[0]: torch.cat([tensors[m] for m in experiment.model.modality_names], dim=1)
+    }
 
-    times: dict[str, list[float]] = {name: [] for name in configs}
-    parameters: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="m2vae-bench-") as tmp:
-        for round_ in range(epochs):
-            names = list(configs) if round_ % 2 == 0 else list(reversed(configs))
-            for name in names:
-                result = train(
-                    configs[name], dataclasses.replace(train_config, epochs=round_ + 1), data[name], Path(tmp) / name,
-                    dataset_hash="bench", progress=False,
-                )
-                times[name].append(result.history[-1]["time"])
-                parameters[name] = sum(p.numel() for p in result.model.parameters())
+    times, parameters = _epoch_times(configs, data, train_config, epochs)
     rates = {name: n / statistics.mean(t) for name, t in times.items()}
     ratio = {name: statistics.median(r / t for r, t in zip(times[REFERENCE], t_name)) for name, t_name in times.items()}
     beta = configs[BETA_VAE].modalities[0]
@@ -134,8 +126,38 @@ def bench_train(
     return results
 
 
+def _epoch_times(
+    configs: dict[str, ModelConfig], data: dict[str, dict[str, Any]], train_config: TrainConfig, epochs: int
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Per model the time of each epoch, the models taking turns epoch by epoch in alternating order,
+    and its parameter count."""
+    from m2vae_fusion.core.training import train
+
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    parameters: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="m2vae-bench-") as tmp:
+        for round_ in range(epochs):
+            names = list(configs) if round_ % 2 == 0 else list(reversed(configs))
+            for name in names:
+                result = train(
+                    configs[name],
+                    dataclasses.replace(train_config, epochs=round_ + 1),
+                    data[name],
+                    Path(tmp) / name,
+                    dataset_hash="bench",
+                    progress=False,
+                )
+                times[name].append(result.history[-1]["time"])
+                parameters[name] = sum(p.numel() for p in result.model.parameters())
+    return times, parameters
+
+
 def bench_ddp(
-    model_config: ModelConfig, train_config: TrainConfig, tensors: dict[str, Tensor], processes: int, epochs: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    tensors: dict[str, Tensor],
+    processes: int,
+    epochs: int,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """1 vs `processes` torchrun processes on the same global batch: rates and loss curves."""
@@ -172,12 +194,23 @@ def bench_ddp(
 
 def _torchrun(processes: int, job: Path, out: Path, epochs: int) -> None:
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
-        "-m", "m2vae_fusion.benchmarks.train", str(job), str(out), str(epochs),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(processes),
+        "-m",
+        "m2vae_fusion.benchmarks.train",
+        str(job),
+        str(out),
+        str(epochs),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise TrainingError(f"bench train --ddp: torchrun with {processes} process(es) failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise TrainingError(
+            f"bench train --ddp: torchrun with {processes} process(es) failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
 
 
 def table(results: dict[str, Any]) -> str:
@@ -207,13 +240,24 @@ def table(results: dict[str, Any]) -> str:
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="MNIST-E experiment YAML for data, networks and models (default: config/reproduce/mnist_e.yaml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="MNIST-E experiment YAML for data, networks and models (default: config/reproduce/mnist_e.yaml)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="epochs (rounds) per model (default: 3)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size; with --ddp the global batch (default: 128)")
     parser.add_argument("--samples", type=int, help="use the first N training pairs (default: all)")
-    parser.add_argument("--models", nargs="+", help="models to measure besides the M2VAE and the beta-VAE (default: from the config)")
     parser.add_argument(
-        "--ddp", type=int, nargs="?", const=2, default=0, metavar="N",
+        "--models", nargs="+", help="models to measure besides the M2VAE and the beta-VAE (default: from the config)"
+    )
+    parser.add_argument(
+        "--ddp",
+        type=int,
+        nargs="?",
+        const=2,
+        default=0,
+        metavar="N",
         help="also train the M2VAE with torchrun on 1 and on N processes (default N: 2) and compare",
     )
 
@@ -224,7 +268,9 @@ def run_bench(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     experiment = mnist_e.load_experiment(args.config)
     if args.models:
         experiment.models = args.models
-    results = bench_train(experiment, epochs=args.epochs, batch_size=args.batch_size, samples=args.samples, ddp_processes=args.ddp)
+    results = bench_train(
+        experiment, epochs=args.epochs, batch_size=args.batch_size, samples=args.samples, ddp_processes=args.ddp
+    )
     return results, table(results)
 
 

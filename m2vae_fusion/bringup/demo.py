@@ -15,16 +15,35 @@ DEFAULT_DURATION_S = 180.0  # the issue's target: >= 95 % correct within 3 minut
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
-                        help=f"simulated seconds the demo runs (default: {DEFAULT_DURATION_S:g})")
-    parser.add_argument("--robots", type=int, default=1, help="robots exploring the arena, each with its own sensors and fusion node, sharing latents (default: 1)")
-    parser.add_argument("--world", help="world SDF (default: worlds/arena.sdf for one robot, arena_two_robots.sdf for two, a generated arena for more)")
-    parser.add_argument("--headless", action="store_true",
-                        help="no viz node and no rviz2 (CI; the default when there is no $DISPLAY or $WAYLAND_DISPLAY)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=DEFAULT_DURATION_S,
+        metavar="S",
+        help=f"simulated seconds the demo runs (default: {DEFAULT_DURATION_S:g})",
+    )
+    parser.add_argument(
+        "--robots",
+        type=int,
+        default=1,
+        help="robots exploring the arena, each with its own sensors and fusion node, sharing latents (default: 1)",
+    )
+    parser.add_argument(
+        "--world",
+        help="world SDF (default: worlds/arena.sdf for one robot, arena_two_robots.sdf for two, a generated arena for more)",
+    )
+    parser.add_argument(
+        "--headless",
+        action="store_true",
+        help="no viz node and no rviz2 (CI; the default when there is no $DISPLAY or $WAYLAND_DISPLAY)",
+    )
     parser.add_argument("--gui", action="store_true", help="start the viz node (and rviz2 when installed) even without a display")
-    parser.add_argument("--verbose", action="store_true", help="echo every line of every node, not only the scoreboard and warnings")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"),
-                        help="folder for summary.json and the nodes' logs (default: runs/demo)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="echo every line of every node, not only the scoreboard and warnings"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="folder for summary.json and the nodes' logs (default: runs/demo)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.duration > 0:
         raise ValueError(f"--duration must be > 0 simulated seconds, got {args.duration}")
     headless = args.headless or (not args.gui and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
-    description = sim_description(robots=args.robots, world=args.world, simulator="embedded", headless=headless, duration_s=args.duration)
+    description = sim_description(
+        robots=args.robots, world=args.world, simulator="embedded", headless=headless, duration_s=args.duration
+    )
     summary_path = (args.out / "summary.json").resolve()
     summary_path.unlink(missing_ok=True)
     scoreboard = description.node("scoreboard")
@@ -51,5 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if status == 0 and summary_path.is_file():
         result = json.loads(summary_path.read_text())
         verdict = "met" if result["met"] else "NOT met"
-        print(f"m2vae demo: target of {result['target_accuracy']:.0%} correct {verdict}; summary in {summary_path}, logs in {args.out / 'logs'}")
+        print(
+            f"m2vae demo: target of {result['target_accuracy']:.0%} correct {verdict}; summary in {summary_path}, logs in {args.out / 'logs'}"
+        )
     return status

@@ -111,7 +111,10 @@ def static_transform(name: str, namespace: str, parent: str, child: str, t: np.n
     numbers = {"--x": t[0, 3], "--y": t[1, 3], "--z": t[2, 3], "--qx": qx, "--qy": qy, "--qz": qz, "--qw": qw}
     arguments = [item for flag, value in numbers.items() for item in (flag, f"{float(value):.6g}")]
     return NodeSpec(
-        name=name, executable="static_transform_publisher", package="tf2_ros", namespace=f"/{namespace}",
+        name=name,
+        executable="static_transform_publisher",
+        package="tf2_ros",
+        namespace=f"/{namespace}",
         arguments=(*arguments, "--frame-id", parent, "--child-frame-id", child),
     )
 
@@ -137,7 +140,9 @@ def gazebo_files(world: Path, robots: tuple[RobotPlacement, ...], cache: Path) -
         bridge = yaml.safe_dump(gazebo_bridge_config(entries, ns, clock=k == 0), sort_keys=False)
         start = _yaw_matrix(robot.x, robot.y, 0.0, robot.yaw)
         transforms = [static_transform("map_to_odom", ns, "map", f"{ns}/odom", start)]
-        transforms += [static_transform(f"static_tf_{child}", ns, f"{ns}/{parent}", f"{ns}/{child}", t) for parent, child, t in frames]
+        transforms += [
+            static_transform(f"static_tf_{child}", ns, f"{ns}/{parent}", f"{ns}/{child}", t) for parent, child, t in frames
+        ]
         per_robot[ns] = GazeboRobot(
             model=write_if_changed(folder / ns / "model.sdf", gazebo_robot_model(model_sdf, ns)),
             bridge_config=write_if_changed(folder / ns / "gz_bridge.yaml", bridge),

@@ -29,7 +29,13 @@ from typing import Any
 import yaml
 
 from m2vae_fusion.bringup.description import (
-    SIMULATORS, BringupError, Description, NodeSpec, RobotPlacement, default_simulator, find_executable,
+    SIMULATORS,
+    BringupError,
+    Description,
+    NodeSpec,
+    RobotPlacement,
+    default_simulator,
+    find_executable,
 )
 from m2vae_fusion.bringup.gazebo import CLOCK, GazeboRobot, gazebo_files
 from m2vae_fusion.bringup.worlds import cache_folder, resolve_world, world_robots
@@ -58,14 +64,27 @@ class _Namespace:
     use_sim_time: bool
     remaps: tuple[tuple[str, str], ...] = ()
 
-    def node(self, name: str, executable: str, params_file: str | None = None, parameters: Mapping[str, Any] | None = None,
-             *, clock_source: bool = False, **fields: Any) -> NodeSpec:
+    def node(
+        self,
+        name: str,
+        executable: str,
+        params_file: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        clock_source: bool = False,
+        **fields: Any,
+    ) -> NodeSpec:
         parameters = dict(parameters or {})
         if not clock_source:  # a clock source following its own clock would wait for itself
             parameters["use_sim_time"] = self.use_sim_time
         return NodeSpec(
-            name=name, executable=executable, namespace=self.namespace, params_files=(_config(params_file),) if params_file else (),
-            parameters=parameters, remaps=self.remaps, **fields,
+            name=name,
+            executable=executable,
+            namespace=self.namespace,
+            params_files=(_config(params_file),) if params_file else (),
+            parameters=parameters,
+            remaps=self.remaps,
+            **fields,
         )
 
     def perception(self, encoders: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, Any]) -> list[NodeSpec]:
@@ -112,13 +131,7 @@ def sim_description(
     robots), with the `embedded` or `gazebo` simulator (default: gazebo when ros_gz_sim is installed).
     `headless` leaves out viz and rviz2; rviz2 also needs `rviz` and an installed rviz2. `duration_s`:
     simulated seconds until the scoreboard ends the run, 0 = forever. `overrides`: see check_overrides."""
-    if isinstance(robots, bool) or not isinstance(robots, int) or robots < 1:
-        raise BringupError(f"robots must be a positive integer, got {robots!r}")
-    simulator = simulator or default_simulator()
-    if simulator not in SIMULATORS:
-        raise BringupError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
-    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) or duration_s < 0:
-        raise BringupError(f"duration must be a number of seconds >= 0 (0 = run until stopped), got {duration_s!r}")
+    simulator = _checked_simulator(robots, simulator, duration_s)
     overrides = check_overrides(overrides or {}, "overrides")
     cache = Path(cache_dir) if cache_dir is not None else cache_folder()
     world_path = resolve_world(world, robots, cache)
@@ -132,9 +145,15 @@ def sim_description(
         own_clock = gazebo is None and k > 1
         robot = _Namespace(f"/{ns}", use_sim_time, remaps=((CLOCK, f"/{ns}{CLOCK}"),) if own_clock else ())
         if gazebo is None:
-            simulation = [robot.node(
-                "sim", "sim", "sim.yaml", {"world": str(world_path), "robot": placement.instance, "real_time_factor": 1.0}, clock_source=True,
-            )]
+            simulation = [
+                robot.node(
+                    "sim",
+                    "sim",
+                    "sim.yaml",
+                    {"world": str(world_path), "robot": placement.instance, "real_time_factor": 1.0},
+                    clock_source=True,
+                )
+            ]
         else:
             simulation = _gazebo_robot_nodes(robot, gazebo.robots[ns], world_name, placement)
         robot_nodes = [*simulation, *robot.perception({}, {}), robot.node("explorer", "explorer", "explorer.yaml")]
@@ -147,14 +166,26 @@ def sim_description(
         models = str(share_dir() / "models")
         # a search path keeps what the user already has on it
         resource_path = os.pathsep.join(filter(None, (models, os.environ.get("GZ_SIM_RESOURCE_PATH"))))
-        nodes.append(NodeSpec(
-            name="gz_sim", executable="gz", ros=False, ends_launch=True,  # closing Gazebo ends the launch
-            arguments=("sim", "-r", *(("-s",) if headless else ()), str(gazebo.world)), env={"GZ_SIM_RESOURCE_PATH": resource_path},
-        ))
-    nodes.append(root.node(
-        "scoreboard", "scoreboard", "scoreboard.yaml", {"robots": [p.namespace for p in placements], "duration_s": float(duration_s)},
-        output="screen", ends_launch=True,  # the demo is over after duration_s of simulated time
-    ))
+        nodes.append(
+            NodeSpec(
+                name="gz_sim",
+                executable="gz",
+                ros=False,
+                ends_launch=True,  # closing Gazebo ends the launch
+                arguments=("sim", "-r", *(("-s",) if headless else ()), str(gazebo.world)),
+                env={"GZ_SIM_RESOURCE_PATH": resource_path},
+            )
+        )
+    nodes.append(
+        root.node(
+            "scoreboard",
+            "scoreboard",
+            "scoreboard.yaml",
+            {"robots": [p.namespace for p in placements], "duration_s": float(duration_s)},
+            output="screen",
+            ends_launch=True,  # the demo is over after duration_s of simulated time
+        )
+    )
     if show_rviz:
         nodes.append(root.rviz())
     if gazebo is not None:
@@ -162,13 +193,40 @@ def sim_description(
     return Description(tuple(nodes), notes, simulator=simulator, world=world_path, robots=placements)
 
 
+def _checked_simulator(robots: int, simulator: str | None, duration_s: float) -> str:
+    """The simulator to use (the default when None), once the robot count and duration are valid."""
+    if isinstance(robots, bool) or not isinstance(robots, int) or robots < 1:
+        raise BringupError(f"robots must be a positive integer, got {robots!r}")
+    simulator = simulator or default_simulator()
+    if simulator not in SIMULATORS:
+        raise BringupError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
+    if (
+        isinstance(duration_s, bool)
+        or not isinstance(duration_s, (int, float))
+        or not math.isfinite(duration_s)
+        or duration_s < 0
+    ):
+        raise BringupError(f"duration must be a number of seconds >= 0 (0 = run until stopped), got {duration_s!r}")
+    return simulator
+
+
 def _gazebo_robot_nodes(robot: _Namespace, files: GazeboRobot, world_name: str, placement: RobotPlacement) -> list[NodeSpec]:
     """Spawn the robot (its topics namespaced) and bridge its topics into the namespace."""
     ns = placement.namespace
     pose = {"-x": placement.x, "-y": placement.y, "-z": placement.z, "-Y": placement.yaw}
-    arguments = ("-world", world_name, "-name", ns, "-file", str(files.model), *(a for flag, v in pose.items() for a in (flag, _argument(v))))
+    arguments = (
+        "-world",
+        world_name,
+        "-name",
+        ns,
+        "-file",
+        str(files.model),
+        *(a for flag, v in pose.items() for a in (flag, _argument(v))),
+    )
     spawn = robot.node("spawn", "create", package="ros_gz_sim", one_shot=True, arguments=arguments)
-    bridge = robot.node("gz_bridge", "parameter_bridge", parameters={"config_file": str(files.bridge_config)}, package="ros_gz_bridge")
+    bridge = robot.node(
+        "gz_bridge", "parameter_bridge", parameters={"config_file": str(files.bridge_config)}, package="ros_gz_bridge"
+    )
     return [spawn, bridge]
 
 
@@ -190,7 +248,9 @@ def check_overrides(overrides: Any, where: str) -> dict[str, dict[str, dict[str,
             override = override or {}
             unknown = set(override) - set(OVERRIDE_KEYS) if isinstance(override, Mapping) else {"(not a mapping)"}
             if unknown:
-                raise BringupError(f"{where}: {namespace}.{name}: unknown key(s) {sorted(unknown)} (known: {list(OVERRIDE_KEYS)})")
+                raise BringupError(
+                    f"{where}: {namespace}.{name}: unknown key(s) {sorted(unknown)} (known: {list(OVERRIDE_KEYS)})"
+                )
             if not isinstance(override.get("enabled", True), bool) or not isinstance(override.get("parameters") or {}, Mapping):
                 raise BringupError(f"{where}: {namespace}.{name}: `enabled` must be true or false and `parameters` a mapping")
             checked[namespace][name] = dict(override)
@@ -248,7 +308,12 @@ def perception_description(
     model = str(Path(model).expanduser()) if model else None
     chosen = {"scan_topic": scan_topic, "frame_prefix": frame_prefix, "model": model}
     encoders = {
-        "camera": {**chosen, "image_topic": image_topic, "image_transport": image_transport, "camera_info_topic": camera_info_topic},
+        "camera": {
+            **chosen,
+            "image_topic": image_topic,
+            "image_transport": image_transport,
+            "camera_info_topic": camera_info_topic,
+        },
         "lidar": chosen,
         "ir": {**chosen, "ir_topic": ir_topic},
     }
@@ -263,7 +328,8 @@ def perception_description(
         shown = {
             "scan": scan_topic or _encoder_default("lidar", "scan_topic"),
             "camera/image_raw": image_topic or _encoder_default("camera", "image_topic"),
-            "markers": "markers", "latent_image": "latent_image",
+            "markers": "markers",
+            "latent_image": "latent_image",
         }
         remaps = tuple((f"{RVIZ_ROBOT}/{t}", _resolve(ns, shown[t])) for t in RVIZ_TOPICS)
         nodes.append(replace(robot.rviz(), remaps=tuple((a, b) for a, b in remaps if a != b)))

@@ -46,7 +46,9 @@ def declare(arguments: Mapping[str, str], defaults: Mapping[str, str], choices: 
 
     choices = choices or {}
     return [
-        DeclareLaunchArgument(name, default_value=defaults[name], description=text, **({"choices": choices[name]} if name in choices else {}))
+        DeclareLaunchArgument(
+            name, default_value=defaults[name], description=text, **({"choices": choices[name]} if name in choices else {})
+        )
         for name, text in arguments.items()
     ]
 

@@ -111,7 +111,9 @@ def resolve_commands(description: Description) -> tuple[list[tuple[NodeSpec, lis
     for spec in description.nodes:
         executable = find_executable(spec.package, spec.executable)
         if executable is None:
-            problems.append(f"node {spec.key}: executable {spec.executable!r} of package {spec.package} not found (source env.sh, or your workspace's setup.bash)")
+            problems.append(
+                f"node {spec.key}: executable {spec.executable!r} of package {spec.package} not found (source env.sh, or your workspace's setup.bash)"
+            )
         problems += [f"node {spec.key}: parameter file {path} does not exist" for path in spec.params_files if not path.is_file()]
         commands.append((spec, spec.command(executable)))
     return commands, problems
@@ -166,7 +168,14 @@ def _start(spec: NodeSpec, argv: list[str], log_dir: Path, echo: Echo, base_env:
         log.write(f"# {shlex.join(argv)}\n")
     try:
         proc = process_group.start(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
         )
     except OSError as exc:
         raise BringupError(f"node {spec.key}: cannot start {argv[0]}: {exc}") from None
@@ -193,8 +202,10 @@ def _supervise(running: list[NodeProcess], received: list[int], echo: Echo, opti
             node.finish_output()
             reason = f"exited with status {code}" if code >= 0 else f"was killed by {signal.Signals(-code).name}"
             tail = "\n".join(f"    {line}" for line in node.tail) or "    (no output)"
-            echo.say(f"[launch] node {spec.key} {reason}; its last lines ({node.log_path}):\n{tail}\n"
-                     "[launch] stopping every node", stream=options.err)
+            echo.say(
+                f"[launch] node {spec.key} {reason}; its last lines ({node.log_path}):\n{tail}\n[launch] stopping every node",
+                stream=options.err,
+            )
             return 1
         time.sleep(POLL_S)
 
@@ -225,18 +236,46 @@ def _is_tty(stream: IO) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("graph", choices=("sim",), help="the graph to run: sim, the simulated demo with the embedded simulator (as ros2 launch m2vae_fusion sim.launch.py simulator:=embedded)")
+    parser.add_argument(
+        "graph",
+        choices=("sim",),
+        help="the graph to run: sim, the simulated demo with the embedded simulator (as ros2 launch m2vae_fusion sim.launch.py simulator:=embedded)",
+    )
     parser.add_argument("--robots", type=int, default=1, help="number of robots, each in its namespace robot1..N (default: 1)")
-    parser.add_argument("--world", help="world SDF (relative names also in the package's worlds/; default: by the number of robots)")
+    parser.add_argument(
+        "--world", help="world SDF (relative names also in the package's worlds/; default: by the number of robots)"
+    )
     parser.add_argument("--headless", action="store_true", help="no viz nodes and no rviz2 (CI, machines without a display)")
-    parser.add_argument("--duration", type=float, default=0.0, metavar="S", help="simulated seconds until the scoreboard ends the run (default: 0 = until Ctrl-C)")
-    parser.add_argument("--overrides", type=Path, metavar="FILE",
-                        help="YAML of per-robot changes, NAMESPACE -> NODE -> {enabled: false} and/or {parameters: {...}}, "
-                        "e.g. `robot2: {camera_encoder: {enabled: false}}` for a robot without a camera")
-    parser.add_argument("--verbose", action="store_true", help="echo every line of every node (default: the scoreboard's, and WARN/ERROR/FATAL of the rest)")
-    parser.add_argument("--log-dir", type=Path, help="folder for one log file per node (default: $ROS_HOME/log/m2vae_launch/<time>)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="simulated seconds until the scoreboard ends the run (default: 0 = until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--overrides",
+        type=Path,
+        metavar="FILE",
+        help="YAML of per-robot changes, NAMESPACE -> NODE -> {enabled: false} and/or {parameters: {...}}, "
+        "e.g. `robot2: {camera_encoder: {enabled: false}}` for a robot without a camera",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="echo every line of every node (default: the scoreboard's, and WARN/ERROR/FATAL of the rest)",
+    )
+    parser.add_argument(
+        "--log-dir", type=Path, help="folder for one log file per node (default: $ROS_HOME/log/m2vae_launch/<time>)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print every node's command and exit")
-    parser.add_argument("--grace", type=float, default=5.0, metavar="S", help="seconds nodes get to stop after SIGINT before SIGTERM/SIGKILL (default: 5)")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds nodes get to stop after SIGINT before SIGTERM/SIGKILL (default: 5)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -246,8 +285,13 @@ def run(args: argparse.Namespace) -> int:
     if args.grace < 0:
         raise ValueError(f"--grace must be >= 0 seconds, got {args.grace}")
     description = sim_description(
-        robots=args.robots, world=args.world, simulator="embedded", headless=args.headless, rviz=not args.headless,
-        duration_s=args.duration, overrides=load_overrides(args.overrides) if args.overrides else None,
+        robots=args.robots,
+        world=args.world,
+        simulator="embedded",
+        headless=args.headless,
+        rviz=not args.headless,
+        duration_s=args.duration,
+        overrides=load_overrides(args.overrides) if args.overrides else None,
     )
     options = LaunchOptions(log_dir=args.log_dir, verbose=args.verbose, dry_run=args.dry_run, grace_s=args.grace)
     return launch(description, options)

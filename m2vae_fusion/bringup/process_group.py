@@ -33,8 +33,12 @@ def signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def stop(procs: Iterable[subprocess.Popen], grace_s: float = 5.0, term_grace_s: float = TERM_GRACE_S,
-         hurry: Callable[[], int] | None = None) -> None:
+def stop(
+    procs: Iterable[subprocess.Popen],
+    grace_s: float = 5.0,
+    term_grace_s: float = TERM_GRACE_S,
+    hurry: Callable[[], int] | None = None,
+) -> None:
     """Stop every group: SIGINT, then SIGTERM after `grace_s`, SIGKILL after `term_grace_s`; returns
     once every leader is reaped. `hurry`: a count that rises when the caller wants the next step at
     once (another Ctrl-C)."""

@@ -143,26 +143,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load and check a checkpoint; every failure is a CheckpointError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        # The zip reader and the restricted unpickler raise a zoo of unrelated types
-        # (RuntimeError, EOFError, UnpicklingError, KeyError, UnicodeDecodeError, ...) on a
-        # truncated or damaged file; all of them mean the same thing to the user.
-        # Only the reader's first line: the rest suggests weights_only=False, which would
-        # execute whatever code a tampered file holds.
-        reason = (str(exc).splitlines() or [""])[0][:160]
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: {reason})") from None
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"checkpoint {path} is not an m2vae checkpoint (holds a {type(payload).__name__})")
-    version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {version!r}; this code reads version {FORMAT_VERSION}")
-    missing = [key for key in REQUIRED_KEYS if key not in payload]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks key(s) {missing}")
+    payload = _read_payload(path)
 
     try:
         model_config = from_dict(ModelConfig, payload["model_config"])
@@ -200,6 +181,31 @@ def load_checkpoint(
         rng_state=payload["rng_state"],
         extra=payload["extra"],
     )
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    """The checkpoint's dict, read without executing code, of this format version and with every required key."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        # The zip reader and the restricted unpickler raise a zoo of unrelated types
+        # (RuntimeError, EOFError, UnpicklingError, KeyError, UnicodeDecodeError, ...) on a
+        # truncated or damaged file; all of them mean the same thing to the user.
+        # Only the reader's first line: the rest suggests weights_only=False, which would
+        # execute whatever code a tampered file holds.
+        reason = (str(exc).splitlines() or [""])[0][:160]
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: {reason})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path} is not an m2vae checkpoint (holds a {type(payload).__name__})")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {version!r}; this code reads version {FORMAT_VERSION}")
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks key(s) {missing}")
+    return payload
 
 
 def _check_self_consistent(path: Path, payload: dict[str, Any], config: ModelConfig) -> None:

@@ -44,14 +44,20 @@ class ModalityConfig:
         self.conv = tuple(self.conv)
         if self.conv or self.shape:
             if len(self.shape) not in (2, 3) or min(self.shape) < 1:
-                raise ConfigError(f"modality {self.name}: shape must be (channels, length) or (channels, height, width), got {self.shape}")
+                raise ConfigError(
+                    f"modality {self.name}: shape must be (channels, length) or (channels, height, width), got {self.shape}"
+                )
             if math.prod(self.shape) != self.dim:
-                raise ConfigError(f"modality {self.name}: shape {self.shape} has {math.prod(self.shape)} values but dim is {self.dim}")
+                raise ConfigError(
+                    f"modality {self.name}: shape {self.shape} has {math.prod(self.shape)} values but dim is {self.dim}"
+                )
             if not self.conv or min(self.conv) < 1:
                 raise ConfigError(f"modality {self.name}: a shape needs conv channels >= 1, got {self.conv}")
             factor = 2 ** len(self.conv)
             if any(size % factor for size in self.shape[1:]):
-                raise ConfigError(f"modality {self.name}: spatial sizes {self.shape[1:]} must be divisible by 2^{len(self.conv)} (one halving per conv layer)")
+                raise ConfigError(
+                    f"modality {self.name}: spatial sizes {self.shape[1:]} must be divisible by 2^{len(self.conv)} (one halving per conv layer)"
+                )
         if not self.name or not self.name.replace("_", "").isalnum():
             raise ConfigError(f"modality name {self.name!r} must be a non-empty identifier")
         if self.dim < 1:
@@ -84,7 +90,9 @@ class ReencodeConfig:
     def rescaled(self, factor: float) -> ReencodeConfig:
         """The same schedule for a run `factor` times as long: warm-up start and ramp keep their
         fraction of training (quick runs with fewer epochs)."""
-        return dataclasses.replace(self, start_epoch=round(self.start_epoch * factor), ramp_epochs=round(self.ramp_epochs * factor))
+        return dataclasses.replace(
+            self, start_epoch=round(self.start_epoch * factor), ramp_epochs=round(self.ramp_epochs * factor)
+        )
 
     def weight(self, epoch: float) -> float:
         """alpha at (fractional) `epoch`: 0 before start_epoch, then a linear ramp to alpha."""

@@ -29,7 +29,7 @@ class DiagonalGaussian:
         """log q(z), summed over the latent dimensions; z may carry extra leading sample dims."""
         return (-0.5 * (LOG_2PI + self.log_var + (z - self.mean) ** 2 / torch.exp(self.log_var))).sum(-1)
 
-    def detach(self) -> "DiagonalGaussian":
+    def detach(self) -> DiagonalGaussian:
         return DiagonalGaussian(self.mean.detach(), self.log_var.detach())
 
 

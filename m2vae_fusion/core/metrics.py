@@ -25,7 +25,11 @@ from m2vae_fusion.core.naive_bayes import GaussianNaiveBayes
 
 
 def _draw(
-    model: MultiModalVAE, inputs: Mapping[str, Tensor], subset_names: Sequence[str], samples: int, generator: torch.Generator | None
+    model: MultiModalVAE,
+    inputs: Mapping[str, Tensor],
+    subset_names: Sequence[str],
+    samples: int,
+    generator: torch.Generator | None,
 ) -> tuple[DiagonalGaussian, Tensor]:
     """q_S(z|S) of the subset `subset_names` and `samples` draws from it, shape (K, batch, latent)."""
     if samples < 1:
@@ -135,7 +139,9 @@ def elbo_table(
     """Mean Eq. 20 ELBO over the data set for every subset, keyed by subset label (Table II)."""
 
     def elbo(chunk: Mapping[str, Tensor], names: Sequence[str]) -> dict[str, Tensor]:
-        return {"elbo": elbo_test(model, chunk, names, samples=samples, importance_weighted=importance_weighted, generator=generator)}
+        return {
+            "elbo": elbo_test(model, chunk, names, samples=samples, importance_weighted=importance_weighted, generator=generator)
+        }
 
     return {label: means["elbo"] for label, means in subset_means(model, inputs, elbo, batch_size).items()}
 

@@ -28,7 +28,7 @@ class GaussianNaiveBayes:
         self.var_: np.ndarray | None = None  # (classes, features) smoothed variances
         self.log_prior_: np.ndarray | None = None  # (classes,)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "GaussianNaiveBayes":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> GaussianNaiveBayes:
         """Maximum-likelihood means, variances (ddof=0) and class priors."""
         X = _features(X, "X")
         y = np.asarray(y)

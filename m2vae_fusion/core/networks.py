@@ -64,7 +64,11 @@ def trunk(modality: ModalityConfig) -> nn.Sequential:
     """Input -> penultimate features: optional convolutions (on the input viewed as `shape`), then the MLP."""
     if not modality.conv:
         return mlp([modality.dim, *modality.hidden])
-    layers = [nn.Unflatten(1, modality.shape), *_conv_layers([modality.shape[0], *modality.conv], len(modality.shape) - 1, False), nn.Flatten()]
+    layers = [
+        nn.Unflatten(1, modality.shape),
+        *_conv_layers([modality.shape[0], *modality.conv], len(modality.shape) - 1, False),
+        nn.Flatten(),
+    ]
     return nn.Sequential(*layers, *mlp([math.prod(conv_output_shape(modality)), *modality.hidden]))
 
 
@@ -103,8 +107,11 @@ class Decoder(nn.Module):
         if modality.conv:
             inner = conv_output_shape(modality)
             self.out = nn.Sequential(
-                nn.Linear(hidden[-1], math.prod(inner)), nn.ReLU(), nn.Unflatten(1, inner),
-                *_conv_layers([*reversed(modality.conv), modality.shape[0]], len(modality.shape) - 1, True), nn.Flatten(),
+                nn.Linear(hidden[-1], math.prod(inner)),
+                nn.ReLU(),
+                nn.Unflatten(1, inner),
+                *_conv_layers([*reversed(modality.conv), modality.shape[0]], len(modality.shape) - 1, True),
+                nn.Flatten(),
             )
         else:
             self.out = nn.Linear(hidden[-1], modality.dim)

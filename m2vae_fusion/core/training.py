@@ -178,7 +178,9 @@ def train(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(train_config.threads)
     try:
-        return _train(model_config, train_config, tensors, Path(out_dir), dataset_hash, resume, progress and ranks.main, say, ranks)
+        return _train(
+            model_config, train_config, tensors, Path(out_dir), dataset_hash, resume, progress and ranks.main, say, ranks
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -204,26 +206,7 @@ def _train(
     checkpoint_path = out_dir / CHECKPOINT_NAME
     metrics_path = out_dir / METRICS_NAME
     epochs = train_config.epochs
-
-    if resume and checkpoint_path.exists():
-        checkpoint = _resumable(checkpoint_path, model_config, train_config, dataset_hash)
-        model = checkpoint.model
-        optimizer = _adam(model, train_config.learning_rate)
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-        torch.set_rng_state(checkpoint.rng_state["torch"])
-        start = checkpoint.epoch
-        if ranks.main:
-            _keep_metrics_up_to(metrics_path, start)
-        say(f"resuming from {checkpoint_path} at epoch {start}/{epochs}")
-    else:
-        if checkpoint_path.exists():
-            say(f"resume disabled: starting afresh, {checkpoint_path} will be overwritten")
-        torch.manual_seed(train_config.seed)
-        model = build_model(model_config)
-        optimizer = _adam(model, train_config.learning_rate)
-        if ranks.main:
-            metrics_path.unlink(missing_ok=True)
-        start = 0
+    model, optimizer, start = _start(model_config, train_config, checkpoint_path, metrics_path, dataset_hash, resume, say, ranks)
     num_samples = next(iter(data.values())).shape[0]
     if ranks.world_size > 1:
         _check_ranks_agree(dataset_hash=dataset_hash, samples=num_samples, start_epoch=start)
@@ -234,7 +217,6 @@ def _train(
         return TrainResult(model, [], checkpoint_path, 0)
 
     batch_size = min(train_config.batch_size, num_samples)
-    num_batches = math.ceil(num_samples / batch_size)
     history: list[dict[str, float]] = []
     model.train()
     net = model if ranks.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
@@ -247,64 +229,146 @@ def _train(
         disable=not progress or not sys.stderr.isatty(),
     )
     for epoch in bar:
-        started = time.perf_counter()
-        order = torch.randperm(num_samples, generator=_shuffle_generator(train_config.seed, epoch))
-        if ranks.world_size > 1:
-            torch.manual_seed(_derived_seed("m2vae-noise", train_config.seed, epoch, ranks.rank))
-        sums: dict[str, float] = {}
-        loss_sum = 0.0
-        for b in range(num_batches):
-            index = order[b * batch_size : (b + 1) * batch_size]
-            shard = index if ranks.world_size == 1 else index.tensor_split(ranks.world_size)[ranks.rank]
-            # A process whose shard of a short last batch is empty still joins the gradient
-            # all-reduce: it runs one sample with weight 0.
-            batch = {name: x[shard if len(shard) else index[:1]] for name, x in data.items()}
-            output = net(batch, epoch=epoch + b / num_batches)
-            loss, loss_value, terms = output.loss, output.loss.item(), output.terms
-            if ranks.world_size > 1:
-                # DDP averages the ranks' gradients: weighting each shard's mean by its share of
-                # the global batch turns that average into the gradient of the global batch mean.
-                loss = loss * (len(shard) * ranks.world_size / len(index))
-                loss_value, terms = _global_means(loss_value, terms, len(shard), len(index))
-            if not math.isfinite(loss_value):
-                listed = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
-                raise TrainingError(
-                    f"non-finite loss {loss_value} in epoch {epoch + 1} (batch {b + 1}/{num_batches}); "
-                    f"terms: {listed or 'none'}; try a lower train.learning_rate or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            # Terms are batch means; weight by batch size so the epoch mean is over samples.
-            loss_sum += loss_value * len(index)
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value * len(index)
-
-        record = {"epoch": epoch + 1, "time": time.perf_counter() - started}
-        record.update({key: value / num_samples for key, value in sums.items()})
-        record.setdefault("loss", loss_sum / num_samples)
+        record = _run_epoch(net, optimizer, data, train_config.seed, epoch, batch_size, ranks)
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}")
-        done = epoch + 1
-        if ranks.main and (done % train_config.log_every == 0 or done == epochs):
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        if ranks.main and (done % train_config.checkpoint_every == 0 or done == epochs):
-            save_checkpoint(
-                checkpoint_path,
-                model,
-                model_config=model_config,
-                train_config=train_config,
-                dataset_hash=dataset_hash,
-                epoch=done,
-                optimizer=optimizer,
-                rng_state={"torch": torch.get_rng_state()},
-            )
+        if ranks.main:
+            _record_epoch(record, model, optimizer, model_config, train_config, dataset_hash, checkpoint_path, metrics_path)
     bar.close()
     ranks.barrier()  # every rank returns once rank 0's final checkpoint is on disk
     say(f"trained epochs {start + 1}-{epochs}; loss {history[-1]['loss']:.4g}; checkpoint {checkpoint_path}")
     model.eval()
     return TrainResult(model, history, checkpoint_path, epochs - start)
+
+
+def _start(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    checkpoint_path: Path,
+    metrics_path: Path,
+    dataset_hash: str,
+    resume: bool,
+    say: Callable[[str], None],
+    ranks: Distributed,
+) -> tuple[MultiModalVAE, torch.optim.Adam, int]:
+    """The model, its optimiser and the epoch to start from: restored from the checkpoint (with the
+    global RNG that draws the noise) when resuming, else freshly initialised after manual_seed(seed)."""
+    if resume and checkpoint_path.exists():
+        checkpoint = _resumable(checkpoint_path, model_config, train_config, dataset_hash)
+        model = checkpoint.model
+        optimizer = _adam(model, train_config.learning_rate)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        torch.set_rng_state(checkpoint.rng_state["torch"])
+        start = checkpoint.epoch
+        if ranks.main:
+            _keep_metrics_up_to(metrics_path, start)
+        say(f"resuming from {checkpoint_path} at epoch {start}/{train_config.epochs}")
+        return model, optimizer, start
+    if checkpoint_path.exists():
+        say(f"resume disabled: starting afresh, {checkpoint_path} will be overwritten")
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config)
+    optimizer = _adam(model, train_config.learning_rate)
+    if ranks.main:
+        metrics_path.unlink(missing_ok=True)
+    return model, optimizer, 0
+
+
+def _run_epoch(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: dict[str, Tensor],
+    seed: int,
+    epoch: int,
+    batch_size: int,
+    ranks: Distributed,
+) -> dict[str, float]:
+    """One pass over the (seed, epoch) shuffle of `data`; the epoch's record: its number, time and
+    the per-sample means of the loss and every term."""
+    started = time.perf_counter()
+    num_samples = next(iter(data.values())).shape[0]
+    num_batches = math.ceil(num_samples / batch_size)
+    order = torch.randperm(num_samples, generator=_shuffle_generator(seed, epoch))
+    if ranks.world_size > 1:
+        torch.manual_seed(_derived_seed("m2vae-noise", seed, epoch, ranks.rank))
+    sums: dict[str, float] = {}
+    loss_sum = 0.0
+    for b in range(num_batches):
+        index = order[b * batch_size : (b + 1) * batch_size]
+        loss_value, terms = _step(net, optimizer, data, index, epoch, b, num_batches, ranks)
+        # Terms are batch means; weight by batch size so the epoch mean is over samples.
+        loss_sum += loss_value * len(index)
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value * len(index)
+
+    record = {"epoch": epoch + 1, "time": time.perf_counter() - started}
+    record.update({key: value / num_samples for key, value in sums.items()})
+    record.setdefault("loss", loss_sum / num_samples)
+    return record
+
+
+def _step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: dict[str, Tensor],
+    index: Tensor,
+    epoch: int,
+    b: int,
+    num_batches: int,
+    ranks: Distributed,
+) -> tuple[float, dict[str, float]]:
+    """One optimiser step on the global batch `index` (this rank's shard of it); the batch's loss
+    and terms as global batch means."""
+    shard = index if ranks.world_size == 1 else index.tensor_split(ranks.world_size)[ranks.rank]
+    # A process whose shard of a short last batch is empty still joins the gradient
+    # all-reduce: it runs one sample with weight 0.
+    batch = {name: x[shard if len(shard) else index[:1]] for name, x in data.items()}
+    output = net(batch, epoch=epoch + b / num_batches)
+    loss, loss_value, terms = output.loss, output.loss.item(), output.terms
+    if ranks.world_size > 1:
+        # DDP averages the ranks' gradients: weighting each shard's mean by its share of
+        # the global batch turns that average into the gradient of the global batch mean.
+        loss = loss * (len(shard) * ranks.world_size / len(index))
+        loss_value, terms = _global_means(loss_value, terms, len(shard), len(index))
+    if not math.isfinite(loss_value):
+        listed = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        raise TrainingError(
+            f"non-finite loss {loss_value} in epoch {epoch + 1} (batch {b + 1}/{num_batches}); "
+            f"terms: {listed or 'none'}; try a lower train.learning_rate or check the data"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss_value, terms
+
+
+def _record_epoch(
+    record: dict[str, float],
+    model: MultiModalVAE,
+    optimizer: torch.optim.Optimizer,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    dataset_hash: str,
+    checkpoint_path: Path,
+    metrics_path: Path,
+) -> None:
+    """Rank 0 after each epoch: append the record to metrics.jsonl and checkpoint, each at its interval and after the last epoch."""
+    done = int(record["epoch"])
+    epochs = train_config.epochs
+    if done % train_config.log_every == 0 or done == epochs:
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    if done % train_config.checkpoint_every == 0 or done == epochs:
+        save_checkpoint(
+            checkpoint_path,
+            model,
+            model_config=model_config,
+            train_config=train_config,
+            dataset_hash=dataset_hash,
+            epoch=done,
+            optimizer=optimizer,
+            rng_state={"torch": torch.get_rng_state()},
+        )
 
 
 def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:

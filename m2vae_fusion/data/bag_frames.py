@@ -4,7 +4,7 @@ scene — the input of training from bags (`m2vae train --bag`), for bags from `
 `m2vae record` or `ros2 bag record` alike.
 
 Labels come from the simulator's ground-truth topic (`ground_truth/objects`) or, for a real robot's
-bag, from a YAML file of labelled object positions in the map frame (see `load_labels`).
+bag, from a label file's labelled object positions in the map frame (see `labelled_objects`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from m2vae_fusion.core.errors import DataError
 from m2vae_fusion.data.rosbag_types import typestore
-from m2vae_fusion.perception.labels import CLASSES, parse_class
+from m2vae_fusion.perception.labels import LabelSpace, default_labels
 from m2vae_fusion.perception.readings import CameraImage, ObjectState, Scan, Transform
 from m2vae_fusion.perception.ros_messages import (
     frame_name,
@@ -127,108 +126,154 @@ def _camera_image(topic: str, msg: Any, info: Any) -> CameraImage:
         raise DataError(f"{topic}: the CompressedImage stamped {stamp_seconds(msg.header):.3f} s: {exc}") from None
 
 
+@dataclass
+class _Collected:
+    """What frames are made of, as read from the bag(s): stamped readings per kind, the newest camera
+    intrinsics, the odometry chain, the sensors' mountings, the ground truth, and a count per topic."""
+
+    topics: TopicNames
+    scans: list[tuple[float, Scan]] = field(default_factory=list)
+    irs: list[tuple[float, Scan]] = field(default_factory=list)
+    images: list[tuple[float, Any]] = field(default_factory=list)
+    compressed: list[tuple[float, Any]] = field(default_factory=list)
+    info: Any = None
+    map_odom: _TimedPoses = field(default_factory=lambda: _TimedPoses())
+    odom_base: _TimedPoses = field(default_factory=lambda: _TimedPoses())
+    static: dict[tuple[str, str], Transform] = field(default_factory=dict)
+    truth: dict[str, ObjectState] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def compressed_topic(self) -> str:
+        return self.topics.image + "/compressed"  # image_transport's name for the camera's JPEG / PNG stream
+
+    def take(self, topic: str, msg: Any) -> None:
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+        topics = self.topics
+        if topic in (topics.scan, topics.ir):
+            (self.scans if topic == topics.scan else self.irs).append((stamp_seconds(msg.header), scan_from_msg(msg)))
+        elif topic in (topics.image, self.compressed_topic):
+            (self.images if topic == topics.image else self.compressed).append((stamp_seconds(msg.header), msg))
+        elif topic == topics.camera_info:
+            self.info = msg
+        elif topic in (topics.tf, topics.tf_static):
+            self._transforms(msg, static=topic == topics.tf_static)
+        elif topic == topics.ground_truth:
+            for o in msg.objects:
+                p = o.pose.position
+                yaw = 2 * np.arctan2(o.pose.orientation.z, o.pose.orientation.w)
+                self.truth[o.name] = ObjectState(
+                    o.name, o.colour, o.shape, o.surface, int(o.class_id), o.label, p.x, p.y, p.z, float(yaw)
+                )
+
+    def _transforms(self, msg: Any, static: bool) -> None:
+        for t in msg.transforms:
+            pair = (frame_name(t.header.frame_id), frame_name(t.child_frame_id))
+            if static:
+                self.static[pair] = transform_from_msg(*pair, t.transform)
+            elif pair == ("map", "odom"):
+                self.map_odom.add(stamp_seconds(t.header), matrix_from_msg(t.transform))
+            elif pair == ("odom", "base_link"):
+                self.odom_base.add(stamp_seconds(t.header), matrix_from_msg(t.transform))
+
+    def camera(self, where: str) -> tuple[list[tuple[float, Any]], str]:
+        """The image stream frames take their images from, and its topic; a DataError naming what is missing."""
+        topics = self.topics
+        if not self.scans:
+            raise DataError(
+                f"no LaserScan on {topics.scan} in {where} (topics there: {sorted(self.counts) or 'none of the expected'})"
+            )
+        images, image_topic = self.images, topics.image
+        if not images and self.compressed:  # a bag with both keeps the raw, lossless images
+            images, image_topic = self.compressed, self.compressed_topic
+        if not images:
+            raise DataError(f"no images in {where}; expected {topics.image} or {self.compressed_topic}")
+        if not self.irs:
+            raise DataError(f"no IR readings in {where}; expected {topics.ir}")
+        if self.info is None:
+            raise DataError(f"no CameraInfo on {topics.camera_info}: the camera's intrinsics are needed to crop objects")
+        return sorted(images, key=lambda item: item[0]), image_topic
+
+
 def read_frames(paths: Sequence[Path], topics: TopicNames = TopicNames(), tolerance: float = 0.05) -> BagFrames:
     """Every LiDAR scan of the bag(s) with the image / IR reading within `tolerance` seconds."""
     for path in paths:
         if not Path(path).exists():
             raise DataError(f"bag {path} does not exist")
-    images: list[tuple[float, Any]] = []
-    irs: list[tuple[float, Scan]] = []
-    scans: list[tuple[float, Scan]] = []
-    compressed: list[tuple[float, Any]] = []
-    info = None
-    map_odom, odom_base = _TimedPoses(), _TimedPoses()
-    static: dict[tuple[str, str], Transform] = {}
-    truth: dict[str, ObjectState] = {}
-    counts: dict[str, int] = {}
-    compressed_topic = topics.image + "/compressed"  # image_transport's name for the camera's JPEG / PNG stream
-    wanted = {topics.image, compressed_topic, topics.camera_info, topics.scan, topics.ir, topics.tf, topics.tf_static, topics.ground_truth}
+    bag = _Collected(topics)
+    wanted = {
+        topics.image,
+        bag.compressed_topic,
+        topics.camera_info,
+        topics.scan,
+        topics.ir,
+        topics.tf,
+        topics.tf_static,
+        topics.ground_truth,
+    }
     for topic, msg in _messages(paths, wanted):
-        counts[topic] = counts.get(topic, 0) + 1
-        if topic == topics.scan:
-            scans.append((stamp_seconds(msg.header), scan_from_msg(msg)))
-        elif topic == topics.ir:
-            irs.append((stamp_seconds(msg.header), scan_from_msg(msg)))
-        elif topic == topics.image:
-            images.append((stamp_seconds(msg.header), msg))
-        elif topic == compressed_topic:
-            compressed.append((stamp_seconds(msg.header), msg))
-        elif topic == topics.camera_info:
-            info = msg
-        elif topic == topics.tf_static:
-            for t in msg.transforms:
-                pair = (frame_name(t.header.frame_id), frame_name(t.child_frame_id))
-                static[pair] = transform_from_msg(*pair, t.transform)
-        elif topic == topics.tf:
-            for t in msg.transforms:
-                pair = (frame_name(t.header.frame_id), frame_name(t.child_frame_id))
-                if pair == ("map", "odom"):
-                    map_odom.add(stamp_seconds(t.header), matrix_from_msg(t.transform))
-                elif pair == ("odom", "base_link"):
-                    odom_base.add(stamp_seconds(t.header), matrix_from_msg(t.transform))
-        elif topic == topics.ground_truth:
-            for o in msg.objects:
-                p = o.pose.position
-                yaw = 2 * np.arctan2(o.pose.orientation.z, o.pose.orientation.w)
-                truth[o.name] = ObjectState(o.name, o.colour, o.shape, o.surface, int(o.class_id), o.label, p.x, p.y, p.z, float(yaw))
-    if not scans:
-        raise DataError(f"no LaserScan on {topics.scan} in {', '.join(map(str, paths))} (topics there: {sorted(counts) or 'none of the expected'})")
-    image_topic = topics.image
-    if not images and compressed:  # a bag with both keeps the raw, lossless images
-        images, image_topic = compressed, compressed_topic
-    for kind, found in (("images", images), ("IR readings", irs)):
-        if not found:
-            raise DataError(f"no {kind} in {', '.join(map(str, paths))}; expected {f'{topics.image} or {compressed_topic}' if kind == 'images' else topics.ir}")
-    if info is None:
-        raise DataError(f"no CameraInfo on {topics.camera_info}: the camera's intrinsics are needed to crop objects")
-    images.sort(key=lambda item: item[0])
-    irs.sort(key=lambda item: item[0])
+        bag.take(topic, msg)
+    images, image_topic = bag.camera(", ".join(map(str, paths)))
+    irs = sorted(bag.irs, key=lambda item: item[0])
     image_stamps, ir_stamps = [s for s, _ in images], [s for s, _ in irs]
     frames = []
-    for stamp, scan in sorted(scans, key=lambda item: item[0]):
+    for stamp, scan in sorted(bag.scans, key=lambda item: item[0]):
         image_msg = _nearest(image_stamps, [m for _, m in images], stamp, tolerance)
-        a, b = map_odom.at(stamp, tolerance), odom_base.at(stamp, tolerance)
+        a, b = bag.map_odom.at(stamp, tolerance), bag.odom_base.at(stamp, tolerance)
         frames.append(
             Frame(
-                stamp, scan, _camera_image(image_topic, image_msg, info) if image_msg is not None else None,
+                stamp,
+                scan,
+                _camera_image(image_topic, image_msg, bag.info) if image_msg is not None else None,
                 _nearest(ir_stamps, [s for _, s in irs], stamp, tolerance),
                 a @ b if a is not None and b is not None else None,
             )
         )
-    return BagFrames(frames, list(static.values()), list(truth.values()), counts)
+    return BagFrames(frames, list(bag.static.values()), list(bag.truth.values()), bag.counts)
 
 
-def load_labels(path: Path) -> list[ObjectState]:
-    """Labelled object positions for a real robot's bag, in the map frame. Format (YAML):
+def labelled_objects(entries: Any, space: LabelSpace | None = None, where: str = "labels") -> list[ObjectState]:
+    """Labelled object positions for a real robot's bag, in the map frame: the `objects` of a label
+    file (perception/labels.py), each of one of the classes of `space` (default: the paper's eight).
 
         objects:
           - name: mug_1                 # unique
-            label: red_cylinder_shiny   # one of the 8 classes <colour>_<shape>_<surface>
+            label: red_cylinder_shiny   # one of the classes
             x: 1.20                     # metres, map frame
             y: -0.35
             z: 0.06                     # optional, default 0.06 (object centre)
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(f"cannot read labels {path}: {exc}") from None
-    entries = data.get("objects") if isinstance(data, dict) else None
+    space = space or default_labels()
     if not isinstance(entries, list) or not entries:
-        raise DataError(f"{path}: expected a non-empty list under 'objects'")
+        raise DataError(f"{where}: expected a non-empty list under 'objects'")
     objects, names = [], set()
     for i, entry in enumerate(entries):
-        where = f"{path}: objects[{i}]"
+        at = f"{where}: objects[{i}]"
         if not isinstance(entry, dict) or not {"name", "label", "x", "y"} <= set(entry):
-            raise DataError(f"{where}: needs name, label, x and y")
-        cls = parse_class(str(entry["label"]))
-        if cls is None:
-            raise DataError(f"{where}: label {entry['label']!r} is not one of {', '.join(CLASSES)}")
+            raise DataError(f"{at}: needs name, label, x and y")
+        label = str(entry["label"])
+        if label not in space.classes:
+            raise DataError(f"{at}: label {label!r} is not one of {', '.join(space.classes)}")
         if entry["name"] in names:
-            raise DataError(f"{where}: name {entry['name']!r} is used twice")
+            raise DataError(f"{at}: name {entry['name']!r} is used twice")
         names.add(entry["name"])
         try:
             x, y, z = float(entry["x"]), float(entry["y"]), float(entry.get("z", 0.06))
         except (TypeError, ValueError):
-            raise DataError(f"{where}: x, y, z must be numbers") from None
-        objects.append(ObjectState(str(entry["name"]), cls.colour, cls.shape, cls.surface, cls.class_id, cls.label, x, y, z, 0.0))
+            raise DataError(f"{at}: x, y, z must be numbers") from None
+        values = space.attribute_values(label)
+        objects.append(
+            ObjectState(
+                str(entry["name"]),
+                values.get("colour", ""),
+                values.get("shape", ""),
+                values.get("surface", ""),
+                space.index(label),
+                label,
+                x,
+                y,
+                z,
+                0.0,
+            )
+        )
     return objects

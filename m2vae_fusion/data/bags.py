@@ -20,9 +20,15 @@ def offered_qos(latched: bool) -> Qos:
     """Reliable keep-last; transient-local for latched topics such as /tf_static so that
     `ros2 bag play` hands them to late subscribers."""
     return Qos(
-        QosHistory.KEEP_LAST, 10 if not latched else 1, QosReliability.RELIABLE,
+        QosHistory.KEEP_LAST,
+        10 if not latched else 1,
+        QosReliability.RELIABLE,
         QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
-        NEVER, NEVER, QosLiveliness.AUTOMATIC, NEVER, False,
+        NEVER,
+        NEVER,
+        QosLiveliness.AUTOMATIC,
+        NEVER,
+        False,
     )
 
 

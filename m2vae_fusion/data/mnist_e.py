@@ -38,7 +38,6 @@ import torch
 from m2vae_fusion.core.atomic_file import write_atomic
 from m2vae_fusion.core.errors import ConfigError, DataError
 from m2vae_fusion.core.models.cvae import CVAE, CVAEConfig, train_cvae
-from m2vae_fusion.data.pairs import LabelledPairs
 from m2vae_fusion.data.image_sources import (
     FASHION_FIX,
     IMAGE_DIM,
@@ -50,6 +49,7 @@ from m2vae_fusion.data.image_sources import (
     read_fashion_mnist,
     read_mnist,
 )
+from m2vae_fusion.data.pairs import LabelledPairs
 
 # Bump whenever the generating code changes what a given config produces: old caches then miss.
 GENERATOR_VERSION = 1

@@ -155,9 +155,12 @@ class SplitBag:
         parts = [PartInfo(f["path"], (self.path / f["path"]).stat().st_size, f["message_count"]) for f in info["files"]]
         start, empty = info["starting_time"]["nanoseconds_since_epoch"], info["message_count"] == 0
         return BagSummary(
-            self.path, parts,
-            {t: s.count for t, s in self.topics.items()}, {t: s.msgtype for t, s in self.topics.items()},
-            None if empty else start, None if empty else start + info["duration"]["nanoseconds"],
+            self.path,
+            parts,
+            {t: s.count for t, s in self.topics.items()},
+            {t: s.msgtype for t, s in self.topics.items()},
+            None if empty else start,
+            None if empty else start + info["duration"]["nanoseconds"],
         )
 
     @property
@@ -181,7 +184,9 @@ class SplitBag:
     def _open_part(self) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        writer = Writer(self.path / f"{self.path.resolve().name}_{len(self.finished)}", version=9, storage_plugin=StoragePlugin.MCAP)
+        writer = Writer(
+            self.path / f"{self.path.resolve().name}_{len(self.finished)}", version=9, storage_plugin=StoragePlugin.MCAP
+        )
         writer.open()
         self.part = _Part(writer)
         for topic in self.topics:
@@ -255,9 +260,14 @@ def bag_qos(profile: Any) -> Qos:
         return QosTime(*RMW_INFINITE) if ns >= 2**63 - 1 else QosTime(ns // NS, ns % NS)
 
     return Qos(
-        QosHistory(int(profile.history)), profile.depth, QosReliability(int(profile.reliability)),
-        QosDurability(int(profile.durability)), duration(profile.deadline), duration(profile.lifespan),
-        QosLiveliness(int(profile.liveliness)), duration(profile.liveliness_lease_duration),
+        QosHistory(int(profile.history)),
+        profile.depth,
+        QosReliability(int(profile.reliability)),
+        QosDurability(int(profile.durability)),
+        duration(profile.deadline),
+        duration(profile.lifespan),
+        QosLiveliness(int(profile.liveliness)),
+        duration(profile.liveliness_lease_duration),
         profile.avoid_ros_namespace_conventions,
     )
 
@@ -270,7 +280,8 @@ def subscription_qos(offered: list[Any]) -> Any:
     reliable = all(q.reliability == ReliabilityPolicy.RELIABLE for q in offered)
     latched = all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
     return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=QUEUE_DEPTH,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=QUEUE_DEPTH,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
     )
@@ -341,13 +352,17 @@ class Recorder:
     # ------------------------------------------------------------ graph
 
     def publishers(self, topic: str) -> list[Any]:
-        return [info for info in self.node.get_publishers_info_by_topic(topic) if info.node_name != self.node.get_name()
-                or info.node_namespace != self.node.get_namespace()]
+        return [
+            info
+            for info in self.node.get_publishers_info_by_topic(topic)
+            if info.node_name != self.node.get_name() or info.node_namespace != self.node.get_namespace()
+        ]
 
     def visible_topics(self) -> list[str]:
         """Topics of --all: every one with a publisher other than this node."""
         return [
-            name for name, _ in self.node.get_topic_names_and_types()
+            name
+            for name, _ in self.node.get_topic_names_and_types()
             if (self.plan.include_hidden or not is_hidden(name)) and self.publishers(name)
         ]
 
@@ -369,7 +384,9 @@ class Recorder:
         unique = list(dict.fromkeys(bag_qos(q) for q in offered))
         self.bag.add_topic(topic, msgtype, unique)
         events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda event: self.log.warning(f"{topic}: a publisher's QoS is incompatible with the recorder's ({getattr(event.last_policy_kind, 'name', event.last_policy_kind)}); its messages are not recorded")
+            incompatible_qos=lambda event: self.log.warning(
+                f"{topic}: a publisher's QoS is incompatible with the recorder's ({getattr(event.last_policy_kind, 'name', event.last_policy_kind)}); its messages are not recorded"
+            )
         )
         clock = self.node.get_clock()
 
@@ -453,7 +470,9 @@ class Recorder:
                 print(
                     f"\rrecording {elapsed_ns / NS:7.1f} s  {self.bag.messages:>8} msgs  "
                     f"{self.bag.data_bytes / MB:8.1f} MB  part {self.bag.parts_started - 1}",
-                    end="", file=sys.stderr, flush=True,
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
                 )
         if progress:
             print(file=sys.stderr)
@@ -463,16 +482,50 @@ class Recorder:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("topics", nargs="*", metavar="TOPIC", help="topics to record; relative names resolve in the node's namespace (--ros-args -r __ns:=/robot1)")
-    parser.add_argument("--out", type=Path, required=True, metavar="BAG", help="bag folder to create (rosbag2: metadata.yaml + BAG_0.mcap, BAG_1.mcap, ...); must not exist")
-    parser.add_argument("--all", action="store_true", help="record every topic that has a publisher, including ones that appear later")
-    parser.add_argument("--include-hidden", action="store_true", help="with --all, also record hidden topics (a name part starting with '_')")
-    parser.add_argument("--max-bag-size", type=float, metavar="MB", help="start a new part before one would hold more than MB megabytes (10^6 bytes) of messages")
-    parser.add_argument("--max-bag-duration", type=float, metavar="S", help="start a new part when one spans S seconds of receive time")
-    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of recording (default: until Ctrl-C / SIGTERM)")
-    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_S, metavar="S", help="how long to wait for the TOPICs' publishers (default: %(default)g)")
     parser.add_argument(
-        "--ros-args", nargs=argparse.REMAINDER, default=[], dest="ros_args", metavar="ARG",
+        "topics",
+        nargs="*",
+        metavar="TOPIC",
+        help="topics to record; relative names resolve in the node's namespace (--ros-args -r __ns:=/robot1)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="BAG",
+        help="bag folder to create (rosbag2: metadata.yaml + BAG_0.mcap, BAG_1.mcap, ...); must not exist",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="record every topic that has a publisher, including ones that appear later"
+    )
+    parser.add_argument(
+        "--include-hidden", action="store_true", help="with --all, also record hidden topics (a name part starting with '_')"
+    )
+    parser.add_argument(
+        "--max-bag-size",
+        type=float,
+        metavar="MB",
+        help="start a new part before one would hold more than MB megabytes (10^6 bytes) of messages",
+    )
+    parser.add_argument(
+        "--max-bag-duration", type=float, metavar="S", help="start a new part when one spans S seconds of receive time"
+    )
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="stop after S seconds of recording (default: until Ctrl-C / SIGTERM)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        metavar="S",
+        help="how long to wait for the TOPICs' publishers (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--ros-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        dest="ros_args",
+        metavar="ARG",
         help="the rest goes to rclpy, e.g. --ros-args -p use_sim_time:=true -r __ns:=/robot1",
     )
 
@@ -482,16 +535,37 @@ def _positive(value: float | None, option: str) -> None:
         raise RecordError(f"{option} must be > 0, got {value:g}")
 
 
-def run(args: argparse.Namespace) -> int:
-    import rclpy
-    from rclpy.signals import SignalHandlerOptions
-
+def _check_arguments(args: argparse.Namespace) -> None:
     if args.topics and args.all:
         raise RecordError("give TOPICs or --all, not both")
     if not args.topics and not args.all:
         raise RecordError("nothing to record: give TOPICs or --all")
-    for value, option in ((args.max_bag_size, "--max-bag-size"), (args.max_bag_duration, "--max-bag-duration"), (args.duration, "--duration"), (args.wait, "--wait")):
+    for value, option in (
+        (args.max_bag_size, "--max-bag-size"),
+        (args.max_bag_duration, "--max-bag-duration"),
+        (args.duration, "--duration"),
+        (args.wait, "--wait"),
+    ):
         _positive(value, option)
+
+
+def _resolved_topics(node: Any, names: list[str]) -> list[str]:
+    """`names` as full topic names in the node's namespace and remappings."""
+    topics = []
+    for topic in names:
+        try:
+            topics.append(node.resolve_topic_name(topic))
+        except RuntimeError as exc:  # rclpy's RCLError: "failed to resolve name: <why>, at <file:line>"
+            why = str(exc).removeprefix("failed to resolve name: ").split(", at ")[0]
+            raise RecordError(f"invalid topic name {topic!r}: {why}") from None
+    return topics
+
+
+def run(args: argparse.Namespace) -> int:
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    _check_arguments(args)
     bag = SplitBag(
         args.out,
         None if args.max_bag_size is None else int(args.max_bag_size * MB),
@@ -510,40 +584,49 @@ def run(args: argparse.Namespace) -> int:
     node = None
     try:
         node = rclpy.create_node("m2vae_record")
-        topics = []
-        for topic in args.topics:
-            try:
-                topics.append(node.resolve_topic_name(topic))
-            except RuntimeError as exc:  # rclpy's RCLError: "failed to resolve name: <why>, at <file:line>"
-                why = str(exc).removeprefix("failed to resolve name: ").split(", at ")[0]
-                raise RecordError(f"invalid topic name {topic!r}: {why}") from None
-        plan = Plan(tuple(dict.fromkeys(topics)), args.all, args.include_hidden, args.wait,
-                    None if args.duration is None else int(args.duration * NS))
-        recorder = Recorder(node, bag, plan)
-
-        def stop() -> bool:
-            return bool(stopped)
-
-        if node.get_parameter("use_sim_time").value:
-            node.get_logger().info("use_sim_time: stamping with /clock; waiting for it")
-            recorder.wait_for_clock(stop)
-        recorder.wait_for_topics(stop)
-        if stopped:
-            node.get_logger().info(f"{stopped[0]} before recording started: no bag written")
-            return 130
-        bag.open()
-        limits = [f"{args.max_bag_size:g} MB" if args.max_bag_size else "", f"{args.max_bag_duration:g} s" if args.max_bag_duration else ""]
-        node.get_logger().info(f"writing {bag.path}" + (f", a new part every {' or '.join(filter(None, limits))}" if any(limits) else ""))
-        try:
-            recorder.record(stop, progress=sys.stderr.isatty())
-        finally:
-            summary = bag.close()
-        node.get_logger().info(f"stopped: {recorder.stop_reason or stopped[0]}")
-        print(summary.text(), flush=True)
-        return 0
+        return _record(node, args, bag, stopped)
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _record(node: Any, args: argparse.Namespace, bag: SplitBag, stopped: list[str]) -> int:
+    """Wait for the clock and topics, then record until a stop; the exit status (130: stopped before recording)."""
+    topics = _resolved_topics(node, args.topics)
+    plan = Plan(
+        tuple(dict.fromkeys(topics)),
+        args.all,
+        args.include_hidden,
+        args.wait,
+        None if args.duration is None else int(args.duration * NS),
+    )
+    recorder = Recorder(node, bag, plan)
+
+    def stop() -> bool:
+        return bool(stopped)
+
+    if node.get_parameter("use_sim_time").value:
+        node.get_logger().info("use_sim_time: stamping with /clock; waiting for it")
+        recorder.wait_for_clock(stop)
+    recorder.wait_for_topics(stop)
+    if stopped:
+        node.get_logger().info(f"{stopped[0]} before recording started: no bag written")
+        return 130
+    bag.open()
+    limits = [
+        f"{args.max_bag_size:g} MB" if args.max_bag_size else "",
+        f"{args.max_bag_duration:g} s" if args.max_bag_duration else "",
+    ]
+    node.get_logger().info(
+        f"writing {bag.path}" + (f", a new part every {' or '.join(filter(None, limits))}" if any(limits) else "")
+    )
+    try:
+        recorder.record(stop, progress=sys.stderr.isatty())
+    finally:
+        summary = bag.close()
+    node.get_logger().info(f"stopped: {recorder.stop_reason or stopped[0]}")
+    print(summary.text(), flush=True)
+    return 0

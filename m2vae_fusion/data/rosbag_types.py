@@ -10,7 +10,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 MSG_PACKAGE = "m2vae_msgs"

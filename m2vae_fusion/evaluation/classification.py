@@ -45,8 +45,13 @@ def embed(model: PerceptionModel, features: dict[str, np.ndarray], names: tuple[
 
 
 def evaluate(
-    model: PerceptionModel, train: Observations, test: Observations, seed: int = 0, without_reencoding: PerceptionModel | None = None,
-    repeats: int = 20, classifier_seeds: int = 5,
+    model: PerceptionModel,
+    train: Observations,
+    test: Observations,
+    seed: int = 0,
+    without_reencoding: PerceptionModel | None = None,
+    repeats: int = 20,
+    classifier_seeds: int = 5,
 ) -> dict:
     """Sec. V-D's accuracies: meta-sensor (an MLP on the raw features vs on z of all sensors, mean over
     `classifier_seeds` MLP seeds), per subset (the model's own classifier), and in-place fusion of the
@@ -59,7 +64,10 @@ def evaluate(
         "m2vae": (embed(model, f_train, MODALITIES), embed(model, f_test, MODALITIES)),
     }
     # one MLP's rate moves by about .005 with its seed, as much as the gaps judged here: the mean of several
-    runs = {name: [mlp(seed + k).fit(x, y_train).score(x_test, y_test) for k in range(classifier_seeds)] for name, (x, x_test) in inputs.items()}
+    runs = {
+        name: [mlp(seed + k).fit(x, y_train).score(x_test, y_test) for k in range(classifier_seeds)]
+        for name, (x, x_test) in inputs.items()
+    }
     results = {
         "meta_sensor": {name: float(np.mean(rates)) for name, rates in runs.items()},
         "meta_sensor_runs": runs,
@@ -84,7 +92,9 @@ def accuracy(model: PerceptionModel, z: np.ndarray, labels: np.ndarray) -> float
     return float(np.mean(np.argmax(model.class_probabilities(z), axis=1) == labels))
 
 
-def in_place_rate(model: PerceptionModel, features: dict[str, np.ndarray], labels: np.ndarray, orders: list[tuple[str, ...]]) -> float:
+def in_place_rate(
+    model: PerceptionModel, features: dict[str, np.ndarray], labels: np.ndarray, orders: list[tuple[str, ...]]
+) -> float:
     """Accuracy after the three sensors arrive one at a time in `orders` and are fused in place."""
     final = []
     for i, order in enumerate(orders):

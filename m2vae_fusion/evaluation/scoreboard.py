@@ -44,9 +44,7 @@ class Match:
 def match(truth: Sequence[TrueObject], beliefs: Sequence[BeliefRow], radius: float) -> list[Match]:
     """Every true object with its nearest belief within `radius` (m), or None. A belief serves one
     object only: pairs are taken closest first."""
-    pairs = sorted(
-        (math.hypot(t.x - b.x, t.y - b.y), i, j) for i, t in enumerate(truth) for j, b in enumerate(beliefs)
-    )
+    pairs = sorted((math.hypot(t.x - b.x, t.y - b.y), i, j) for i, t in enumerate(truth) for j, b in enumerate(beliefs))
     chosen: dict[int, BeliefRow] = {}
     used: set[int] = set()
     for distance, i, j in pairs:
@@ -90,7 +88,11 @@ def summary(per_robot: dict[str, Sequence[Match]], sim_time: float, target: floa
             "correct": sum(m.correct for m in matches),
             "objects": len(matches),
             "accuracy": accuracy(matches),
-            "wrong": [{"object": m.truth.name, "truth": m.truth.label, "belief": m.belief.label if m.belief else None} for m in matches if not m.correct],
+            "wrong": [
+                {"object": m.truth.name, "truth": m.truth.label, "belief": m.belief.label if m.belief else None}
+                for m in matches
+                if not m.correct
+            ],
         }
         for robot, matches in per_robot.items()
     }

@@ -32,7 +32,8 @@ and `forget`):
   so a burst costs the same with 10 or 10 000 objects. It finds what a scan of every object in
   order of creation finds, ties in distance going to the object created last.
 - Classification: one classifier on z for every subset of sensors (the M2VAE's coherent latent),
-  8 classes of m2vae_fusion.perception.labels plus colour / shape / surface marginals summed from them.
+  the classes of the model's label space (m2vae_fusion.perception.labels, stored in its manifest) and
+  each attribute's marginals summed from them (`PerceptionModel.labels.marginals`).
 - Forgetting: foreign latents stamped more than `forget_after_s` before "now" (the caller's clock,
   in the stamps' time base) are dropped, and so is an object with neither own sensing nor a
   foreign latent newer than that.
@@ -91,28 +92,15 @@ import numpy as np
 
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.model.perception_model import Belief, PerceptionModel
-from m2vae_fusion.perception.labels import CLASSES, COLOURS, SHAPES, SURFACES, parse_class
+from m2vae_fusion.model.plane_index import PlaneIndex
+from m2vae_fusion.model.token_bucket import TokenBucket
 
-ATTRIBUTES: dict[str, tuple[str, ...]] = {"colour": COLOURS, "shape": SHAPES, "surface": SURFACES}
-_CLASS_ATTRIBUTES = [parse_class(label) for label in CLASSES]
-# per attribute, (values, classes): 1 where the class has the value; the beliefs of every object are published twice a second
-_MARGINALS = {
-    name: np.array([[float(getattr(c, name) == value) for c in _CLASS_ATTRIBUTES] for value in values]) for name, values in ATTRIBUTES.items()
-}
 MAX_ABS_MEAN = 100.0  # 100 standard deviations of the prior N(0, I)
 MAX_ABS_LOG_VAR = 30.0  # sigma from 3e-7 to 3e6
 # A foreign latent decodes to standardised features clamped to this: the AMiRo model's own features stay
 # within 4.9 (train and test sets), a latent at the magnitude bounds would decode to hundreds, outside
 # anything the subset encoder was trained on, and outweigh this robot's own sensors.
 FOREIGN_FEATURE_BOUND = 5.0
-
-
-def attribute_probabilities(class_probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Marginals of colour, shape and surface (in ATTRIBUTES' value order) from p(class) in CLASSES order."""
-    p = np.asarray(class_probabilities, dtype=float)
-    if p.shape != (len(CLASSES),):
-        raise ValueError(f"class probabilities must have shape ({len(CLASSES)},), got {p.shape}")
-    return {name: marginal @ p for name, marginal in _MARGINALS.items()}
 
 
 @dataclass(frozen=True)
@@ -164,7 +152,9 @@ class Latent:
 @dataclass(frozen=True)
 class Rejection:
     item: Encoding | Latent
-    kind: str  # encodings: model_id | modality | size | non_finite; latents also own | echo | magnitude | duplicate | stale | rate
+    kind: (
+        str  # encodings: model_id | modality | size | non_finite; latents also own | echo | magnitude | duplicate | stale | rate
+    )
     reason: str
 
 
@@ -192,7 +182,7 @@ class TrackedObject:
     position: np.ndarray  # (3,) in the store's frame: running mean of own encodings, else the used latent's
     belief: Belief | None  # own sensing only, what this robot shares; None: known from foreign latents only
     fused: Belief  # `belief` with the used foreign latent (Eq. 18): what is classified and published
-    class_probabilities: np.ndarray  # (8,) of `fused`, in CLASSES order
+    class_probabilities: np.ndarray  # (C,) of `fused`, in the order of the model's label space
     last_update_ns: int  # newest sensing in `fused`, own or foreign
     own_update_ns: int  # newest own sensing (0 while there is none)
     contributors: tuple[str, ...]  # robot ids of the own encodings, in order of first contribution
@@ -218,9 +208,6 @@ class TrackedObject:
         """Robots whose sensing is in the fused belief: the own ones, then the used latent's."""
         return tuple(dict.fromkeys([*self.contributors, *(self.used.contributors if self.used else ())]))
 
-    def attributes(self) -> dict[str, np.ndarray]:
-        return attribute_probabilities(self.class_probabilities)
-
 
 @dataclass
 class UpdateResult:
@@ -233,98 +220,6 @@ class UpdateResult:
 class _NewObject:
     position: np.ndarray
     position_count: int = 1
-
-
-class TokenBucket:
-    """At most `rate` takes per second on average, bursts of up to `capacity`."""
-
-    def __init__(self, rate: float, capacity: float, now_s: float) -> None:
-        self.rate, self.capacity = rate, capacity
-        self.tokens, self.at_s = capacity, now_s
-
-    def take(self, now_s: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now_s - self.at_s) * self.rate)
-        self.at_s = max(self.at_s, now_s)
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
-CELL_MARGIN = 1e-6  # cells are this much wider than the gate, so rounding in x / cell cannot put two positions within the gate two cells apart
-GRID_LIMIT = 2.0**31  # cell coordinates up to this are exact to well within CELL_MARGIN; positions beyond (absurd, or non-finite) are searched linearly
-
-
-class PlaneIndex:
-    """Positions in the plane (x, y) by key, hashed into a uniform grid of square cells one gate wide,
-    for the nearest key within the gate. Ties in distance go to the key added last (a moved key keeps
-    its place), as in a scan in order of addition that keeps the last of equals."""
-
-    def __init__(self, gate: float) -> None:
-        self.gate = gate
-        self._size = gate * (1.0 + CELL_MARGIN)
-        self._cells: dict[tuple[int, int], dict[str, None]] = {}
-        self._far: dict[str, None] = {}  # keys whose position is off the grid
-        self._entries: dict[str, tuple[float, float, tuple[int, int] | None, int]] = {}  # key -> (x, y, cell, rank)
-        self._placed = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def _cell(self, x: float, y: float) -> tuple[int, int] | None:
-        qx, qy = x / self._size, y / self._size
-        if abs(qx) < GRID_LIMIT and abs(qy) < GRID_LIMIT:  # False for NaN too
-            return math.floor(qx), math.floor(qy)
-        return None
-
-    def _bucket(self, cell: tuple[int, int] | None) -> dict[str, None]:
-        return self._far if cell is None else self._cells.setdefault(cell, {})
-
-    def place(self, key: str, position: np.ndarray) -> None:
-        """Add `key` at `position` (x, y, ...), or move it there keeping its rank."""
-        x, y = float(position[0]), float(position[1])
-        cell = self._cell(x, y)
-        entry = self._entries.get(key)
-        if entry is None:
-            self._placed += 1
-            rank = self._placed
-        else:
-            rank = entry[3]
-            if entry[2] != cell:
-                self._unlink(key, entry[2])
-        self._bucket(cell)[key] = None
-        self._entries[key] = (x, y, cell, rank)
-
-    def remove(self, key: str) -> None:
-        self._unlink(key, self._entries.pop(key)[2])
-
-    def _unlink(self, key: str, cell: tuple[int, int] | None) -> None:
-        bucket = self._bucket(cell)
-        del bucket[key]
-        if not bucket and cell is not None:
-            del self._cells[cell]
-
-    def rank(self, key: str) -> int:
-        """Order of first placement."""
-        return self._entries[key][3]
-
-    def nearest(self, position: np.ndarray) -> tuple[str, float] | None:
-        """The key nearest to `position` in the plane within the gate, and its distance; None if none is."""
-        x, y = float(position[0]), float(position[1])
-        cell = self._cell(x, y)
-        if cell is None:
-            candidates: Iterable[str] = self._entries
-        else:
-            cx, cy = cell
-            around = [self._cells.get((cx + i, cy + j), ()) for i in (-1, 0, 1) for j in (-1, 0, 1)]
-            candidates = itertools.chain(*around, self._far)
-        best, best_distance, best_rank = None, self.gate, 0
-        for key in candidates:
-            ex, ey, _, rank = self._entries[key]
-            distance = math.hypot(ex - x, ey - y)
-            if distance < best_distance or (distance == best_distance and rank > best_rank):
-                best, best_distance, best_rank = key, distance, rank
-        return None if best is None else (best, best_distance)
 
 
 class BeliefStore:
@@ -403,7 +298,15 @@ class BeliefStore:
                 draft = new[object_id]
                 belief = beliefs[object_id]
                 obj = TrackedObject(
-                    object_id, draft.position, belief, belief, np.zeros(len(CLASSES)), stamp_ns, stamp_ns, robots, evidence[object_id],
+                    object_id,
+                    draft.position,
+                    belief,
+                    belief,
+                    np.zeros(len(self.model.labels.classes)),
+                    stamp_ns,
+                    stamp_ns,
+                    robots,
+                    evidence[object_id],
                     draft.position_count,
                 )
                 self.objects[object_id] = obj
@@ -450,7 +353,9 @@ class BeliefStore:
             found = draft
         return None if found is None else found[0]
 
-    def _fuse_batched(self, jobs: dict[str, tuple[Belief | None, dict[str, np.ndarray]]], decoded_bound: float | None = None) -> dict[str, Belief]:
+    def _fuse_batched(
+        self, jobs: dict[str, tuple[Belief | None, dict[str, np.ndarray]]], decoded_bound: float | None = None
+    ) -> dict[str, Belief]:
         """Per key, the stored belief (None: none yet) fused with the new sensing (Eq. 18) or a new
         belief from it: one model call per (stored sensors, new sensors); `jobs`' sensors in model order.
         `decoded_bound`: clamp what the stored beliefs decode to (foreign latents)."""
@@ -461,7 +366,9 @@ class BeliefStore:
         for (sensed, names), keys in batches.items():
             features = {m: np.stack([jobs[k][1][m] for k in keys]) for m in names}
             stored = [jobs[k][0] for k in keys]
-            beliefs = self.model.belief_batch(features) if sensed is None else self.model.fuse_batch(stored, features, decoded_bound)
+            beliefs = (
+                self.model.belief_batch(features) if sensed is None else self.model.fuse_batch(stored, features, decoded_bound)
+            )
             fused.update(zip(keys, beliefs, strict=True))
         return fused
 
@@ -483,12 +390,18 @@ class BeliefStore:
             return Rejection(x, "model_id", f"model_id {x.model_id!r} is not the fusion model's {self.model.model_id!r}")
         mean, log_var = np.asarray(x.mean), np.asarray(x.log_var)
         if mean.shape != (self.latent_dim,) or log_var.shape != (self.latent_dim,):
-            return Rejection(x, "size", f"mean and log_var have shapes {mean.shape} and {log_var.shape}, the model's latent is ({self.latent_dim},)")
+            return Rejection(
+                x,
+                "size",
+                f"mean and log_var have shapes {mean.shape} and {log_var.shape}, the model's latent is ({self.latent_dim},)",
+            )
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(log_var))):
             return Rejection(x, "non_finite", "mean or log_var contain NaN or inf")
         if np.abs(mean).max() > MAX_ABS_MEAN or np.abs(log_var).max() > MAX_ABS_LOG_VAR:
             return Rejection(
-                x, "magnitude", f"|mean| up to {np.abs(mean).max():.3g} or |log_var| up to {np.abs(log_var).max():.3g} "
+                x,
+                "magnitude",
+                f"|mean| up to {np.abs(mean).max():.3g} or |log_var| up to {np.abs(log_var).max():.3g} "
                 f"(bounds {MAX_ABS_MEAN:g}, {MAX_ABS_LOG_VAR:g})",
             )
         unknown = [m for m in x.modalities if m not in self.modalities]
@@ -499,11 +412,21 @@ class BeliefStore:
             return rejection
         sequence, stamp_ns = self._accepted.get(x.key, (-1, -1))
         if x.sequence <= sequence:
-            return Rejection(x, "duplicate", f"sequence {x.sequence} is not above {sequence}, the last accepted for {x.robot_id}/{x.object_id}")
+            return Rejection(
+                x, "duplicate", f"sequence {x.sequence} is not above {sequence}, the last accepted for {x.robot_id}/{x.object_id}"
+            )
         if x.stamp_ns < stamp_ns:
-            return Rejection(x, "stale", f"stamp {x.stamp_ns * 1e-9:.3f} s is older than {stamp_ns * 1e-9:.3f} s, the last accepted for {x.robot_id}/{x.object_id}")
+            return Rejection(
+                x,
+                "stale",
+                f"stamp {x.stamp_ns * 1e-9:.3f} s is older than {stamp_ns * 1e-9:.3f} s, the last accepted for {x.robot_id}/{x.object_id}",
+            )
         if x.stamp_ns < self._horizon_ns:
-            return Rejection(x, "stale", f"stamp {x.stamp_ns * 1e-9:.3f} s is older than the forgetting horizon {self._horizon_ns * 1e-9:.3f} s")
+            return Rejection(
+                x,
+                "stale",
+                f"stamp {x.stamp_ns * 1e-9:.3f} s is older than the forgetting horizon {self._horizon_ns * 1e-9:.3f} s",
+            )
         return None
 
     def add_latents(self, latents: Iterable[Latent], now_s: float) -> UpdateResult:
@@ -514,7 +437,9 @@ class BeliefStore:
         rate = self.config.foreign_rate_hz
         for latent in latents:
             rejection = self.check_latent(latent)
-            if rejection is None and not self._buckets.setdefault(latent.robot_id, TokenBucket(rate, max(1.0, rate), now_s)).take(now_s):
+            if rejection is None and not self._buckets.setdefault(latent.robot_id, TokenBucket(rate, max(1.0, rate), now_s)).take(
+                now_s
+            ):
                 rejection = Rejection(latent, "rate", f"robot {latent.robot_id!r} sends more than {rate:g} latents per second")
             if rejection:
                 self.latent_rejections[rejection.kind] += 1
@@ -529,7 +454,15 @@ class BeliefStore:
                 object_id = self._new_id()
                 belief = self._latent_belief(latent)
                 self.objects[object_id] = TrackedObject(
-                    object_id, np.array(latent.position, np.float64), None, belief, np.zeros(len(CLASSES)), latent.stamp_ns, 0, (), {},
+                    object_id,
+                    np.array(latent.position, np.float64),
+                    None,
+                    belief,
+                    np.zeros(len(self.model.labels.classes)),
+                    latent.stamp_ns,
+                    0,
+                    (),
+                    {},
                     position_count=0,
                 )
                 self._index.place(object_id, self.objects[object_id].position)
@@ -544,7 +477,9 @@ class BeliefStore:
 
     def _latent_belief(self, latent: Latent) -> Belief:
         return Belief(
-            np.asarray(latent.mean, np.float32), np.asarray(latent.log_var, np.float32), tuple(m for m in self.modalities if m in latent.modalities)
+            np.asarray(latent.mean, np.float32),
+            np.asarray(latent.log_var, np.float32),
+            tuple(m for m in self.modalities if m in latent.modalities),
         )
 
     def _refuse(self, objects: list[TrackedObject]) -> None:
@@ -565,7 +500,10 @@ class BeliefStore:
                 self._index.place(obj.object_id, obj.position)
             else:
                 # own sensing wins: the fusion decodes only the foreign modalities not in `own`
-                jobs[obj.object_id] = (self._latent_belief(obj.used), {m: obj.evidence[m].mean.astype(np.float32) for m in obj.own_sensed})
+                jobs[obj.object_id] = (
+                    self._latent_belief(obj.used),
+                    {m: obj.evidence[m].mean.astype(np.float32) for m in obj.own_sensed},
+                )
             obj.last_update_ns = max(obj.own_update_ns, obj.used.stamp_ns if obj.used else 0)
         for object_id, fused in self._fuse_batched(jobs, FOREIGN_FEATURE_BOUND).items():
             self.objects[object_id].fused = fused

@@ -25,7 +25,9 @@ class LatentClassifier:
         mlp = MLPClassifier(hidden_layer_sizes=hidden, max_iter=500, early_stopping=True, random_state=seed).fit(z, labels)
         if len(mlp.classes_) < 2:
             raise ValueError(f"the classifier needs at least two classes in the labels, got {mlp.classes_.tolist()}")
-        return cls(np.asarray(mlp.classes_), tuple(np.asarray(w) for w in mlp.coefs_), tuple(np.asarray(b) for b in mlp.intercepts_))
+        return cls(
+            np.asarray(mlp.classes_), tuple(np.asarray(w) for w in mlp.coefs_), tuple(np.asarray(b) for b in mlp.intercepts_)
+        )
 
     def predict_proba(self, z: np.ndarray) -> np.ndarray:
         """p(class | z), (N, C) in the order of `classes`: ReLU hidden layers, softmax output (as fitted)."""
@@ -42,7 +44,8 @@ class LatentClassifier:
 
     def to_dict(self) -> dict:
         return {
-            "type": "mlp", "classes": self.classes.tolist(),
+            "type": "mlp",
+            "classes": self.classes.tolist(),
             "layers": [{"weight": w.tolist(), "bias": b.tolist()} for w, b in zip(self.weights, self.biases)],
         }
 
@@ -51,4 +54,8 @@ class LatentClassifier:
         if data.get("type") != "mlp" or not data.get("layers"):
             raise CheckpointError(f"classifier of type {data.get('type')!r} is not supported (expected an mlp with layers)")
         layers = data["layers"]
-        return cls(np.asarray(data["classes"]), tuple(np.asarray(l["weight"]) for l in layers), tuple(np.asarray(l["bias"]) for l in layers))
+        return cls(
+            np.asarray(data["classes"]),
+            tuple(np.asarray(layer["weight"]) for layer in layers),
+            tuple(np.asarray(layer["bias"]) for layer in layers),
+        )

@@ -57,24 +57,38 @@ class StackConfig:
             raise ConfigError(f"fusion.modalities must be {list(MODALITIES)} in this order, got {self.fusion.modality_names}")
         wrong = [m.name for m in self.fusion.modalities if m.dim != self.feature_dim]
         if wrong:
-            raise ConfigError(f"fusion modalities {wrong} must have dim = feature_dim ({self.feature_dim}): they take the beta-VAE means")
-        expected = {"camera": 3 * self.perception.features.crop_pixels**2, "lidar": 2 * self.perception.features.lidar_samples, "ir": 6}
+            raise ConfigError(
+                f"fusion modalities {wrong} must have dim = feature_dim ({self.feature_dim}): they take the beta-VAE means"
+            )
+        expected = {
+            "camera": 3 * self.perception.features.crop_pixels**2,
+            "lidar": 2 * self.perception.features.lidar_samples,
+            "ir": 6,
+        }
         for name, dim in expected.items():
             if self.preprocessors.modality(name).dim != dim:
-                raise ConfigError(f"preprocessors.{name}.dim must be {dim} for the perception features, got {self.preprocessors.modality(name).dim}")
+                raise ConfigError(
+                    f"preprocessors.{name}.dim must be {dim} for the perception features, got {self.preprocessors.modality(name).dim}"
+                )
 
     def preprocessor(self, name: str) -> ModelConfig:
         """The beta-VAE of one sensor, as a one-modality model config."""
         beta = self.preprocessors.beta_norms.get(name, self.preprocessors.beta_norm)
-        return ModelConfig([self.preprocessors.modality(name)], model="beta_vae", latent_dim=self.feature_dim, beta_norm=float(beta))
+        return ModelConfig(
+            [self.preprocessors.modality(name)], model="beta_vae", latent_dim=self.feature_dim, beta_norm=float(beta)
+        )
 
     def with_epochs(self, preprocessors: int | None, fusion: int | None) -> StackConfig:
         """A copy with other epoch counts (quick runs); the re-encoding warm-up keeps its fraction of training."""
         config = dataclasses.replace(self)
         if preprocessors is not None:
-            config.preprocessors = dataclasses.replace(self.preprocessors, train=dataclasses.replace(self.preprocessors.train, epochs=preprocessors))
+            config.preprocessors = dataclasses.replace(
+                self.preprocessors, train=dataclasses.replace(self.preprocessors.train, epochs=preprocessors)
+            )
         if fusion is not None:
-            config.fusion = dataclasses.replace(self.fusion, reencode=self.fusion.reencode.rescaled(fusion / self.fusion_train.epochs))
+            config.fusion = dataclasses.replace(
+                self.fusion, reencode=self.fusion.reencode.rescaled(fusion / self.fusion_train.epochs)
+            )
             config.fusion_train = dataclasses.replace(self.fusion_train, epochs=fusion)
         return config
 

@@ -1,6 +1,8 @@
 """The trained perception model as the nodes and evaluations use it: a sensor's view -> its beta-VAE
 features, features of any subset of sensors -> q(z | subset), in-place fusion (Eq. 18) of a stored
-belief with a new sensing, and class probabilities from z (one classifier for every subset)."""
+belief with a new sensing, and class probabilities from z (one classifier for every subset) over the
+model's own label space, stored in its manifest ("labels"; a manifest of format 1, from before labels
+were stored, has the paper's eight classes)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from m2vae_fusion.core.gaussian import DiagonalGaussian
 from m2vae_fusion.core.model import MultiModalVAE
 from m2vae_fusion.model.classifier import LatentClassifier
 from m2vae_fusion.model.config import MODALITIES, StackConfig
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import LabelSpace, default_labels
 
 # The file that names a model folder's checkpoints. It lives with the loader, not with training,
 # so the nodes that load a model do not import the training code (and its bag readers).
@@ -44,19 +46,30 @@ class PerceptionModel:
         self.model_id: str = manifest["model_id"]
         self.config: StackConfig = from_dict(StackConfig, manifest["config"])
         self.preprocessors: dict[str, MultiModalVAE] = {
-            m: load_checkpoint(root / manifest["preprocessors"][m], expected_model_config=self.config.preprocessor(m)).model for m in MODALITIES
+            m: load_checkpoint(root / manifest["preprocessors"][m], expected_model_config=self.config.preprocessor(m)).model
+            for m in MODALITIES
         }
         self.fusion: MultiModalVAE = load_checkpoint(root / manifest["fusion"], expected_model_config=self.config.fusion).model
         self._mean = {m: np.asarray(manifest["standardiser"][m]["mean"], np.float32) for m in MODALITIES}
         self._std = {m: np.asarray(manifest["standardiser"][m]["std"], np.float32) for m in MODALITIES}
         self.classifier = LatentClassifier.from_dict(manifest["classifier"])
+        self.labels: LabelSpace = (
+            LabelSpace.from_dict(manifest["labels"], f"{root} manifest") if "labels" in manifest else default_labels()
+        )
+        outside = [int(c) for c in self.classifier.classes if not 0 <= int(c) < len(self.labels.classes)]
+        if outside:
+            raise CheckpointError(
+                f"{root}: the classifier predicts class ids {outside}, outside the {len(self.labels.classes)} classes of its labels"
+            )
 
     @classmethod
     def load(cls, path: Path | str) -> PerceptionModel:
         path = Path(path)
         manifest_path = path / MANIFEST if path.is_dir() else path
         if not manifest_path.is_file():
-            raise CheckpointError(f"no perception model at {path} (expected {manifest_path}); train one with `m2vae train --bag ...`")
+            raise CheckpointError(
+                f"no perception model at {path} (expected {manifest_path}); train one with `m2vae train --bag ...`"
+            )
         try:
             manifest = json.loads(manifest_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -66,7 +79,9 @@ class PerceptionModel:
             raise CheckpointError(f"{manifest_path} lacks {sorted(missing)}")
         sensors = set(manifest["preprocessors"]) if isinstance(manifest["preprocessors"], dict) else set()
         if sensors != set(MODALITIES):
-            raise CheckpointError(f"{manifest_path}: preprocessors for {sorted(sensors)}; this version needs exactly {list(MODALITIES)}")
+            raise CheckpointError(
+                f"{manifest_path}: preprocessors for {sorted(sensors)}; this version needs exactly {list(MODALITIES)}"
+            )
         return cls(manifest, manifest_path.parent)
 
     # ------------------------------------------------------------ features
@@ -111,7 +126,9 @@ class PerceptionModel:
         """Eq. 18: decode the stored z into the sensors it covers, encode them with the new sensing."""
         return self.fuse_batch([stored], {m: np.asarray(f)[None] for m, f in new.items()})[0]
 
-    def fuse_batch(self, stored: Sequence[Belief], new: Mapping[str, np.ndarray], decoded_bound: float | None = None) -> list[Belief]:
+    def fuse_batch(
+        self, stored: Sequence[Belief], new: Mapping[str, np.ndarray], decoded_bound: float | None = None
+    ) -> list[Belief]:
         """Eq. 18 for N stored beliefs that cover the same sensors, each with its own new sensing by the
         same sensors (features (N, feature_dim) per sensor): one decoder pass per decoded sensor and
         one subset-encoder forward for all N. `decoded_bound`: clamp the decoded (standardised)
@@ -120,16 +137,21 @@ class PerceptionModel:
         if len(sensed) != 1:
             raise ValueError(f"fuse_batch takes beliefs that cover the same sensors, got {sorted(sensed)}")
         gaussian = DiagonalGaussian(
-            torch.from_numpy(np.stack([b.mean for b in stored]).astype(np.float32)), torch.from_numpy(np.stack([b.log_var for b in stored]).astype(np.float32))
+            torch.from_numpy(np.stack([b.mean for b in stored]).astype(np.float32)),
+            torch.from_numpy(np.stack([b.log_var for b in stored]).astype(np.float32)),
         )
         q, covered = in_place_fusion(
-            self.fusion, gaussian, sensed.pop(), {m: torch.from_numpy(np.asarray(f, np.float32)) for m, f in new.items()}, decoded_bound=decoded_bound
+            self.fusion,
+            gaussian,
+            sensed.pop(),
+            {m: torch.from_numpy(np.asarray(f, np.float32)) for m, f in new.items()},
+            decoded_bound=decoded_bound,
         )
         return [Belief(mean, log_var, tuple(covered)) for mean, log_var in zip(q.mean.numpy(), q.log_var.numpy(), strict=True)]
 
     def class_probabilities(self, z: np.ndarray) -> np.ndarray:
-        """p(class | z) for means z of shape (N, D_z); columns in CLASSES order."""
+        """p(class | z) for means z of shape (N, D_z); columns in the order of `labels.classes`."""
         proba = self.classifier.predict_proba(z)
-        out = np.zeros((proba.shape[0], len(CLASSES)))
+        out = np.zeros((proba.shape[0], len(self.labels.classes)))
         out[:, self.classifier.classes.astype(int)] = proba
         return out

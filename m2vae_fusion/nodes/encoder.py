@@ -17,13 +17,15 @@ detection's confidence (`detection_confidence`). Crop sizes and detection settin
 own perception config, so deployment cuts the views training cut.
 
 Subscribes (sensor-data QoS): scan, camera/image_raw + camera/camera_info (camera), ir/scan (IR);
-/tf (reliable), /tf_static (transient local). Publishes `encodings` (reliable, depth 50). With
+/tf (reliable), /tf_static (transient local). Publishes `encodings` (reliable, depth 50). Names and
+QoS: m2vae_fusion.ros_interface.topics; transforms: m2vae_fusion.ros_interface.transforms. With
 image_transport:=compressed the camera node takes camera/image_raw/compressed instead
 (sensor_msgs/CompressedImage, JPEG or PNG: what real robots and their bags mostly carry), decoded by
 m2vae_fusion.perception.compressed_images.
 
 Messages the node cannot read are dropped with a warning naming the problem (at most one per
-DROP_LOG_PERIOD_S per kind of message and reason, with a count of those in between), never a crash:
+DROP_LOG_PERIOD_S per kind of message and reason, with a count of those in between:
+m2vae_fusion.ros_interface.drop_log), never a crash (the checks: m2vae_fusion.ros_interface.sensor_input):
 images of an unsupported encoding, of zero size, of more than MAX_IMAGE_PIXELS, or whose step/size
 disagree with width/height/data or camera_info; compressed images that are empty, not JPEG / PNG (by
 the format field or the data), corrupt, or of more than MAX_IMAGE_PIXELS by their header; scans that
@@ -39,19 +41,17 @@ odom -> base_link (from the future) drop the message too. Inputs that have not a
 message taken and every drop, by reason, is counted and published on /diagnostics
 (m2vae_fusion.ros_interface.diagnostics) every diagnostics_period_s.
 
-Parameters: PARAMETERS below, defaults per node in config/encoders.yaml. A model that does not fit the
+Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them), each node's
+modality in config/encoders.yaml. A model that does not fit the
 parameters (no such file, modality not in the model, other model_id) is fatal: exit status 2 with the
 reason.
 """
 
 from __future__ import annotations
 
-import bisect
-import functools
 import math
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
@@ -69,239 +69,75 @@ from m2vae_fusion.model.config import MODALITIES
 from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames
-from m2vae_fusion.perception.compressed_images import CompressedImageError, decode
 from m2vae_fusion.perception.features import observe
-from m2vae_fusion.perception.image_encodings import ImageFormatError
 from m2vae_fusion.perception.lidar_objects import Candidate
-from m2vae_fusion.perception.readings import CameraImage, Scan, Transform
-from m2vae_fusion.perception.ros_messages import image_from_msgs, scan_from_msg, stamp_seconds
+from m2vae_fusion.perception.readings import CameraImage, Scan
+from m2vae_fusion.perception.ros_messages import stamp_seconds
 from m2vae_fusion.resources import default_model_dir
-from m2vae_fusion.ros_interface import diagnostics
+from m2vae_fusion.ros_interface import diagnostics, stamps, topics
+from m2vae_fusion.ros_interface.drop_log import DropLog, Dropped
+from m2vae_fusion.ros_interface.parameters import Parameters, integer, number, text
 from m2vae_fusion.ros_interface.runtime import (
     ParameterError,
     declare,
     declare_executor,
-    declare_number,
     executor_parameter,
     run_node,
 )
+from m2vae_fusion.ros_interface.sensor_input import (
+    camera_reading,
+    compressed_camera_reading,
+    image_bridge,
+    scan_reading,
+)
+from m2vae_fusion.ros_interface.topics import ENCODING_QOS, SENSOR_QOS, TF_QOS, TF_STATIC_QOS
+from m2vae_fusion.ros_interface.transforms import TransformBuffer, TransformException
 from m2vae_msgs.msg import ModalityEncoding
 
-
-@functools.cache
-def image_bridge() -> tuple[Any | None, str]:
-    """cv_bridge's CvBridge, or None and why it cannot be used ("" where cv_bridge is simply not
-    installed, as with the PyPI wheels): images are then converted by perception.image_encodings.
-    Tried on first use, not at import, and any exception counts: a distribution's cv_bridge, built
-    against numpy 1.x, fails under numpy 2 with AttributeError (_ARRAY_API not found) or numpy's
-    ImportError, a half-installed one with OSError; none of that may take the node down."""
-    try:
-        from cv_bridge import CvBridge
-
-        return CvBridge(), ""
-    except ModuleNotFoundError as exc:
-        return None, "" if exc.name == "cv_bridge" else f"{type(exc).__name__}: {exc}"
-    except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-# sensor_msgs_py is not needed: it converts PointCloud2, and LaserScan fields are plain arrays.
-
 DEFAULT_MODEL = default_model_dir()
-ENCODING_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TF_HISTORY_S = 5.0  # of message time: odom -> base_link samples kept for at-or-before lookups
 TF_WAIT_S = 0.5  # wall seconds an encoded scan waits for an odom -> base_link at or after its stamp
-DROP_LOG_PERIOD_S = 5.0
 PARTNERS = 5  # images / IR readings kept for pairing; scans waiting for one
-MAX_BEAMS = 20_000  # per scan: 2-D LiDARs give a few thousand; more is a corrupt or hostile message
-MAX_IMAGE_PIXELS = 4096 * 4096  # beyond any camera this node is meant for (the AMiRo's: 320 x 240)
 
-# name -> (default, description)
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "modality": ("", "the sensor this node encodes: camera | lidar | ir"),
-    "model": ("", f"perception model folder (with perception_model.json); empty: the package's {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name}"),
-    "model_id": ("", "if set, refuse a model with any other model_id"),
-    "scan_topic": ("scan", "LiDAR scan (sensor_msgs/LaserScan): object candidates for every modality"),
-    "image_topic": ("camera/image_raw", "camera image (sensor_msgs/Image), camera node only"),
-    "image_transport": ("raw", "raw: image_topic itself; compressed: image_topic + '/compressed' (sensor_msgs/CompressedImage, JPEG or PNG, as image_transport names it), camera node only"),
-    "camera_info_topic": ("camera/camera_info", "camera intrinsics (sensor_msgs/CameraInfo), camera node only"),
-    "ir_topic": ("ir/scan", "IR ring reading (sensor_msgs/LaserScan), IR node only"),
-    "rate_limit_hz": (0.0, "encode at most this many scans per wall-clock second (each up to max_objects encodings); 0: unlimited"),
-    "max_objects": (3, "encode the nearest N object candidates the sensor sees in one scan"),
-    "min_distance": (0.1, "encode only objects at least this far from the LiDAR [m]"),
-    "max_distance": (0.3, "encode only objects at most this far from the LiDAR [m]: keep it near the distances the model was trained at (0.16-0.25 m for the shipped one); farther views are out of its distribution"),
-    "max_bearing": (0.35, "encode only objects within this angle of the LiDAR's forward axis [rad]: the model was trained on objects ahead (+-0.1 rad); pi: all around"),
-    "sync_tolerance_s": (0.1, "pair a scan with the image / IR reading nearest in time within this many seconds"),
-    "frame_prefix": (None, "robot frame prefix (default: the namespace without its leading '/', plus '/')"),
-    "threads": (1, "torch threads (one per process is fastest for these small networks)"),
-    "future_tolerance_s": (1.0, "drop sensor messages stamped more than this many seconds ahead of the node's clock and the newest odometry"),
-    "diagnostics_period_s": (1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]"),
+PARAMETERS: Parameters = {
+    "modality": text("", "the sensor this node encodes: camera | lidar | ir"),
+    "model": text(
+        "",
+        f"perception model folder (with perception_model.json); empty: the package's {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name}",
+    ),
+    "model_id": text("", "if set, refuse a model with any other model_id"),
+    "scan_topic": text(topics.SCAN.name, "LiDAR scan (sensor_msgs/LaserScan): object candidates for every modality"),
+    "image_topic": text(topics.IMAGE.name, "camera image (sensor_msgs/Image), camera node only"),
+    "image_transport": text(
+        "raw",
+        "raw: image_topic itself; compressed: image_topic + '/compressed' (sensor_msgs/CompressedImage, JPEG or PNG, as image_transport names it), camera node only",
+    ),
+    "camera_info_topic": text(topics.CAMERA_INFO.name, "camera intrinsics (sensor_msgs/CameraInfo), camera node only"),
+    "ir_topic": text(topics.IR.name, "IR ring reading (sensor_msgs/LaserScan), IR node only"),
+    "rate_limit_hz": number(
+        0.0, "encode at most this many scans per wall-clock second (each up to max_objects encodings); 0: unlimited"
+    ),
+    "max_objects": integer(3, "encode the nearest N object candidates the sensor sees in one scan", minimum=1),
+    "min_distance": number(0.1, "encode only objects at least this far from the LiDAR [m]"),
+    "max_distance": number(
+        0.3,
+        "encode only objects at most this far from the LiDAR [m]: keep it near the distances the model was trained at (0.16-0.25 m for the shipped one); farther views are out of its distribution",
+    ),
+    "max_bearing": number(
+        0.35,
+        "encode only objects within this angle of the LiDAR's forward axis [rad]: the model was trained on objects ahead (+-0.1 rad); pi: all around",
+    ),
+    "sync_tolerance_s": number(0.1, "pair a scan with the image / IR reading nearest in time within this many seconds"),
+    "frame_prefix": text(None, "robot frame prefix (default: the namespace without its leading '/', plus '/')"),
+    "threads": integer(1, "torch threads (one per process is fastest for these small networks)", minimum=1),
+    "future_tolerance_s": number(
+        1.0, "drop sensor messages stamped more than this many seconds ahead of the node's clock and the newest odometry"
+    ),
+    "diagnostics_period_s": number(
+        1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]", positive=True
+    ),
     "executor": executor_parameter("events"),
 }
-
-
-class Dropped(Exception):
-    """A message the node cannot use: `what` kind of message, `reason` the problem; `waiting`: not
-    wrong, but something it needs has not arrived yet (camera_info, a transform); `kind`: a short name
-    of the problem, the counter on /diagnostics."""
-
-    def __init__(self, what: str, reason: str, waiting: bool = False, kind: str = "unusable") -> None:
-        super().__init__(f"{what}: {reason}")
-        self.what, self.kind, self.reason, self.waiting = what, kind, reason, waiting
-
-    @property
-    def key(self) -> str:
-        return f"{diagnostics.DROPPED}{self.what}: {self.kind}"
-
-
-# ------------------------------------------------------------ message conversion
-
-
-def scan_reading(msg: Any, what: str = "scan") -> Scan:
-    """A LaserScan as a Scan, or Dropped naming what is wrong with it."""
-    n, m = len(msg.ranges), len(msg.intensities)
-    if n == 0:
-        raise Dropped(what, "empty scan (no ranges)", kind="empty")
-    if max(n, m) > MAX_BEAMS:
-        raise Dropped(what, f"{n} ranges and {m} intensities: more than {MAX_BEAMS} beams", kind="huge")
-    if m not in (0, n):
-        raise Dropped(what, f"{n} ranges but {m} intensities", kind="intensities")
-    geometry = {name: float(getattr(msg, name)) for name in ("angle_min", "angle_max", "angle_increment", "range_min", "range_max")}
-    bad = [f"{name}={value}" for name, value in geometry.items() if not math.isfinite(value)]
-    if bad:
-        raise Dropped(what, f"non-finite {', '.join(bad)}", kind="geometry")
-    if geometry["angle_increment"] == 0:
-        raise Dropped(what, "angle_increment is 0", kind="geometry")
-    if not 0 <= geometry["range_min"] < geometry["range_max"]:
-        raise Dropped(what, f"need 0 <= range_min < range_max, got {geometry['range_min']} and {geometry['range_max']}", kind="geometry")
-    # drivers disagree on whether angle_max is the last beam or one past it: allow one beam either way
-    beams = (geometry["angle_max"] - geometry["angle_min"]) / geometry["angle_increment"] + 1
-    if abs(beams - n) > 1 + 1e-6:
-        raise Dropped(what, f"{n} ranges, but angle_min..angle_max in steps of angle_increment span {beams:.1f} beams", kind="beam_count")
-    scan = scan_from_msg(msg)
-    nan = int(np.isnan(scan.ranges).sum())
-    if nan:
-        raise Dropped(what, f"{nan} of {n} ranges are NaN (invalid measurements)", kind="nan_ranges")
-    negative = int(((scan.ranges < 0) & np.isfinite(scan.ranges)).sum())
-    if negative:  # -inf is REP-117's "too close"; a negative distance is a broken driver
-        raise Dropped(what, f"{negative} of {n} ranges are negative", kind="negative_ranges")
-    bad_intensities = int((~np.isfinite(scan.intensities)).sum())
-    if bad_intensities:
-        raise Dropped(what, f"{bad_intensities} of {m} intensities are NaN or inf", kind="intensities")
-    return scan
-
-
-def check_camera_info(info: Any | None, size: tuple[int, int] | None) -> None:
-    """Dropped unless `info` has arrived, has usable intrinsics and is of an image of `size` (width,
-    height; None: not known yet)."""
-    if info is None:
-        raise Dropped("image", "no camera_info received yet: the intrinsics are needed to crop objects", waiting=True, kind="no_camera_info")
-    if size is not None and size != (info.width, info.height):
-        raise Dropped("image", f"image is {size[0]}x{size[1]} but camera_info says {info.width}x{info.height}", kind="size")
-    k = np.asarray(info.k, dtype=float)
-    if k.shape != (9,) or not np.all(np.isfinite(k)) or not (k[0] > 0 and k[4] > 0):
-        raise Dropped("image", f"camera_info has no usable intrinsics (k = {k.tolist()})", kind="camera_info")
-
-
-def compressed_camera_reading(image: Any, info: Any | None) -> CameraImage:
-    """A CompressedImage (JPEG or PNG) with its CameraInfo as a CameraImage, or Dropped naming what is
-    wrong with them. Without camera_info the image is not decoded: it would be dropped anyway."""
-    if len(image.data) == 0:
-        raise Dropped("image", f"empty compressed image (format {image.format!r}, no data)", kind="zero_size")
-    check_camera_info(info, None)
-    try:
-        rgb = decode(image.format, image.data, MAX_IMAGE_PIXELS)
-    except CompressedImageError as exc:
-        raise Dropped("image", str(exc), kind=exc.kind) from None
-    check_camera_info(info, (rgb.shape[1], rgb.shape[0]))
-    return image_from_msgs(image, info, rgb)
-
-
-def camera_reading(image: Any, info: Any | None) -> CameraImage:
-    """An Image with its CameraInfo as a CameraImage, or Dropped naming what is wrong with them."""
-    if image.width == 0 or image.height == 0 or len(image.data) == 0:
-        raise Dropped("image", f"zero-size image: {image.width}x{image.height}, {len(image.data)} bytes", kind="zero_size")
-    if image.width * image.height > MAX_IMAGE_PIXELS or len(image.data) > 4 * MAX_IMAGE_PIXELS:
-        raise Dropped("image", f"{image.width}x{image.height} pixels, {len(image.data)} bytes: more than {MAX_IMAGE_PIXELS} pixels", kind="huge")
-    check_camera_info(info, (image.width, image.height))
-    rgb = None
-    bridge = image_bridge()[0]
-    if bridge is not None:
-        try:
-            rgb = bridge.imgmsg_to_cv2(image, desired_encoding="rgb8")
-        except Exception as exc:  # CvBridgeError, or numpy's TypeError / ValueError for a short buffer
-            raise Dropped("image", f"cv_bridge cannot convert {image.encoding!r} {image.width}x{image.height} step {image.step}: {exc}", kind="format") from None
-    try:
-        return image_from_msgs(image, info, rgb)
-    except ImageFormatError as exc:
-        raise Dropped("image", str(exc), kind="format") from None
-
-
-class DropLog:
-    """Logs dropped messages at most once per `period_s` per kind of message and reason, counting the
-    rest: bad messages as warnings, those waiting for an input (usual while starting) as info.
-
-    rclpy's own throttling is per call site, so it would hide a second kind of problem behind the first.
-    Every drop is also counted by reason in `counters` (what /diagnostics shows)."""
-
-    def __init__(
-        self, warn: Callable[[str], None], info: Callable[[str], None], period_s: float = DROP_LOG_PERIOD_S,
-        clock: Callable[[], float] = time.monotonic, counters: diagnostics.Counters | None = None,
-    ) -> None:
-        self.warn, self.info, self.period_s, self.clock = warn, info, period_s, clock
-        self.counters = counters or diagnostics.Counters()
-        self.last: dict[str, float] = {}
-        self.silenced: dict[str, int] = {}
-        self.total = 0
-
-    def report(self, dropped: Dropped) -> None:
-        self.total += 1
-        self.counters.add(dropped.key)
-        now = self.clock()
-        if now - self.last.get(dropped.key, -math.inf) < self.period_s:
-            self.silenced[dropped.key] = self.silenced.get(dropped.key, 0) + 1
-            return
-        self.last[dropped.key] = now
-        more = self.silenced.pop(dropped.key, 0)
-        text = f"dropped {dropped.what}: {dropped.reason}" + (f" (and {more} more since the last report)" if more else "")
-        # two call sites: rclpy refuses two severities from one line
-        if dropped.waiting:
-            self.info(text)
-        else:
-            self.warn(text)
-
-
-class TransformHistory:
-    """Timed samples of one transform (e.g. odom -> base_link from /tf); at-or-before lookup."""
-
-    def __init__(self, keep_s: float = TF_HISTORY_S) -> None:
-        self.keep_s = keep_s
-        self.stamps: list[float] = []
-        self.transforms: list[np.ndarray] = []
-
-    @property
-    def newest(self) -> float | None:
-        return self.stamps[-1] if self.stamps else None
-
-    def add(self, stamp: float, transform: np.ndarray) -> bool:
-        """Add a sample; True when time jumped back (a restarted simulation, a looped bag): the older
-        samples, from another run, are gone."""
-        jumped = bool(self.stamps) and stamp < self.stamps[-1] - self.keep_s
-        if jumped:
-            self.stamps.clear()
-            self.transforms.clear()
-        i = bisect.bisect(self.stamps, stamp)
-        self.stamps.insert(i, stamp)
-        self.transforms.insert(i, transform)
-        old = bisect.bisect_left(self.stamps, self.stamps[-1] - self.keep_s)
-        del self.stamps[:old], self.transforms[:old]
-        return jumped
-
-    def at_or_before(self, stamp: float) -> np.ndarray | None:
-        i = bisect.bisect_right(self.stamps, stamp)
-        return self.transforms[i - 1] if i else None
 
 
 def detection_confidence(candidate: Candidate, scan: Scan, object_radius: float) -> float:
@@ -310,11 +146,6 @@ def detection_confidence(candidate: Candidate, scan: Scan, object_radius: float)
     objects less."""
     expected = 2 * math.asin(min(1.0, object_radius / candidate.distance)) / abs(scan.angle_increment)
     return min(1.0, candidate.beams / max(expected, 1.0))
-
-
-def transform_of(t: Any) -> Transform:
-    r, p = t.transform.rotation, t.transform.translation
-    return Transform(t.header.frame_id, t.child_frame_id, (p.x, p.y, p.z), (r.x, r.y, r.z, r.w))
 
 
 @dataclass(frozen=True)
@@ -333,7 +164,7 @@ class Reading:
 class Pending:
     """Encodings of one scan waiting for odom -> base_link at the scan's stamp."""
 
-    scan_stamp: float
+    scan_ns: int
     since: float  # wall clock, time.monotonic()
     messages: list[ModalityEncoding]
     positions: np.ndarray  # (N, 3) in base_link
@@ -353,16 +184,14 @@ class EncoderNode(Node):
         rate = self._number("rate_limit_hz")
         self.min_period = 1.0 / rate if rate > 0 else 0.0
         self.max_objects = self._declare("max_objects")
-        if self.max_objects < 1:
-            raise ParameterError(f"parameter 'max_objects' must be >= 1, got {self.max_objects}")
         self.tolerance = self._number("sync_tolerance_s")
         self.distances = (self._number("min_distance"), self._number("max_distance"))
         self.max_bearing = self._number("max_bearing")
         if self.distances[0] >= self.distances[1]:
-            raise ParameterError(f"parameter 'min_distance' ({self.distances[0]}) must be smaller than 'max_distance' ({self.distances[1]})")
+            raise ParameterError(
+                f"parameter 'min_distance' ({self.distances[0]}) must be smaller than 'max_distance' ({self.distances[1]})"
+            )
         threads = self._declare("threads")
-        if threads < 1:
-            raise ParameterError(f"parameter 'threads' must be >= 1, got {threads}")
         torch.set_num_threads(threads)
         prefix = self._declare("frame_prefix", frames.default_frame_prefix(self.get_namespace())).strip("/")
         prefix = prefix + "/" if prefix else ""
@@ -371,28 +200,31 @@ class EncoderNode(Node):
         declare_executor(self, PARAMETERS)  # run_node spins the node on it
         self.future_tolerance = self._number("future_tolerance_s")
         diagnostics_period = self._number("diagnostics_period_s")
-        if diagnostics_period <= 0:
-            raise ParameterError(f"parameter 'diagnostics_period_s' must be > 0, got {diagnostics_period}")
 
         self.counters = diagnostics.Counters()
         self.drops = DropLog(self.get_logger().warning, self.get_logger().info, counters=self.counters)
-        self.static: dict[str, Transform] = {}
-        self.mountings: dict[str, np.ndarray] = {}  # sensor frame -> base_link_to_sensor, from self.static
         self.newest: dict[str, float] = {}  # input -> stamp of its newest accepted message
-        self.odom = TransformHistory()
+        self.tf = TransformBuffer(cache_time_s=TF_HISTORY_S)  # odom -> base_link and /tf_static
         self.pending: deque[Pending] = deque()
         self.scans: deque[Reading] = deque(maxlen=PARTNERS)  # waiting for a partner
         self.partners: deque[Reading] = deque(maxlen=PARTNERS)  # camera images or IR readings
         self.camera_info: CameraInfo | None = None
         self.last_encoded = -math.inf
 
-        self.publisher = self.create_publisher(ModalityEncoding, "encodings", ENCODING_QOS)
+        self.publisher = self.create_publisher(ModalityEncoding, topics.ENCODINGS.name, ENCODING_QOS)
         # Transforms first: the executor takes ready subscriptions in creation order, so the odometry of a
         # scan's stamp is in before the scan that needs it (else its encodings wait a callback round).
-        self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
-        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC_QOS)
+        self.create_subscription(TFMessage, topics.TF.name, self._on_tf, TF_QOS)
+        self.create_subscription(TFMessage, topics.TF_STATIC.name, self._on_tf_static, TF_STATIC_QOS)
+        inputs = self._subscribe_inputs()
+        self.create_timer(0.1, self._flush_pending, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        diagnostics.attach(self, self.counters, diagnostics_period)
+        self._log_start(inputs, rate)
+
+    def _subscribe_inputs(self) -> list[str]:
+        """Subscribe to the scan and the modality's partner (image + camera_info, or IR); their topics."""
         scan_topic = self._declare("scan_topic")
-        self.create_subscription(LaserScan, scan_topic, self._on_scan, qos_profile_sensor_data)
+        self.create_subscription(LaserScan, scan_topic, self._on_scan, SENSOR_QOS)
         inputs = [scan_topic]
         self.read_image = camera_reading
         if self.modality == "camera":
@@ -402,23 +234,34 @@ class EncoderNode(Node):
             image_topic = self._declare("image_topic")
             image_type = Image
             if transport == "compressed":  # image_transport's topic name for the compressed stream of image_topic
-                image_topic, image_type, self.read_image = image_topic.rstrip("/") + "/compressed", CompressedImage, compressed_camera_reading
+                image_topic, image_type, self.read_image = (
+                    image_topic.rstrip("/") + "/compressed",
+                    CompressedImage,
+                    compressed_camera_reading,
+                )
             inputs += [image_topic, self._declare("camera_info_topic")]
-            self.create_subscription(image_type, inputs[1], self._on_partner, qos_profile_sensor_data)
-            self.create_subscription(CameraInfo, inputs[2], self._on_camera_info, qos_profile_sensor_data)
+            self.create_subscription(image_type, inputs[1], self._on_partner, SENSOR_QOS)
+            self.create_subscription(CameraInfo, inputs[2], self._on_camera_info, SENSOR_QOS)
         elif self.modality == "ir":
             inputs.append(self._declare("ir_topic"))
-            self.create_subscription(LaserScan, inputs[1], self._on_partner, qos_profile_sensor_data)
-        self.create_timer(0.1, self._flush_pending, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        diagnostics.attach(self, self.counters, diagnostics_period)
+            self.create_subscription(LaserScan, inputs[1], self._on_partner, SENSOR_QOS)
+        return inputs
+
+    def _log_start(self, inputs: list[str], rate: float) -> None:
         bridge, bridge_problem = image_bridge() if self.modality == "camera" and self.read_image is camera_reading else (None, "")
         if bridge_problem:
-            self.get_logger().warning(f"cv_bridge cannot be used ({bridge_problem}): converting images with m2vae_fusion.perception.image_encodings instead")
+            self.get_logger().warning(
+                f"cv_bridge cannot be used ({bridge_problem}): converting images with m2vae_fusion.perception.image_encodings instead"
+            )
         self.get_logger().info(
             f"encoding {self.modality} with model {self.model.model_id} (feature_dim {self.model.config.feature_dim}) from "
-            f"{', '.join(self.resolve_topic_name(t) for t in inputs)} to {self.resolve_topic_name('encodings')} in {self.odom_frame}; "
+            f"{', '.join(self.resolve_topic_name(t) for t in inputs)} to {self.resolve_topic_name(topics.ENCODINGS.name)} in {self.odom_frame}; "
             f"nearest {self.max_objects} objects at {self.distances[0]:g}-{self.distances[1]:g} m within {self.max_bearing:g} rad of ahead, rate limit {rate:g} Hz{' (none)' if rate == 0 else ''}"
-            + (f", images converted by {'cv_bridge' if bridge is not None else 'm2vae_fusion.perception.image_encodings'}" if self.modality == "camera" and self.read_image is camera_reading else "")
+            + (
+                f", images converted by {'cv_bridge' if bridge is not None else 'm2vae_fusion.perception.image_encodings'}"
+                if self.modality == "camera" and self.read_image is camera_reading
+                else ""
+            )
             + (", JPEG / PNG images decoded by OpenCV" if self.read_image is compressed_camera_reading else "")
         )
 
@@ -428,7 +271,7 @@ class EncoderNode(Node):
         return declare(self, PARAMETERS, name, default)
 
     def _number(self, name: str) -> float:
-        return declare_number(self, PARAMETERS, name, positive=False)
+        return declare(self, PARAMETERS, name)
 
     def _load_model(self, path: str, expected_id: str) -> PerceptionModel:
         if not path:
@@ -444,7 +287,9 @@ class EncoderNode(Node):
             raise ParameterError(f"parameter 'model': {exc}") from None
         known = model.manifest.get("modalities", list(model.preprocessors))
         if self.modality not in known or self.modality not in model.preprocessors:
-            raise ParameterError(f"parameter 'modality': model {model.model_id} ({path}) has no {self.modality!r} encoder, only {known}")
+            raise ParameterError(
+                f"parameter 'modality': model {model.model_id} ({path}) has no {self.modality!r} encoder, only {known}"
+            )
         if expected_id and model.model_id != expected_id:
             raise ParameterError(f"parameter 'model_id' is {expected_id!r} but {path} holds model {model.model_id!r}")
         return model
@@ -453,20 +298,18 @@ class EncoderNode(Node):
 
     def _on_tf_static(self, msg: TFMessage) -> None:
         for t in msg.transforms:
-            self.static[t.child_frame_id] = transform_of(t)
-        self.mountings.clear()
+            self.tf.set_transform_static(t)
 
     def _on_tf(self, msg: TFMessage) -> None:
         fresh = False
         for t in msg.transforms:
             if (t.header.frame_id, t.child_frame_id) == (self.odom_frame, self.base_frame):
-                tr = transform_of(t)
                 try:
-                    transform = frames.from_translation_quaternion(tr.translation, tr.rotation)
+                    jumped = self.tf.set_transform(t)
                 except ValueError as exc:
-                    self.drops.report(Dropped("transform", f"{self.odom_frame} -> {self.base_frame}: {exc}", kind="malformed"))
+                    self.drops.report(Dropped("transform", str(exc), kind="malformed"))
                     continue
-                if self.odom.add(stamp_seconds(t.header), transform):
+                if jumped:
                     self.newest.clear()  # time jumped back: a new run, whose messages are not out of order
                 fresh = True
         if fresh:
@@ -480,20 +323,25 @@ class EncoderNode(Node):
         """Dropped when the frame is unknown, the stamp is out of order or from the future; else the
         stamp becomes the input's newest. Content checks come first, so a bad message never moves it."""
         frame = header.frame_id
-        if self.static:  # before /tf_static arrives every frame is unknown: _observe reports that as waiting
+        if self.tf.has_static:  # before /tf_static arrives every frame is unknown: _observe reports that as waiting
             try:
                 self._mounting(frame)
             except Dropped as exc:
-                raise Dropped(what, f"frame {frame!r} is not connected to {self.base_frame} ({exc.reason})", kind="unknown_frame") from None
+                raise Dropped(
+                    what, f"frame {frame!r} is not connected to {self.base_frame} ({exc.reason})", kind="unknown_frame"
+                ) from None
         stamp = stamp_seconds(header)
         newest = self.newest.get(what)
         if newest is not None and stamp < newest:
             raise Dropped(what, f"stamp {stamp:.3f} s is before the previous {what}'s {newest:.3f} s", kind="out_of_order")
         now = self.get_clock().now().nanoseconds * 1e-9  # 0 while use_sim_time waits for /clock
-        reference = max(now, self.odom.newest if self.odom.newest is not None else 0.0)
+        newest_odom = self.tf.newest_ns(self.odom_frame, self.base_frame)
+        reference = max(now, newest_odom * 1e-9 if newest_odom is not None else 0.0)
         if reference > 0 and stamp > reference + self.future_tolerance:
             raise Dropped(
-                what, f"stamp {stamp:.3f} s is more than {self.future_tolerance:g} s ahead of the clock and odometry ({reference:.3f} s)", kind="future"
+                what,
+                f"stamp {stamp:.3f} s is more than {self.future_tolerance:g} s ahead of the clock and odometry ({reference:.3f} s)",
+                kind="future",
             )
         self.newest[what] = stamp
 
@@ -533,7 +381,9 @@ class EncoderNode(Node):
             if gap <= self.tolerance:
                 self._encode(scan, partner)
             else:
-                self.counters.add(f"skipped scans: no {'image' if self.modality == 'camera' else 'IR reading'} within sync_tolerance_s")
+                self.counters.add(
+                    f"skipped scans: no {'image' if self.modality == 'camera' else 'IR reading'} within sync_tolerance_s"
+                )
 
     # ------------------------------------------------------------ encoding
 
@@ -549,7 +399,7 @@ class EncoderNode(Node):
             self.drops.report(exc)
             return
         if messages:
-            self.pending.append(Pending(scan.stamp, now, messages, positions))
+            self.pending.append(Pending(stamps.to_ns(scan.header.stamp), now, messages, positions))
             self._flush_pending()
 
     def _observe(self, scan: Reading, partner: Reading | None) -> tuple[list[ModalityEncoding], np.ndarray]:
@@ -559,19 +409,30 @@ class EncoderNode(Node):
         mounting[self.modality] = self._mounting(sensor.header.frame_id)
         image = sensor.data if self.modality == "camera" else None
         ir = sensor.data if self.modality == "ir" else None
-        observations = observe(image, scan.data, ir, mounting["lidar"], mounting["ir"], mounting["camera"], self.model.config.perception)
+        observations = observe(
+            image, scan.data, ir, mounting["lidar"], mounting["ir"], mounting["camera"], self.model.config.perception
+        )
         near, far = self.distances
         seen = [
-            o for o in observations
-            if getattr(o, self.modality) is not None and near <= o.candidate.distance <= far and abs(o.candidate.bearing) <= self.max_bearing
+            o
+            for o in observations
+            if getattr(o, self.modality) is not None
+            and near <= o.candidate.distance <= far
+            and abs(o.candidate.bearing) <= self.max_bearing
         ][: self.max_objects]
         if not seen:
             return [], np.zeros((0, 3))
-        features, log_var = self.model.encode_views(self.modality, np.stack([view_vector(self.modality, getattr(o, self.modality)) for o in seen]))
+        features, log_var = self.model.encode_views(
+            self.modality, np.stack([view_vector(self.modality, getattr(o, self.modality)) for o in seen])
+        )
         radius = self.model.config.perception.detection.object_radius
         messages = []
         for o, mean, lv in zip(seen, features, log_var):
-            msg = ModalityEncoding(modality=self.modality, model_id=self.model.model_id, confidence=detection_confidence(o.candidate, scan.data, radius))
+            msg = ModalityEncoding(
+                modality=self.modality,
+                model_id=self.model.model_id,
+                confidence=detection_confidence(o.candidate, scan.data, radius),
+            )
             msg.header.stamp = sensor.header.stamp
             msg.header.frame_id = self.odom_frame
             msg.mean = mean.astype(np.float32).tolist()
@@ -580,25 +441,32 @@ class EncoderNode(Node):
         return messages, np.stack([o.position for o in seen])
 
     def _mounting(self, sensor_frame: str) -> np.ndarray:
-        if sensor_frame not in self.mountings:
-            try:
-                self.mountings[sensor_frame] = frames.lookup(self.static.values(), self.base_frame, sensor_frame)
-            except (KeyError, ValueError) as exc:  # ValueError: a malformed transform on /tf_static
-                raise Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True, kind="tf_static") from None
-        return self.mountings[sensor_frame]
+        """base_link -> sensor from /tf_static."""
+        try:
+            return self.tf.lookup_matrix(self.base_frame, sensor_frame, Time())
+        except TransformException as exc:
+            raise Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True, kind="tf_static") from None
 
     def _flush_pending(self) -> None:
         """Publish encodings once odom -> base_link is known at their scan's stamp, or after TF_WAIT_S with the latest before it."""
         now = time.monotonic()
         while self.pending:
             item = self.pending[0]
-            newest = self.odom.newest
-            if (newest is None or newest < item.scan_stamp) and now - item.since < TF_WAIT_S:
+            newest = self.tf.newest_ns(self.odom_frame, self.base_frame)
+            if (newest is None or newest < item.scan_ns) and now - item.since < TF_WAIT_S:
                 return
             self.pending.popleft()
-            odom_to_base = self.odom.at_or_before(item.scan_stamp)
-            if odom_to_base is None:
-                self.drops.report(Dropped("transform", f"no {self.odom_frame} -> {self.base_frame} on /tf at or before {item.scan_stamp:.3f} s", waiting=True, kind="odom"))
+            try:
+                odom_to_base = self.tf.lookup_matrix(self.odom_frame, self.base_frame, Time(nanoseconds=item.scan_ns))
+            except TransformException:
+                self.drops.report(
+                    Dropped(
+                        "transform",
+                        f"no {self.odom_frame} -> {self.base_frame} on /tf at or before {item.scan_ns * 1e-9:.3f} s",
+                        waiting=True,
+                        kind="odom",
+                    )
+                )
                 continue
             for msg, position in zip(item.messages, frames.apply(odom_to_base, item.positions)):
                 msg.position.x, msg.position.y, msg.position.z = (float(v) for v in position)

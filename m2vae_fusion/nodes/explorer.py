@@ -8,7 +8,7 @@ Subscribes: scan (sensor_msgs/LaserScan), odom (nav_msgs/Odometry: the pose and 
 Publishes: cmd_vel (geometry_msgs/Twist) every 1/control_rate_hz while odometry is fresh; a zero twist
   on shutdown.
 
-Parameters (defaults in config/explorer.yaml): PARAMETERS below. Read at start-up only.
+Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them). Read at start-up only.
 
 Usage: ros2 run m2vae_fusion explorer --ros-args -r __ns:=/robot1 --params-file config/explorer.yaml
 """
@@ -24,21 +24,24 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
 from sensor_msgs.msg import LaserScan
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.nodes.encoder import DropLog, Dropped, scan_reading, transform_of
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.lidar_objects import detect_objects
-from m2vae_fusion.perception.readings import Scan, Transform
+from m2vae_fusion.perception.readings import Scan
 from m2vae_fusion.perception.ros_messages import stamp_seconds
-from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.ros_interface import topics
+from m2vae_fusion.ros_interface.drop_log import DropLog, Dropped
+from m2vae_fusion.ros_interface.parameters import Parameter, Parameters, integer, number
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, run_node
+from m2vae_fusion.ros_interface.sensor_input import scan_reading
+from m2vae_fusion.ros_interface.topics import CMD_VEL_QOS, ODOM_QOS, SENSOR_QOS, TF_STATIC_QOS
+from m2vae_fusion.ros_interface.transforms import TransformBuffer, TransformException
 
-TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-ODOM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 POSE_HISTORY = 100  # odometry samples kept to find the pose at a scan's stamp (5 s at 20 Hz)
 STALE_ODOM_S = 1.0  # wall seconds without odometry after which the node stops commanding
 
@@ -58,9 +61,19 @@ _DESCRIPTIONS = {
     "stuck_timeout_s": "a viewpoint that got no closer for this many seconds is given up",
     "robot_radius": "a viewpoint needs this much free space around it in the scans [m]",
 }
-PARAMETERS: dict[str, tuple[object, str]] = {
-    **{f.name: (f.default, _DESCRIPTIONS[f.name]) for f in dataclasses.fields(ExplorerConfig)},
-    "control_rate_hz": (20.0, "velocity commands per second"),
+ZERO_ALLOWED = {"dwell_s"}  # ExplorerConfig's other numbers must be > 0, its integers >= 1
+
+
+def config_parameter(field: dataclasses.Field) -> Parameter:
+    """The table entry of an ExplorerConfig field: its default, and the range ExplorerConfig checks."""
+    if field.type in (int, "int"):
+        return integer(field.default, _DESCRIPTIONS[field.name], minimum=1)
+    return number(field.default, _DESCRIPTIONS[field.name], positive=field.name not in ZERO_ALLOWED)
+
+
+PARAMETERS: Parameters = {
+    **{f.name: config_parameter(f) for f in dataclasses.fields(ExplorerConfig)},
+    "control_rate_hz": number(20.0, "velocity commands per second", positive=True),
 }
 
 
@@ -68,44 +81,41 @@ def scan_returns(scan: Scan, mounting: np.ndarray) -> np.ndarray:
     """Every finite return of a scan as (M, 2) points in the robot's frame."""
     angles = scan.angle_min + np.arange(len(scan.ranges)) * scan.angle_increment
     hit = np.isfinite(scan.ranges)
-    points = np.stack([scan.ranges[hit] * np.cos(angles[hit]), scan.ranges[hit] * np.sin(angles[hit]), np.zeros(int(hit.sum()))], axis=1)
+    points = np.stack(
+        [scan.ranges[hit] * np.cos(angles[hit]), scan.ranges[hit] * np.sin(angles[hit]), np.zeros(int(hit.sum()))], axis=1
+    )
     return frames.apply(mounting, points)[:, :2] if len(points) else np.zeros((0, 2))
 
 
 class ExplorerNode(Node):
     def __init__(self) -> None:
         super().__init__("explorer")
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(ExplorerConfig):
-            if isinstance(f.default, float):
-                values[f.name] = declare_number(self, PARAMETERS, f.name, positive=False)
-            else:
-                values[f.name] = declare(self, PARAMETERS, f.name)
+        values: dict[str, Any] = {f.name: declare(self, PARAMETERS, f.name) for f in dataclasses.fields(ExplorerConfig)}
         try:
             self.explorer = Explorer(ExplorerConfig(**values))
         except ConfigError as exc:
             raise ParameterError(f"parameter {str(exc).removeprefix('explorer.')}") from None
-        rate = declare_number(self, PARAMETERS, "control_rate_hz", positive=True)
+        rate = declare(self, PARAMETERS, "control_rate_hz")
 
-        self.static: dict[str, Transform] = {}
+        self.tf = TransformBuffer()  # /tf_static only: the LiDAR's mounting
         self.stamps: list[float] = []
         self.poses: list[tuple[float, float, float]] = []
         self.base_frame = ""
         self.odom_wall = -float("inf")
         self.drops = DropLog(self.get_logger().warning, self.get_logger().info)
-        self.cmd_pub = self.create_publisher(Twist, "cmd_vel", 10)
-        self.create_subscription(Odometry, "odom", self._on_odom, ODOM_QOS)
-        self.create_subscription(LaserScan, "scan", self._on_scan, qos_profile_sensor_data)
-        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC_QOS)
+        self.cmd_pub = self.create_publisher(Twist, topics.CMD_VEL.name, CMD_VEL_QOS)
+        self.create_subscription(Odometry, topics.ODOM.name, self._on_odom, ODOM_QOS)
+        self.create_subscription(LaserScan, topics.SCAN.name, self._on_scan, SENSOR_QOS)
+        self.create_subscription(TFMessage, topics.TF_STATIC.name, self._on_tf_static, TF_STATIC_QOS)
         self.create_timer(1.0 / rate, self._on_control)
         self.get_logger().info(
             f"exploring: looking at objects from {self.explorer.config.views_per_object} sides at "
-            f"{self.explorer.config.view_distance:g} m; commands on {self.resolve_topic_name('cmd_vel')} at {rate:g} Hz"
+            f"{self.explorer.config.view_distance:g} m; commands on {self.resolve_topic_name(topics.CMD_VEL.name)} at {rate:g} Hz"
         )
 
     def _on_tf_static(self, msg: TFMessage) -> None:
         for t in msg.transforms:
-            self.static[t.child_frame_id] = transform_of(t)
+            self.tf.set_transform_static(t)
 
     def _on_odom(self, msg: Odometry) -> None:
         stamp = stamp_seconds(msg.header)
@@ -125,11 +135,11 @@ class ExplorerNode(Node):
             return
         try:
             scan = scan_reading(msg)
-            mounting = frames.lookup(self.static.values(), self.base_frame, msg.header.frame_id)
+            mounting = self.tf.lookup_matrix(self.base_frame, msg.header.frame_id, Time())
         except Dropped as exc:
             self.drops.report(exc)
             return
-        except KeyError as exc:
+        except TransformException as exc:
             self.drops.report(Dropped("transform", f"/tf_static: {exc.args[0]}", waiting=True))
             return
         stamp = stamp_seconds(msg.header)

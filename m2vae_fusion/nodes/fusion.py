@@ -1,6 +1,7 @@
 """fusion: one latent belief per object from the sensor encoder nodes' encodings, fused in place
 (paper Sec. III-B, Eq. 18), combined with the latents other robots share, and classified into the
-8 object classes with colour / shape / surface marginals. The rules (association gate, repeats,
+classes of the model's label space with each attribute's marginals (for the shipped model: the 8
+AMiRo classes, colour / shape / surface). The rules (association gate, repeats,
 bursts, forgetting, which foreign latent is used and how, the checks on foreign latents) are
 m2vae_fusion.model.beliefs'; this node converts messages and frames around it.
 
@@ -54,122 +55,101 @@ from a foreign latent, so a robot learns objects it has never sensed. Robots are
 in one time base (synchronised clocks or one simulation); the forgetting clock follows own
 sensings, and foreign stamps only while there has been no own sensing.
 
-Parameters (defaults in config/fusion.yaml): see PARAMETERS below.
+Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them).
 
 Usage: ros2 run m2vae_fusion fusion --ros-args -r __ns:=/robot1 --params-file config/fusion.yaml
 """
 
 from __future__ import annotations
 
-import bisect
-import math
+import dataclasses
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
-from m2vae_fusion.model.beliefs import ATTRIBUTES, BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
+from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
 from m2vae_fusion.model.perception_model import PerceptionModel
-from m2vae_fusion.nodes.latent_monitor import LATENT_QOS
 from m2vae_fusion.perception import frames
-from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.resources import default_model_dir
-from m2vae_fusion.ros_interface import diagnostics
+from m2vae_fusion.ros_interface import diagnostics, stamps, topics
+from m2vae_fusion.ros_interface.drop_log import DropLog, Dropped
+from m2vae_fusion.ros_interface.parameters import Parameters, flag, integer, number, text
 from m2vae_fusion.ros_interface.runtime import (
     ParameterError,
     declare,
     declare_executor,
-    declare_number,
     executor_parameter,
     run_node,
 )
+from m2vae_fusion.ros_interface.topics import BELIEF_QOS, ENCODING_QOS, LATENT_QOS, SHARED_LATENTS, TF_QOS
+from m2vae_fusion.ros_interface.transforms import TransformBuffer, TransformException
 from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray
 
 DEFAULT_MODEL = default_model_dir()
-ENCODING_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 MAP = "map"
 FUSION_FRAMES = ("auto", MAP, "odom")
-DROP_LOG_PERIOD_S = 5.0
-TF_HISTORY = 200  # per child frame: 10 s of the sim's 20 Hz /tf
+TF_HISTORY_S = 10.0  # of message time, map -> odom samples kept: 200 of the sim's 20 Hz /tf
 
-# name -> (default, description). None: worked out at start-up (see the description); config/fusion.yaml
-# lists every other default and test/test_fusion_node.py keeps the two equal.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "model": (None, f"perception model folder or its perception_model.json (default: {DEFAULT_MODEL})"),
-    "gate": (0.1, "association gate [m]: an encoding within this distance (in the plane) of an object's position belongs to it"),
-    "forget_after_s": (600.0, "drop objects whose newest sensing is older than this [s]"),
-    "publish_rate_hz": (2.0, "beliefs messages per second"),
-    "batch_period_s": (0.02, "encodings are buffered and fused in one go this often [s]"),
-    "robot_id": (None, "this robot's id in latents and beliefs (default: the namespace without '/', else the host name)"),
-    "fusion_frame": ("auto", "auto: map once /tf has map -> odom, odom before; map: wait for map; odom: the encodings' frame"),
-    "share_latents": (True, "publish the belief from own sensing on shared_topic for other robots"),
-    "fuse_foreign": (True, "fuse the latents other robots publish on shared_topic"),
-    "latent_rate_hz": (2.0, "own latents per object per second, at most (the first one goes at once)"),
-    "foreign_rate_limit_hz": (20.0, "foreign latents accepted per foreign robot per second, at most (one second's burst)"),
-    "shared_topic": ("/shared/latents", "the topic all robots share latents on"),
-    "future_tolerance_s": (1.0, "drop encodings and latents stamped more than this many seconds ahead of the data clock and the node's clock"),
-    "max_foreign_robots": (16, "fuse latents of at most this many other robots at a time; a robot's slot frees after forget_after_s without a valid latent"),
-    "diagnostics_period_s": (1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]"),
+STORE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BeliefStoreConfig)}  # one source for the store's values
+
+PARAMETERS: Parameters = {
+    "model": text(
+        None,
+        f"perception model folder or its perception_model.json (default: the package's {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name})",
+    ),
+    "gate": number(
+        STORE_DEFAULTS["gate"],
+        "association gate [m]: an encoding within this distance (in the plane) of an object's position belongs to it",
+        positive=True,
+    ),
+    "forget_after_s": number(
+        STORE_DEFAULTS["forget_after_s"], "drop objects whose newest sensing is older than this [s]", positive=True
+    ),
+    "publish_rate_hz": number(2.0, "beliefs messages per second", positive=True),
+    "batch_period_s": number(0.02, "encodings are buffered and fused in one go this often [s]", positive=True),
+    "robot_id": text(None, "this robot's id in latents and beliefs (default: the namespace without '/', else the host name)"),
+    "fusion_frame": text(
+        "auto", "auto: map once /tf has map -> odom, odom before; map: wait for map; odom: the encodings' frame"
+    ),
+    "share_latents": flag(True, "publish the belief from own sensing on shared_topic for other robots"),
+    "fuse_foreign": flag(True, "fuse the latents other robots publish on shared_topic"),
+    "latent_rate_hz": number(
+        STORE_DEFAULTS["latent_rate_hz"], "own latents per object per second, at most (the first one goes at once)", positive=True
+    ),
+    "foreign_rate_limit_hz": number(
+        STORE_DEFAULTS["foreign_rate_hz"],
+        "foreign latents accepted per foreign robot per second, at most (one second's burst)",
+        positive=True,
+    ),
+    "shared_topic": text(SHARED_LATENTS.name, "the topic all robots share latents on"),
+    "future_tolerance_s": number(
+        1.0,
+        "drop encodings and latents stamped more than this many seconds ahead of the data clock and the node's clock",
+        positive=True,
+    ),
+    "max_foreign_robots": integer(
+        16,
+        "fuse latents of at most this many other robots at a time; a robot's slot frees after forget_after_s without a valid latent",
+        minimum=1,
+    ),
+    "diagnostics_period_s": number(
+        1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]", positive=True
+    ),
     "executor": executor_parameter("single_threaded"),
 }
 
 
-def stamp_ns(stamp: Time) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-
-def to_stamp(ns: int) -> Time:
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
 def default_robot_id(namespace: str) -> str:
     return namespace.strip("/") or socket.gethostname()
-
-
-class MapTransforms:
-    """map -> child transforms from /tf, a short history per child frame, looked up by stamp."""
-
-    def __init__(self) -> None:
-        self._history: dict[str, list[tuple[int, np.ndarray]]] = {}
-
-    def add(self, msg: TFMessage) -> None:
-        for t in msg.transforms:
-            if t.header.frame_id.lstrip("/") != MAP:
-                continue
-            tr, r = t.transform.translation, t.transform.rotation
-            try:
-                matrix = frames.from_translation_quaternion((tr.x, tr.y, tr.z), (r.x, r.y, r.z, r.w))
-            except ValueError:
-                continue  # a malformed transform must not replace a good one
-            history = self._history.setdefault(t.child_frame_id.lstrip("/"), [])
-            bisect.insort(history, (stamp_ns(t.header.stamp), matrix), key=lambda entry: entry[0])
-            del history[:-TF_HISTORY]
-
-    def known(self) -> bool:
-        """Whether /tf had any map -> child transform."""
-        return bool(self._history)
-
-    def lookup(self, child: str, at_ns: int | None = None) -> np.ndarray | None:
-        """map -> child at the newest stamp at or before `at_ns` (None: the newest; before the whole
-        history: the oldest), or None when /tf never had it."""
-        history = self._history.get(child.lstrip("/"))
-        if not history:
-            return None
-        if at_ns is None:
-            return history[-1][1]
-        index = bisect.bisect_right(history, at_ns, key=lambda entry: entry[0])
-        return history[max(index - 1, 0)][1]
 
 
 class FusionNode(Node):
@@ -183,7 +163,9 @@ class FusionNode(Node):
             raise ParameterError(f"parameter 'model': {exc}") from None
         try:
             config = BeliefStoreConfig(
-                gate=self._number("gate"), forget_after_s=self._number("forget_after_s"), latent_rate_hz=self._number("latent_rate_hz"),
+                gate=self._number("gate"),
+                forget_after_s=self._number("forget_after_s"),
+                latent_rate_hz=self._number("latent_rate_hz"),
                 foreign_rate_hz=self._number("foreign_rate_limit_hz"),
             )
         except ConfigError as exc:
@@ -203,8 +185,6 @@ class FusionNode(Node):
             raise ParameterError("parameter 'shared_topic' must not be empty")
         self.future_tolerance_ns = round(self._number("future_tolerance_s") * 1e9)
         self.max_foreign_robots = self._declare("max_foreign_robots")
-        if self.max_foreign_robots < 1:
-            raise ParameterError(f"parameter 'max_foreign_robots' must be >= 1, got {self.max_foreign_robots}")
         diagnostics_period = self._number("diagnostics_period_s")
         declare_executor(self, PARAMETERS)  # run_node spins the node on it
         self.add_on_set_parameters_callback(
@@ -213,29 +193,42 @@ class FusionNode(Node):
 
         self.store = BeliefStore(self.model, self.robot_id, config)
         self.frame = ""  # the store's frame: decided by the first encoding (or foreign latent), map once known
-        self.map_transforms = MapTransforms()
+        self.tf = TransformBuffer(
+            TF_HISTORY_S, clamp_to_oldest=True
+        )  # an encoding just before the first map -> odom is placed, not dropped
         self.pending: list[ModalityEncoding] = []
         self.pending_latents: list[LatentEmbedding] = []
-        self._drops: dict[str, tuple[float, int]] = {}  # reason kind -> (last logged, dropped since)
         self._data_time: tuple[int, int] | None = None  # (newest stamp fused, monotonic ns when it came)
         self._own_data = False  # whether _data_time comes from an own sensing
         self._robots: dict[str, float] = {}  # foreign robot id -> monotonic s of its last latent that passed the checks
         self.counters = diagnostics.Counters()
+        self.drops = DropLog(self.get_logger().warning, self.get_logger().info, counters=self.counters)
 
-        self.create_subscription(ModalityEncoding, "encodings", self._on_encoding, ENCODING_QOS)
+        self.create_subscription(ModalityEncoding, topics.ENCODINGS.name, self._on_encoding, ENCODING_QOS)
         if self.fusion_frame_mode != "odom":
-            self.create_subscription(TFMessage, "/tf", self.map_transforms.add, TF_QOS)
+            self.create_subscription(TFMessage, topics.TF.name, self._on_tf, TF_QOS)
         if fuse_foreign:
             self.create_subscription(LatentEmbedding, shared_topic, self._on_latent, LATENT_QOS)
-        self.beliefs_pub = self.create_publisher(ObjectBeliefArray, "beliefs", BELIEF_QOS)
+        self.beliefs_pub = self.create_publisher(ObjectBeliefArray, topics.BELIEFS.name, BELIEF_QOS)
         self.latents_pub = self.create_publisher(LatentEmbedding, shared_topic, LATENT_QOS) if self.share_latents else None
         self.create_timer(batch_period, self._on_batch)
         self.create_timer(publish_period, self._on_publish)
         diagnostics.attach(self, self.counters, diagnostics_period)
-        sharing = f"sharing on {self.resolve_topic_name(shared_topic)} at most {config.latent_rate_hz:g} Hz per object" if self.share_latents else "not sharing"
-        foreign = f"fusing other robots' latents (at most {config.foreign_rate_hz:g} Hz per robot)" if fuse_foreign else "not fusing other robots' latents"
+        self._log_start(model_path, config, shared_topic, fuse_foreign)
+
+    def _log_start(self, model_path: Path, config: BeliefStoreConfig, shared_topic: str, fuse_foreign: bool) -> None:
+        sharing = (
+            f"sharing on {self.resolve_topic_name(shared_topic)} at most {config.latent_rate_hz:g} Hz per object"
+            if self.share_latents
+            else "not sharing"
+        )
+        foreign = (
+            f"fusing other robots' latents (at most {config.foreign_rate_hz:g} Hz per robot)"
+            if fuse_foreign
+            else "not fusing other robots' latents"
+        )
         self.get_logger().info(
-            f"fusing {', '.join(self.store.modalities)} encodings from {self.resolve_topic_name('encodings')} with model "
+            f"fusing {', '.join(self.store.modalities)} encodings from {self.resolve_topic_name(topics.ENCODINGS.name)} with model "
             f"{self.model.model_id} ({model_path}) as robot {self.robot_id!r}: gate {config.gate:g} m, forget after "
             f"{config.forget_after_s:g} s, fusion frame {self.fusion_frame_mode}; {sharing}; {foreign}"
         )
@@ -246,9 +239,25 @@ class FusionNode(Node):
         return declare(self, PARAMETERS, name, default)
 
     def _number(self, name: str) -> float:
-        return declare_number(self, PARAMETERS, name, positive=True)
+        return declare(self, PARAMETERS, name)
 
-    # ------------------------------------------------------------ encodings
+    # ------------------------------------------------------------ inputs
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        """Keeps map -> child transforms; a malformed one must not replace a good one."""
+        for t in msg.transforms:
+            if t.header.frame_id.lstrip("/") == MAP:
+                try:
+                    self.tf.set_transform(t)
+                except ValueError:
+                    continue
+
+    def _to_map(self, frame: str, at_ns: int | None = None) -> np.ndarray | None:
+        """map -> frame at or before `at_ns` (None: the newest), or None when /tf never had it."""
+        try:
+            return self.tf.lookup_matrix(MAP, frame, Time() if at_ns is None else Time(nanoseconds=at_ns))
+        except TransformException:
+            return None
 
     def _on_encoding(self, msg: ModalityEncoding) -> None:
         self.counters.add("received encodings")
@@ -275,7 +284,7 @@ class FusionNode(Node):
         self.pending.clear()
         encodings = []
         for msg in messages:
-            at_ns = stamp_ns(msg.header.stamp)
+            at_ns = stamps.to_ns(msg.header.stamp)
             future = self._future(at_ns)
             converted = future or self._encoding(msg)
             if isinstance(converted, str):
@@ -286,13 +295,17 @@ class FusionNode(Node):
         result = self.store.update(encodings)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         for rejection in result.rejected:
-            self._drop("encoding", rejection.kind, f"a {rejection.item.modality!r} encoding", rejection.item.stamp_ns, rejection.reason)
+            self._drop(
+                "encoding", rejection.kind, f"a {rejection.item.modality!r} encoding", rejection.item.stamp_ns, rejection.reason
+            )
         rejected = {id(rejection.item) for rejection in result.rejected}
         for e in encodings:
             if id(e) not in rejected:
                 self.counters.add(f"fused {e.modality}")
         for object_id in result.created:
-            self.get_logger().info(f"new object {object_id} at {np.round(self.store.objects[object_id].position, 3).tolist()} in {self.frame}")
+            self.get_logger().info(
+                f"new object {object_id} at {np.round(self.store.objects[object_id].position, 3).tolist()} in {self.frame}"
+            )
         if result.updated:
             self._advance_data_time(max(obj.own_update_ns for obj in result.updated), own=True)
             fused = len(encodings) - len(result.rejected)
@@ -305,7 +318,7 @@ class FusionNode(Node):
         self._robots = {robot: seen for robot, seen in self._robots.items() if now - seen < self.store.config.forget_after_s}
         latents = []
         for msg in messages:
-            at_ns = stamp_ns(msg.header.stamp)
+            at_ns = stamps.to_ns(msg.header.stamp)
             converted = self._foreign(msg)
             kind = "frame"
             if not isinstance(converted, str) and self.store.check_latent(converted) is None:
@@ -369,12 +382,12 @@ class FusionNode(Node):
 
     def _encoding(self, msg: ModalityEncoding) -> Encoding | str:
         """The message with its position in the fusion frame, or why that cannot be done."""
-        at_ns = stamp_ns(msg.header.stamp)
+        at_ns = stamps.to_ns(msg.header.stamp)
         frame = msg.header.frame_id.lstrip("/")
         position = np.array([msg.position.x, msg.position.y, msg.position.z])
         if self.fusion_frame_mode != "odom":
             self._switch_to_map()
-            to_map = np.eye(4) if frame == MAP else self.map_transforms.lookup(frame, at_ns)
+            to_map = np.eye(4) if frame == MAP else self._to_map(frame, at_ns)
             if to_map is not None and self.frame in ("", MAP):
                 self.frame = MAP
                 position = frames.apply(to_map, position)
@@ -392,21 +405,28 @@ class FusionNode(Node):
         frame = msg.header.frame_id.lstrip("/")
         if self.fusion_frame_mode != "odom":
             self._switch_to_map()
-            if not self.frame and frame == MAP and (self.fusion_frame_mode == MAP or self.map_transforms.known()):
+            if not self.frame and frame == MAP and (self.fusion_frame_mode == MAP or bool(self.tf.children(MAP))):
                 self.frame = MAP
         if frame != self.frame:
             return f"its frame {frame!r} is not the fusion frame {self.frame or '(none yet)'!r}"
         return Latent(
-            msg.robot_id, msg.object_id, msg.model_id, msg.sequence, tuple(msg.modalities), tuple(msg.contributors),
-            np.asarray(msg.mean, np.float32), np.asarray(msg.log_var, np.float32), np.array([msg.position.x, msg.position.y, msg.position.z]),
-            stamp_ns(msg.header.stamp),
+            msg.robot_id,
+            msg.object_id,
+            msg.model_id,
+            msg.sequence,
+            tuple(msg.modalities),
+            tuple(msg.contributors),
+            np.asarray(msg.mean, np.float32),
+            np.asarray(msg.log_var, np.float32),
+            np.array([msg.position.x, msg.position.y, msg.position.z]),
+            stamps.to_ns(msg.header.stamp),
         )
 
     def _switch_to_map(self) -> None:
         """Objects held in odom move to map once /tf has map -> odom."""
         if self.frame in ("", MAP):
             return
-        to_map = self.map_transforms.lookup(self.frame)
+        to_map = self._to_map(self.frame)
         if to_map is None:
             return
         self.store.transform(to_map)
@@ -415,16 +435,7 @@ class FusionNode(Node):
 
     def _drop(self, source: str, kind: str, what: str, at_ns: int, reason: str) -> None:
         """Count a dropped `source` (encoding | latent) by `kind`; warn at most once per kind every DROP_LOG_PERIOD_S."""
-        key = f"{diagnostics.DROPPED}{source}: {kind}"
-        self.counters.add(key)
-        now = time.monotonic()
-        last, unsaid = self._drops.get(key, (-math.inf, 0))
-        if now - last < DROP_LOG_PERIOD_S:
-            self._drops[key] = (last, unsaid + 1)
-            return
-        more = f" ({unsaid} more dropped for this reason since the last warning)" if unsaid else ""
-        self.get_logger().warning(f"dropped {what} (stamp {at_ns * 1e-9:.3f} s): {reason}{more}")
-        self._drops[key] = (now, 0)
+        self.drops.report(Dropped(source, reason, kind=kind, subject=f"{what} (stamp {at_ns * 1e-9:.3f} s)"))
 
     # ------------------------------------------------------------ output
 
@@ -446,15 +457,17 @@ class FusionNode(Node):
         msg.object_id = obj.object_id
         msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
         msg.modalities = list(obj.sensed)  # own and from the used foreign latent
-        msg.class_names = list(CLASSES)
+        msg.class_names = list(self.model.labels.classes)
         msg.class_probabilities = obj.class_probabilities.tolist()
+        marginals = self.model.labels.marginals(obj.class_probabilities)
         msg.attributes = [
-            AttributeProbabilities(name=name, values=list(ATTRIBUTES[name]), probabilities=p.tolist()) for name, p in obj.attributes().items()
+            AttributeProbabilities(name=name, values=list(values), probabilities=marginals[name].tolist())
+            for name, values in self.model.labels.attributes
         ]
         msg.model_id = self.model.model_id
         msg.mean = obj.fused.mean.tolist()
         msg.log_var = obj.fused.log_var.tolist()
-        msg.last_update = to_stamp(obj.last_update_ns)
+        msg.last_update = stamps.from_ns(obj.last_update_ns)
         msg.contributing_robots = list(obj.contributing_robots)
         return msg
 
@@ -464,7 +477,7 @@ def latent_message(obj: TrackedObject, robot_id: str, model_id: str, frame: str)
     if obj.belief is None:
         raise ValueError(f"{obj.object_id} has no own sensing to share")
     msg = LatentEmbedding()
-    msg.header.stamp = to_stamp(obj.own_update_ns)
+    msg.header.stamp = stamps.from_ns(obj.own_update_ns)
     msg.header.frame_id = frame
     msg.robot_id = robot_id
     msg.object_id = obj.object_id

@@ -1,9 +1,7 @@
 """latent_monitor: log every latent embedding seen on the latent-sharing topic, one line each.
 
 Subscribes: `latents` (m2vae_msgs/LatentEmbedding; remap it to the shared topic).
-Parameters:
-  max_messages (int, 0)     exit after this many messages; 0 runs until shut down
-  model_id (str, "")        if set, mark messages from any other model as INCOMPATIBLE
+Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them).
 
 Usage: ros2 run m2vae_fusion latent_monitor --ros-args -r latents:=/shared/latents
 """
@@ -14,18 +12,16 @@ import math
 from collections.abc import Sequence
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
-from m2vae_fusion.ros_interface.runtime import SPIN_TICK_S
+from m2vae_fusion.ros_interface.parameters import Parameters, integer, text
+from m2vae_fusion.ros_interface.runtime import SPIN_TICK_S, declare
 from m2vae_fusion.ros_interface.stop_signals import STOP
+from m2vae_fusion.ros_interface.topics import LATENT_QOS
 from m2vae_msgs.msg import LatentEmbedding
-
-LATENT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def describe_latent(
@@ -45,17 +41,17 @@ def describe_latent(
     )
 
 
+PARAMETERS: Parameters = {
+    "max_messages": integer(0, "exit after this many messages; 0 runs until shut down", minimum=0),
+    "model_id": text("", "if set, mark messages from any other model as INCOMPATIBLE"),
+}
+
+
 class LatentMonitor(Node):
     def __init__(self) -> None:
         super().__init__("latent_monitor")
-        self.max_messages = self.declare_parameter(
-            "max_messages", 0, ParameterDescriptor(description="exit after this many messages; 0 = never")
-        ).value
-        self.model_id = self.declare_parameter(
-            "model_id", "", ParameterDescriptor(description="flag latents of any other model id")
-        ).value
-        if self.max_messages < 0:
-            raise ValueError(f"parameter max_messages must be >= 0, got {self.max_messages}")
+        self.max_messages = declare(self, PARAMETERS, "max_messages")
+        self.model_id = declare(self, PARAMETERS, "model_id")
         self.received = 0
         self.finished = Future()
         self.create_subscription(LatentEmbedding, "latents", self.on_latent, LATENT_QOS)

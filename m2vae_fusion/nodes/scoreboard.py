@@ -9,7 +9,7 @@ Ground truth is for evaluation only: nothing in the perception pipeline reads it
 Subscribes: /<robot>/beliefs (m2vae_msgs/ObjectBeliefArray) for every robot in `robots`,
   ground_truth_topic (m2vae_msgs/LabelledObjectArray; its stamps are the time base, so simulated time
   needs no use_sim_time).
-Parameters (defaults in config/scoreboard.yaml): PARAMETERS below. Read at start-up only.
+Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them). Read at start-up only.
 
 Usage: ros2 run m2vae_fusion scoreboard --ros-args -p robots:="[robot1, robot2]" -p duration_s:=180
 """
@@ -22,25 +22,23 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from m2vae_fusion.core.atomic_file import write_text_atomic
 from m2vae_fusion.evaluation.scoreboard import BeliefRow, TrueObject, match, summary, table
 from m2vae_fusion.perception.ros_messages import stamp_seconds
-from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.ros_interface.parameters import Parameters, number, strings, text
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, run_node
+from m2vae_fusion.ros_interface.topics import BELIEF_QOS, BELIEFS, GROUND_TRUTH, TRUTH_QOS
 from m2vae_msgs.msg import LabelledObjectArray, ObjectBeliefArray
 
-BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-TRUTH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "robots": (["robot1"], "namespaces of the robots whose beliefs are scored"),
-    "ground_truth_topic": ("/robot1/ground_truth/objects", "the simulator's labelled objects (in map)"),
-    "match_distance": (0.1, "a belief within this distance of a true object [m] is that object's belief"),
-    "table_period_s": (10.0, "print the table every this many simulated seconds"),
-    "duration_s": (0.0, "simulated seconds after which the summary is printed and the node exits (0: run until stopped)"),
-    "target_accuracy": (0.95, "accuracy the summary checks each robot against"),
-    "summary_path": ("", "also write the summary as JSON to this file"),
+PARAMETERS: Parameters = {
+    "robots": strings(["robot1"], "namespaces of the robots whose beliefs are scored"),
+    "ground_truth_topic": text(f"/robot1/{GROUND_TRUTH.name}", "the simulator's labelled objects (in map)"),
+    "match_distance": number(0.1, "a belief within this distance of a true object [m] is that object's belief", positive=True),
+    "table_period_s": number(10.0, "print the table every this many simulated seconds", positive=True),
+    "duration_s": number(0.0, "simulated seconds after which the summary is printed and the node exits (0: run until stopped)"),
+    "target_accuracy": number(0.95, "accuracy the summary checks each robot against", maximum=1.0),
+    "summary_path": text("", "also write the summary as JSON to this file"),
 }
 
 
@@ -50,10 +48,10 @@ class ScoreboardNode(Node):
         self.robots: list[str] = [r.strip("/") for r in declare(self, PARAMETERS, "robots")]
         if not self.robots or not all(self.robots):
             raise ParameterError(f"parameter 'robots' must list at least one robot namespace, got {self.robots!r}")
-        self.radius = declare_number(self, PARAMETERS, "match_distance", positive=True)
-        self.period = declare_number(self, PARAMETERS, "table_period_s", positive=True)
-        self.duration = declare_number(self, PARAMETERS, "duration_s", positive=False)
-        self.target = declare_number(self, PARAMETERS, "target_accuracy", positive=False)
+        self.radius = declare(self, PARAMETERS, "match_distance")
+        self.period = declare(self, PARAMETERS, "table_period_s")
+        self.duration = declare(self, PARAMETERS, "duration_s")
+        self.target = declare(self, PARAMETERS, "target_accuracy")
         self.summary_path = declare(self, PARAMETERS, "summary_path")
         truth_topic = declare(self, PARAMETERS, "ground_truth_topic")
 
@@ -62,7 +60,9 @@ class ScoreboardNode(Node):
         self.next_table = self.period
         self.finished = False
         for robot in self.robots:
-            self.create_subscription(ObjectBeliefArray, f"/{robot}/beliefs", lambda msg, r=robot: self._on_beliefs(r, msg), BELIEF_QOS)
+            self.create_subscription(
+                ObjectBeliefArray, f"/{robot}/{BELIEFS.name}", lambda msg, r=robot: self._on_beliefs(r, msg), BELIEF_QOS
+            )
         self.create_subscription(LabelledObjectArray, truth_topic, self._on_truth, TRUTH_QOS)
         until = f"for {self.duration:g} s of simulated time" if self.duration > 0 else "until stopped"
         self.get_logger().info(f"scoring the beliefs of {', '.join(self.robots)} against {truth_topic} {until}")
@@ -73,10 +73,17 @@ class ScoreboardNode(Node):
             if not b.class_probabilities:
                 continue
             best = int(np.argmax(b.class_probabilities))
-            rows.append(BeliefRow(
-                b.object_id, b.position.x, b.position.y, b.class_names[best], float(b.class_probabilities[best]),
-                tuple(b.modalities), tuple(b.contributing_robots),
-            ))
+            rows.append(
+                BeliefRow(
+                    b.object_id,
+                    b.position.x,
+                    b.position.y,
+                    b.class_names[best],
+                    float(b.class_probabilities[best]),
+                    tuple(b.modalities),
+                    tuple(b.contributing_robots),
+                )
+            )
         self.beliefs[robot] = rows
 
     def _on_truth(self, msg: LabelledObjectArray) -> None:

@@ -8,7 +8,7 @@ Publishes (relative names, so `__ns:=/robot1` namespaces them; frames get `frame
   GROUND TRUTH in `map`: for labels and evaluation only).
 Subscribes: cmd_vel (geometry_msgs/Twist); the robot stops when no command came for 0.5 s of sim time.
 
-Parameters (defaults in config/sim.yaml) are read once at start-up; see PARAMETERS below.
+Parameters are read once at start-up; see PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them).
 A steady wall-clock timer advances the simulation in physics steps, paced by real_time_factor
 (0: as fast as possible); each stream is published when its period has elapsed in simulated time.
 
@@ -29,15 +29,17 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock as WallClock
 from rclpy.clock import ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.perception.frames import default_frame_prefix as frame_prefix_of
 from m2vae_fusion.resources import share_dir
-from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
-from m2vae_fusion.sim import ros_bridge as bridge
+from m2vae_fusion.ros_interface import reading_messages as messages
+from m2vae_fusion.ros_interface import topics
+from m2vae_fusion.ros_interface.parameters import Parameters, flag, integer, number, text
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, run_node
+from m2vae_fusion.sim.ros_bridge import labelled_objects
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_msgs.msg import LabelledObjectArray
 
@@ -47,27 +49,21 @@ MAX_LAG_S = 0.25
 # As fast as possible: return to the executor this often (wall seconds) so cmd_vel gets through.
 BURST_S = 0.02
 
-TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-ODOM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # what rclpy's use_sim_time subscribes with
-
-# name -> (default, description). None: computed at start-up (see the description); config/sim.yaml
-# lists every other default and test/test_sim_node.py keeps the two equal.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "world": (None, "SDF world file; a relative name is also looked up in the package's worlds/ (default: worlds/arena.sdf)"),
-    "robot": ("amiro", "name of the robot model instance in the world"),
-    "seed": (0, "seed of every noise source"),
-    "noise_scale": (1.0, "multiplies every sensor and odometry noise level (0: noise-free)"),
-    "real_time_factor": (1.0, "simulated seconds per wall-clock second; 0 runs as fast as possible"),
-    "physics_rate_hz": (100.0, "simulation steps per simulated second; /clock is published every step"),
-    "camera_rate_hz": (None, "camera frames per simulated second (default: the SDF sensor's update_rate)"),
-    "lidar_rate_hz": (None, "LiDAR scans per simulated second (default: the SDF sensor's update_rate)"),
-    "ir_rate_hz": (None, "IR ring readings per simulated second (default: the SDF sensor's update_rate)"),
-    "odom_rate_hz": (20.0, "odom and /tf messages per simulated second"),
-    "ground_truth_rate_hz": (1.0, "ground_truth/objects messages per simulated second"),
-    "frame_prefix": (None, "put in front of every robot frame (default: the namespace without its leading '/', plus '/')"),
-    "publish_map_tf": (True, "publish map -> odom (the true odometry drift, standing in for localisation)"),
+# None: computed at start-up (see the description)
+PARAMETERS: Parameters = {
+    "world": text(None, "SDF world file; a relative name is also looked up in the package's worlds/ (default: worlds/arena.sdf)"),
+    "robot": text("amiro", "name of the robot model instance in the world"),
+    "seed": integer(0, "seed of every noise source"),
+    "noise_scale": number(1.0, "multiplies every sensor and odometry noise level (0: noise-free)"),
+    "real_time_factor": number(1.0, "simulated seconds per wall-clock second; 0 runs as fast as possible"),
+    "physics_rate_hz": number(100.0, "simulation steps per simulated second; /clock is published every step", positive=True),
+    "camera_rate_hz": number(None, "camera frames per simulated second (default: the SDF sensor's update_rate)", positive=True),
+    "lidar_rate_hz": number(None, "LiDAR scans per simulated second (default: the SDF sensor's update_rate)", positive=True),
+    "ir_rate_hz": number(None, "IR ring readings per simulated second (default: the SDF sensor's update_rate)", positive=True),
+    "odom_rate_hz": number(20.0, "odom and /tf messages per simulated second", positive=True),
+    "ground_truth_rate_hz": number(1.0, "ground_truth/objects messages per simulated second", positive=True),
+    "frame_prefix": text(None, "put in front of every robot frame (default: the namespace without its leading '/', plus '/')"),
+    "publish_map_tf": flag(True, "publish map -> odom (the true odometry drift, standing in for localisation)"),
 }
 SENSOR_RATE_PARAMETERS = {"camera": "camera_rate_hz", "lidar": "lidar_rate_hz", "ir": "ir_rate_hz"}
 
@@ -112,8 +108,8 @@ class SimNode(Node):
         world = resolve_world(self._declare("world", str(share_dir() / "worlds" / "arena.sdf")))
         robot = self._declare("robot")
         seed = self._declare("seed")
-        noise_scale = self._number("noise_scale", positive=False)
-        self.real_time_factor = self._number("real_time_factor", positive=False)
+        noise_scale = self._declare("noise_scale")
+        self.real_time_factor = self._declare("real_time_factor")
         prefix = self._declare("frame_prefix", frame_prefix_of(self.get_namespace())).strip("/")
         self.frame_prefix = prefix + "/" if prefix else ""
         self.publish_map_tf = self._declare("publish_map_tf")
@@ -142,20 +138,19 @@ class SimNode(Node):
     def _declare(self, name: str, default: Any = None) -> Any:
         return declare(self, PARAMETERS, name, default)
 
-    def _number(self, name: str, *, positive: bool, default: float | None = None) -> float:
-        return declare_number(self, PARAMETERS, name, positive=positive, default=default)
-
     def _read_rates(self) -> Rates:
-        physics = self._number("physics_rate_hz", positive=True)
+        physics = self._declare("physics_rate_hz")
         sensors = {}
         for kind, spec in self.sim.sensors.items():
-            sensors[kind] = self._number(SENSOR_RATE_PARAMETERS[kind], default=spec.rate_hz, positive=True)
-        rates = Rates(physics, self._number("odom_rate_hz", positive=True), self._number("ground_truth_rate_hz", positive=True), sensors)
+            sensors[kind] = self._declare(SENSOR_RATE_PARAMETERS[kind], spec.rate_hz)
+        rates = Rates(physics, self._declare("odom_rate_hz"), self._declare("ground_truth_rate_hz"), sensors)
         limited = {"odom_rate_hz": rates.odom, "ground_truth_rate_hz": rates.ground_truth}
         limited.update({SENSOR_RATE_PARAMETERS[k]: r for k, r in sensors.items()})
         for name, rate in limited.items():
             if rate > physics + 1e-9:
-                raise ParameterError(f"parameter {name!r} ({rate:g} Hz) exceeds physics_rate_hz ({physics:g} Hz): streams are published between physics steps")
+                raise ParameterError(
+                    f"parameter {name!r} ({rate:g} Hz) exceeds physics_rate_hz ({physics:g} Hz): streams are published between physics steps"
+                )
         return rates
 
     # ------------------------------------------------------------ interfaces
@@ -168,29 +163,32 @@ class SimNode(Node):
         self.schedules["ground_truth"] = Schedule(self.rates.ground_truth, physics)
         self.steps = 0
         if "camera" in sensors:
-            self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
-            self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos_profile_sensor_data)
+            self.image_pub = self._publisher(Image, topics.IMAGE)
+            self.info_pub = self._publisher(CameraInfo, topics.CAMERA_INFO)
         if "lidar" in sensors:
-            self.scan_pub = self.create_publisher(LaserScan, "scan", qos_profile_sensor_data)
+            self.scan_pub = self._publisher(LaserScan, topics.SCAN)
         if "ir" in sensors:
-            self.ir_pub = self.create_publisher(LaserScan, "ir/scan", qos_profile_sensor_data)
+            self.ir_pub = self._publisher(LaserScan, topics.IR)
         for kind in set(SENSOR_RATE_PARAMETERS) - set(sensors):
             self.get_logger().warning(f"robot has no {kind} sensor: not publishing it")
-        self.odom_pub = self.create_publisher(Odometry, "odom", ODOM_QOS)
-        self.tf_pub = self.create_publisher(TFMessage, "/tf", TF_QOS)
-        self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
-        self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
-        self.truth_pub = self.create_publisher(LabelledObjectArray, "ground_truth/objects", LATCHED_QOS)
-        self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, 10)
+        self.odom_pub = self._publisher(Odometry, topics.ODOM)
+        self.tf_pub = self._publisher(TFMessage, topics.TF)
+        self.tf_static_pub = self._publisher(TFMessage, topics.TF_STATIC)
+        self.clock_pub = self._publisher(Clock, topics.CLOCK)
+        self.truth_pub = self._publisher(LabelledObjectArray, topics.GROUND_TRUTH)
+        self.create_subscription(Twist, topics.CMD_VEL.name, self._on_cmd_vel, topics.CMD_VEL.qos)
         self.last_cmd_time: float | None = None
 
-        self.tf_static_pub.publish(bridge.static_tf_message(self.sim.static_transforms(), self.sim.time, self.frame_prefix))
+        self.tf_static_pub.publish(messages.static_tf_message(self.sim.static_transforms(), self.sim.time, self.frame_prefix))
         self.dt = 1.0 / self.rates.physics
         # Pacing must not follow /clock, which only this node drives, even if use_sim_time is set.
         wall = WallClock(clock_type=ClockType.STEADY_TIME)
         period = 0.0 if self.real_time_factor == 0 else max(self.dt / self.real_time_factor, 1e-3)
         self._anchor()
         self.create_timer(period, self._on_timer, clock=wall)
+
+    def _publisher(self, msg_type: type, topic: topics.Topic) -> Any:
+        return self.create_publisher(msg_type, topic.name, topic.publisher_qos)
 
     def _anchor(self) -> None:
         self.wall_anchor = time.monotonic()
@@ -199,7 +197,9 @@ class SimNode(Node):
     def _on_cmd_vel(self, msg: Twist) -> None:
         linear, angular = msg.linear.x, msg.angular.z
         if not (math.isfinite(linear) and math.isfinite(angular)):
-            self.get_logger().warning(f"ignoring cmd_vel with a non-finite velocity ({linear}, {angular})", throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                f"ignoring cmd_vel with a non-finite velocity ({linear}, {angular})", throttle_duration_sec=5.0
+            )
             return
         self.sim.set_cmd_vel(linear, angular)
         self.last_cmd_time = self.sim.time
@@ -225,25 +225,25 @@ class SimNode(Node):
     def step(self) -> None:
         """Publish /clock and every stream whose period has come in simulated time, then one physics step."""
         t = self.sim.time
-        self.clock_pub.publish(bridge.clock(t))
+        self.clock_pub.publish(messages.clock(t))
         prefix, due = self.frame_prefix, lambda stream: self.schedules[stream].due(self.steps)
         if "camera" in self.schedules and due("camera"):
             frame = self.sim.camera()
-            self.image_pub.publish(bridge.image(frame, t, prefix))
-            self.info_pub.publish(bridge.camera_info(frame, t, prefix))
+            self.image_pub.publish(messages.image(frame, t, prefix))
+            self.info_pub.publish(messages.camera_info(frame, t, prefix))
         if "lidar" in self.schedules and due("lidar"):
-            self.scan_pub.publish(bridge.laser_scan(self.sim.lidar(), t, self.rates.sensors["lidar"], prefix))
+            self.scan_pub.publish(messages.laser_scan(self.sim.lidar(), t, self.rates.sensors["lidar"], prefix))
         if "ir" in self.schedules and due("ir"):
-            self.ir_pub.publish(bridge.laser_scan(self.sim.ir(), t, self.rates.sensors["ir"], prefix))
+            self.ir_pub.publish(messages.laser_scan(self.sim.ir(), t, self.rates.sensors["ir"], prefix))
         if due("odom"):
             odom, frames = self.sim.odometry(), (self.sim.odom_frame, self.sim.base_frame)
-            self.odom_pub.publish(bridge.odometry(odom, t, prefix, *frames))
-            transforms = [bridge.odom_transform(odom, t, prefix, *frames)]
+            self.odom_pub.publish(messages.odometry(odom, t, prefix, *frames))
+            transforms = [messages.odom_transform(odom, t, prefix, *frames)]
             if self.publish_map_tf:
-                transforms.append(bridge.map_transform(self.sim.map_to_odom(), t, prefix, self.sim.odom_frame))
-            self.tf_pub.publish(bridge.tf_message(transforms))
+                transforms.append(messages.map_transform(self.sim.map_to_odom(), t, prefix, self.sim.odom_frame))
+            self.tf_pub.publish(messages.tf_message(transforms))
         if due("ground_truth"):
-            self.truth_pub.publish(bridge.labelled_objects(self.sim.objects, t))
+            self.truth_pub.publish(labelled_objects(self.sim.objects, t))
         if self.last_cmd_time is not None and t - self.last_cmd_time > CMD_VEL_TIMEOUT_S:
             self.sim.set_cmd_vel(0.0, 0.0)
             self.last_cmd_time = None

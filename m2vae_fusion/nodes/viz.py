@@ -15,7 +15,7 @@ Publishes:
     at start-up; the image is redrawn after each new beliefs message and republished as is otherwise.
     Beliefs of another model (model_id) are left out of the image with a warning: its plane is this model's.
 
-Parameters (defaults in config/viz.yaml): see PARAMETERS below.
+Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them).
 
 Usage: ros2 run m2vae_fusion viz --ros-args -r __ns:=/robot1 --params-file config/viz.yaml
 """
@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -38,29 +37,31 @@ from visualization_msgs.msg import Marker, MarkerArray
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
 from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.resources import default_model_dir
-from m2vae_fusion.ros_interface.runtime import ParameterError, declare, declare_number, run_node
+from m2vae_fusion.ros_interface import topics
+from m2vae_fusion.ros_interface.parameters import Parameters, integer, number, text
+from m2vae_fusion.ros_interface.runtime import ParameterError, declare, run_node
+from m2vae_fusion.ros_interface.topics import BELIEF_QOS, IMAGE_QOS, MARKER_QOS
 from m2vae_fusion.viz import HEATMAPS
 from m2vae_fusion.viz.latent_view import LatentView, belief_points, compute_background
 from m2vae_fusion.viz.markers import CAPTION_GAP, HEIGHT, MarkerBook, ObjectMarker
 from m2vae_msgs.msg import ObjectBeliefArray
 
 DEFAULT_MODEL = default_model_dir()
-BELIEF_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # as the fusion node publishes
-MARKER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 DEFAULT_FRAME = "map"
 BODY_NS, CAPTION_NS = "objects", "captions"
 CAPTION_HEIGHT = 0.025  # m, of a line of caption text
 MIN_IMAGE_SIZE = 160  # px: below this the axes and labels of the latent image do not fit
 
-# name -> (default, description). None: worked out at start-up (see the description); config/viz.yaml
-# lists every other default and test/test_viz.py keeps the two equal.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "model": (None, f"perception model folder or its perception_model.json (default: {DEFAULT_MODEL})"),
-    "image_rate_hz": (1.0, "latent_image messages per second"),
-    "image_size": (480, f"latent_image width and height [px], >= {MIN_IMAGE_SIZE}"),
-    "heatmap": ("variance", f"latent_image background: one of {list(HEATMAPS)} after the re-encodings (paper Fig. 5d / 5c)"),
-    "reencode_steps": (10, "auto re-encodings (z -> x' -> z) behind the heatmap, >= 1"),
+# None: worked out at start-up (see the description)
+PARAMETERS: Parameters = {
+    "model": text(
+        None,
+        f"perception model folder or its perception_model.json (default: the package's {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name})",
+    ),
+    "image_rate_hz": number(1.0, "latent_image messages per second", positive=True),
+    "image_size": integer(480, "latent_image width and height [px]", minimum=MIN_IMAGE_SIZE),
+    "heatmap": text("variance", f"latent_image background: one of {list(HEATMAPS)} after the re-encodings (paper Fig. 5d / 5c)"),
+    "reencode_steps": integer(10, "auto re-encodings (z -> x' -> z) behind the heatmap", minimum=1),
 }
 
 
@@ -72,16 +73,12 @@ class VizNode(Node):
             self.model = PerceptionModel.load(model_path)
         except (CheckpointError, ConfigError) as exc:
             raise ParameterError(f"parameter 'model': {exc}") from None
-        period = 1.0 / declare_number(self, PARAMETERS, "image_rate_hz", positive=True)
+        period = 1.0 / self._declare("image_rate_hz")
         size = self._declare("image_size")
-        if size < MIN_IMAGE_SIZE:
-            raise ParameterError(f"parameter 'image_size' must be >= {MIN_IMAGE_SIZE}, got {size}")
         quantity = self._declare("heatmap")
         if quantity not in HEATMAPS:
             raise ParameterError(f"parameter 'heatmap' must be one of {list(HEATMAPS)}, got {quantity!r}")
         steps = self._declare("reencode_steps")
-        if steps < 1:
-            raise ParameterError(f"parameter 'reencode_steps' must be >= 1, got {steps}")
         self.add_on_set_parameters_callback(
             lambda _: SetParametersResult(successful=False, reason="viz reads its parameters at start-up only: restart it")
         )
@@ -98,13 +95,13 @@ class VizNode(Node):
         self.image: Image | None = None  # the last rendering, republished while beliefs stay the same
         self._left_out: set[str] = set()  # objects not drawn in the image, warned about once
 
-        self.create_subscription(ObjectBeliefArray, "beliefs", self._on_beliefs, BELIEF_QOS)
-        self.markers_pub = self.create_publisher(MarkerArray, "markers", MARKER_QOS)
-        self.image_pub = self.create_publisher(Image, "latent_image", IMAGE_QOS)
+        self.create_subscription(ObjectBeliefArray, topics.BELIEFS.name, self._on_beliefs, BELIEF_QOS)
+        self.markers_pub = self.create_publisher(MarkerArray, topics.MARKERS.name, MARKER_QOS)
+        self.image_pub = self.create_publisher(Image, topics.LATENT_IMAGE.name, IMAGE_QOS)
         self.create_timer(period, self._on_image_timer)
         self.get_logger().info(
-            f"drawing {self.resolve_topic_name('beliefs')} on {self.resolve_topic_name('markers')} and "
-            f"{self.resolve_topic_name('latent_image')}"
+            f"drawing {self.resolve_topic_name(topics.BELIEFS.name)} on {self.resolve_topic_name(topics.MARKERS.name)} and "
+            f"{self.resolve_topic_name(topics.LATENT_IMAGE.name)}"
         )
 
     def _declare(self, name: str, default: Any = None) -> Any:

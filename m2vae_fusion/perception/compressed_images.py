@@ -53,7 +53,8 @@ def parse_format(text: str) -> Format:
     if "compresseddepth" in stripped.lower():
         raise CompressedImageError(
             f"format {text!r}: compressedDepth (depth images) is not supported; the camera encoder takes colour or grey "
-            "images (image_transport's 'compressed' transport, jpeg or png)", kind="format",
+            "images (image_transport's 'compressed' transport, jpeg or png)",
+            kind="format",
         )
     if not stripped:
         return Format(None)
@@ -68,10 +69,14 @@ def parse_format(text: str) -> Format:
     codec = match["codec"].lower()
     codec = "jpeg" if codec == "jpg" else codec
     if codec not in CODECS:
-        raise CompressedImageError(f"format {text!r}: codec {match['codec']!r} is not supported; supported: {', '.join(CODECS)}", kind="format")
+        raise CompressedImageError(
+            f"format {text!r}: codec {match['codec']!r} is not supported; supported: {', '.join(CODECS)}", kind="format"
+        )
     pixfmt = (match["pixfmt"] or "").lower()
     if pixfmt.endswith("16"):
-        raise CompressedImageError(f"format {text!r}: 16-bit images ({pixfmt}) are not supported; 8 bits per channel only", kind="format")
+        raise CompressedImageError(
+            f"format {text!r}: 16-bit images ({pixfmt}) are not supported; 8 bits per channel only", kind="format"
+        )
     return Format(codec, rgb_order=pixfmt.startswith("rgb"))
 
 
@@ -130,7 +135,9 @@ def decode(format_field: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.n
         raise CompressedImageError("data is empty", kind="corrupt")
     found = codec_of(data)
     if found is None:
-        raise CompressedImageError(f"data ({len(data)} bytes, starting {data[:8].hex()}) is neither a JPEG nor a PNG", kind="corrupt")
+        raise CompressedImageError(
+            f"data ({len(data)} bytes, starting {data[:8].hex()}) is neither a JPEG nor a PNG", kind="corrupt"
+        )
     if fmt.codec is not None and found != fmt.codec:
         raise CompressedImageError(f"format {format_field!r} says {fmt.codec} but the data is a {found}", kind="format")
     size = header_size(found, data)
@@ -138,7 +145,9 @@ def decode(format_field: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.n
         raise CompressedImageError(f"{found} of {size[0]}x{size[1]} pixels: more than {max_pixels}", kind="huge")
     image = _quiet_imdecode(data)
     if image is None:
-        raise CompressedImageError(f"OpenCV cannot decode the {len(data)} bytes of {found} data (truncated or corrupt)", kind="corrupt")
+        raise CompressedImageError(
+            f"OpenCV cannot decode the {len(data)} bytes of {found} data (truncated or corrupt)", kind="corrupt"
+        )
     # the header was unreadable or lied: the decoded size is the last word
     if image.shape[0] * image.shape[1] > max_pixels:
         raise CompressedImageError(f"{found} of {image.shape[1]}x{image.shape[0]} pixels: more than {max_pixels}", kind="huge")
@@ -148,6 +157,8 @@ def decode(format_field: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.n
         return np.repeat(image[:, :, None], 3, axis=2)
     channels = image.shape[2]
     if channels not in (3, 4):
-        raise CompressedImageError(f"{found} with {channels} channels is not supported (grey, colour or colour with alpha)", kind="format")
+        raise CompressedImageError(
+            f"{found} with {channels} channels is not supported (grey, colour or colour with alpha)", kind="format"
+        )
     order = [0, 1, 2] if fmt.rgb_order else [2, 1, 0]
     return np.ascontiguousarray(image[:, :, order])

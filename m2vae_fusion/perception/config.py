@@ -45,7 +45,17 @@ class DetectionConfig:
     concave_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
-        _positive("detection", self, "jump", "min_width", "max_width", "object_radius", "line_tolerance", "line_min_length", "concave_tolerance")
+        _positive(
+            "detection",
+            self,
+            "jump",
+            "min_width",
+            "max_width",
+            "object_radius",
+            "line_tolerance",
+            "line_min_length",
+            "concave_tolerance",
+        )
         for name in ("min_beams", "line_neighbours", "line_min_points"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

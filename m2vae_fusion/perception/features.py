@@ -7,8 +7,8 @@ and the three views for one synchronised set of readings.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -46,7 +46,9 @@ def lidar_sector(
     outside the scan's field of view.
     """
     if not distance > 0 or not half_width > 0 or not depth_window > 0 or samples < 2:
-        raise ValueError(f"need distance, half_width, depth_window > 0 and samples >= 2; got {distance}, {half_width}, {depth_window}, {samples}")
+        raise ValueError(
+            f"need distance, half_width, depth_window > 0 and samples >= 2; got {distance}, {half_width}, {depth_window}, {samples}"
+        )
     ranges = np.asarray(scan.ranges, dtype=float)
     hit = beam_hits(scan)
     # below range_min (REP-117: -inf) is a surface too close to measure; no return reads as infinitely far
@@ -70,7 +72,10 @@ def lidar_sector(
         if not -0.5 <= centre <= n - 0.5:
             return None
         beams = np.arange(n)
-        rows = [np.interp(position, beams, depth, left=1.0, right=1.0), np.interp(position, beams, intensity, left=0.0, right=0.0)]
+        rows = [
+            np.interp(position, beams, depth, left=1.0, right=1.0),
+            np.interp(position, beams, intensity, left=0.0, right=0.0),
+        ]
     return np.stack(rows).astype(np.float32)
 
 
@@ -172,7 +177,9 @@ def observe(
         lidar = lidar_sector(scan, c.bearing, c.distance, f.lidar_samples, f.lidar_half_width, f.lidar_depth_window)
         camera = None
         if image is not None:
-            camera = camera_crop(image, frames.apply(optical_from_base, position), f.crop_size, f.crop_pixels, f.crop_min_depth, f.crop_min_inside)
+            camera = camera_crop(
+                image, frames.apply(optical_from_base, position), f.crop_size, f.crop_pixels, f.crop_min_depth, f.crop_min_inside
+            )
         reflectance = None
         if ir is not None:
             x, y, _ = frames.apply(ir_from_base, position)

@@ -55,7 +55,9 @@ def scan_intensities(scan: Scan) -> np.ndarray:
     if intensities.size == 0:
         return np.zeros(len(scan.ranges))
     if intensities.shape != np.shape(scan.ranges) or intensities.ndim != 1:
-        raise ValueError(f"scan ({scan.frame_id}): ranges {np.shape(scan.ranges)} and intensities {intensities.shape} must be equal 1-D arrays")
+        raise ValueError(
+            f"scan ({scan.frame_id}): ranges {np.shape(scan.ranges)} and intensities {intensities.shape} must be equal 1-D arrays"
+        )
     return intensities
 
 
@@ -106,24 +108,46 @@ def detect_objects(scan: Scan, config: DetectionConfig | None = None) -> list[Ca
         width = float(np.linalg.norm(points[beams[0]] - points[beams[-1]]))
         if not config.min_width <= width <= config.max_width:
             continue
-        if _concave(points[beams], config.concave_tolerance) or _on_a_line(points, order, valid, k0, k1, closed is not None, config):
+        if _concave(points[beams], config.concave_tolerance) or _on_a_line(
+            points, order, valid, k0, k1, closed is not None, config
+        ):
             continue
-        bearing = _wrap(angles[beams[0]] + scan.angle_increment * (len(beams) - 1) / 2)
-        # The nearest surface of a convex object faces the sensor: the median over the central third
-        # of the beams (at least 3) averages range noise yet stays on that surface.
-        middle, half = (len(beams) - 1) // 2, max(1, len(beams) // 6)
-        surface = float(np.median(ranges[beams[max(0, middle - half) : middle + half + 1]]))
-        distance = surface + config.object_radius
-        candidates.append(
-            Candidate(
-                bearing, distance, distance * math.cos(bearing), distance * math.sin(bearing), width,
-                int(beams[0]), int(beams[-1]), len(beams), float(np.mean(intensities[beams])),
-            )
-        )
+        candidates.append(_candidate(beams, width, angles, ranges, intensities, scan.angle_increment, config.object_radius))
     return sorted(candidates, key=lambda c: c.distance)
 
 
-def _on_a_line(points: np.ndarray, order: np.ndarray, valid: np.ndarray, k0: int, k1: int, closed: bool, config: DetectionConfig) -> bool:
+def _candidate(
+    beams: np.ndarray,
+    width: float,
+    angles: np.ndarray,
+    ranges: np.ndarray,
+    intensities: np.ndarray,
+    increment: float,
+    object_radius: float,
+) -> Candidate:
+    """The candidate a segment of beams makes: its centre's bearing and distance, width, mean intensity."""
+    bearing = _wrap(angles[beams[0]] + increment * (len(beams) - 1) / 2)
+    # The nearest surface of a convex object faces the sensor: the median over the central third
+    # of the beams (at least 3) averages range noise yet stays on that surface.
+    middle, half = (len(beams) - 1) // 2, max(1, len(beams) // 6)
+    surface = float(np.median(ranges[beams[max(0, middle - half) : middle + half + 1]]))
+    distance = surface + object_radius
+    return Candidate(
+        bearing,
+        distance,
+        distance * math.cos(bearing),
+        distance * math.sin(bearing),
+        width,
+        int(beams[0]),
+        int(beams[-1]),
+        len(beams),
+        float(np.mean(intensities[beams])),
+    )
+
+
+def _on_a_line(
+    points: np.ndarray, order: np.ndarray, valid: np.ndarray, k0: int, k1: int, closed: bool, config: DetectionConfig
+) -> bool:
     """Is segment order[k0..k1] part of a longer straight surface (a wall broken up by sparse beams)?
 
     Each side is tried on its own: next to a room corner only one side continues the wall. The

@@ -30,20 +30,36 @@ def frame_name(frame_id: str) -> str:
 def transform_from_msg(parent: str, child: str, t: Any) -> Transform:
     """A geometry_msgs/Transform between two (already prefix-stripped) frames."""
     return Transform(
-        parent, child, (t.translation.x, t.translation.y, t.translation.z), (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w)
+        parent,
+        child,
+        (t.translation.x, t.translation.y, t.translation.z),
+        (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w),
     )
+
+
+def transform_of(t: Any) -> Transform:
+    """A geometry_msgs/TransformStamped as a Transform between its header's frame and its child frame."""
+    return transform_from_msg(t.header.frame_id, t.child_frame_id, t.transform)
 
 
 def matrix_from_msg(t: Any) -> np.ndarray:
     """A geometry_msgs/Transform as a 4x4 homogeneous matrix."""
-    return from_translation_quaternion((t.translation.x, t.translation.y, t.translation.z), (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w))
+    return from_translation_quaternion(
+        (t.translation.x, t.translation.y, t.translation.z), (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w)
+    )
 
 
 def scan_from_msg(msg: Any) -> Scan:
     """A sensor_msgs/LaserScan as a Scan (no validation: the encoder node checks what it takes)."""
     return Scan(
-        np.asarray(msg.ranges, dtype=np.float32), np.asarray(msg.intensities, dtype=np.float32), msg.angle_min,
-        msg.angle_max, msg.angle_increment, msg.range_min, msg.range_max, frame_name(msg.header.frame_id),
+        np.asarray(msg.ranges, dtype=np.float32),
+        np.asarray(msg.intensities, dtype=np.float32),
+        msg.angle_min,
+        msg.angle_max,
+        msg.angle_increment,
+        msg.range_min,
+        msg.range_max,
+        frame_name(msg.header.frame_id),
     )
 
 

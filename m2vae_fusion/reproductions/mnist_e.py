@@ -93,9 +93,7 @@ def image_classifiers(train: MnistESplit) -> dict[str, GaussianNaiveBayes]:
 
 
 @torch.no_grad()
-def cross_modal_accuracy(
-    model: MultiModalVAE, test: MnistESplit, classifiers: dict[str, GaussianNaiveBayes]
-) -> dict[str, float]:
+def cross_modal_accuracy(model: MultiModalVAE, test: MnistESplit, classifiers: dict[str, GaussianNaiveBayes]) -> dict[str, float]:
     """Rate at which the generated modality is classified as the test label (a -> b', b -> a')."""
     inputs = test.as_tensors()
     rates = {}
@@ -182,9 +180,7 @@ def reproduce_mnist_e(
         f"MNIST-E reproduction: {len(runs)} training runs of {experiment.train.epochs} epochs on "
         f"{len(data.train)} pairs, {jobs} process(es) -> {out_dir}"
     )
-    worker = functools.partial(
-        run_one, to_dict(experiment), out_dir=str(out_dir), progress=progress and jobs == 1, resume=resume
-    )
+    worker = functools.partial(run_one, to_dict(experiment), out_dir=str(out_dir), progress=progress and jobs == 1, resume=resume)
     records = run_pool(
         worker,
         runs,

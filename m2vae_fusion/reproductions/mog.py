@@ -66,9 +66,7 @@ def run_one(experiment: dict[str, Any], run: Run, out_dir: str, progress: bool, 
     exp = from_dict(MoGExperiment, experiment)
     torch.set_num_threads(exp.train.threads)
     train_data, test_data = mog_splits(exp.train.seed, exp.n_train_per_class, exp.n_test_per_class)
-    model_config = dataclasses.replace(
-        exp.model, model=run.model, reencode=exp.reencode if run.reencoding else ReencodeConfig()
-    )
+    model_config = dataclasses.replace(exp.model, model=run.model, reencode=exp.reencode if run.reencoding else ReencodeConfig())
     train_config = dataclasses.replace(exp.train, seed=run.seed)
     result, seconds = train_run(model_config, train_config, train_data, out_dir, run, progress=progress, resume=resume)
     model = result.model.eval()
@@ -140,6 +138,7 @@ def reproduce_mog(
             raw_accuracy(train_data.as_tensors(), train_data.labels, test_data.as_tensors(), test_data.labels, ["a", "b"])
         )
     }
+
     def runs_of(model: str) -> list[dict[str, Any]]:
         return [records[r] for r in runs if r.model == model and not r.reencoding]
 
@@ -169,8 +168,10 @@ def mean_drift(records: list[dict[str, Any]]) -> dict[str, float]:
 
 def table_i(results: dict[str, Any]) -> str:
     """Table I side by side with the paper: a&b / a / b."""
-    rows = ["Table I - naive Bayes classification rate on the latent embedding (a&b / a / b)",
-            f"{'input':<12} {'measured':<24} {'paper':<20}"]
+    rows = [
+        "Table I - naive Bayes classification rate on the latent embedding (a&b / a / b)",
+        f"{'input':<12} {'measured':<24} {'paper':<20}",
+    ]
     for model in ["raw", *[m for m in results if m in ("m2vae", "jmvae_zero", "tvae", "mvae", "mopoe")]]:
         paper = fmt(PAPER_TABLE_I[model], 2) if model in PAPER_TABLE_I else "-"
         rows.append(f"{model:<12} {fmt(results[model]):<24} {paper:<20}")
@@ -186,7 +187,9 @@ def table_i(results: dict[str, Any]) -> str:
     ]
     for label, key in (("with loss", "with_loss"), ("without loss", "without_loss")):
         d = r[key]
-        rows.append(f"{label:<14} {d['mean']:>10.4f} {d['label_switch_rate']:>9.3%} {d['latent_spread']:>8.3f}   {fmt(d['coherence'])}")
+        rows.append(
+            f"{label:<14} {d['mean']:>10.4f} {d['label_switch_rate']:>9.3%} {d['latent_spread']:>8.3f}   {fmt(d['coherence'])}"
+        )
     return "\n".join(rows)
 
 

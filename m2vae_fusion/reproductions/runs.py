@@ -47,7 +47,14 @@ class Split(Protocol):
 
 
 def train_run(
-    model_config: ModelConfig, train_config: TrainConfig, data: Split, out_dir: str | Path, run: Run, *, progress: bool, resume: bool
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    data: Split,
+    out_dir: str | Path,
+    run: Run,
+    *,
+    progress: bool,
+    resume: bool,
 ) -> tuple[TrainResult, float]:
     """Train `run` into out_dir/<run name>; returns the result and the wall time in seconds."""
     started = time.monotonic()
@@ -92,7 +99,7 @@ def short_keys(rates: dict[str, float]) -> dict[str, float]:
 
 
 def fmt(rates: dict[str, float], digits: int = 3) -> str:
-    """"ab / a / b" with `digits` decimals; nan for a missing subset."""
+    """ "ab / a / b" with `digits` decimals; nan for a missing subset."""
     return " / ".join(f"{rates.get(k, float('nan')):.{digits}f}" for k in ("ab", "a", "b"))
 
 

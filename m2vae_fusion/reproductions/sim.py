@@ -29,7 +29,10 @@ def bags(out: Path, seed: int, train_samples: int, test_samples: int, log) -> tu
     """Collect (or reuse) the training and test bags in out/."""
     worlds = share_dir() / "worlds"
     paths = []
-    for name, world, samples, bag_seed in (("train", worlds / "arena.sdf", train_samples, seed), ("test", worlds / TEST_WORLD, test_samples, seed + 1000)):
+    for name, world, samples, bag_seed in (
+        ("train", worlds / "arena.sdf", train_samples, seed),
+        ("test", worlds / TEST_WORLD, test_samples, seed + 1000),
+    ):
         path = out / f"bag_{name}_s{bag_seed}_n{samples}"
         if not path.exists():
             report = collect(path, samples, bag_seed, world)
@@ -38,7 +41,16 @@ def bags(out: Path, seed: int, train_samples: int, test_samples: int, log) -> tu
     return paths[0], paths[1]
 
 
-def reproduce_sim(config: StackConfig, out: Path, seed: int = 0, train_samples: int = 4000, test_samples: int = 1000, jobs: int = 2, resume: bool = True, log=print) -> dict[str, Any]:
+def reproduce_sim(
+    config: StackConfig,
+    out: Path,
+    seed: int = 0,
+    train_samples: int = 4000,
+    test_samples: int = 1000,
+    jobs: int = 2,
+    resume: bool = True,
+    log=print,
+) -> dict[str, Any]:
     started = time.monotonic()
     train_bag, test_bag = bags(out, seed, train_samples, test_samples, log)
     train = load_observations([train_bag], config.perception, out / "cache")
@@ -50,8 +62,15 @@ def reproduce_sim(config: StackConfig, out: Path, seed: int = 0, train_samples: 
     without = dataclasses.replace(config.fusion, reencode=dataclasses.replace(config.fusion.reencode, alpha=0.0))
     train_fusion(config, train, model_dir, fusion=without, name="fusion_without_reencoding", resume=resume, log=log)
     model = PerceptionModel.load(model_dir)
-    results = evaluate(model, train, test, seed, without_reencoding=PerceptionModel.load(model_dir / manifest_name("fusion_without_reencoding")))
-    results.update(model_id=model.model_id, seed=seed, seconds=time.monotonic() - started, reencode=dataclasses.asdict(config.fusion.reencode))
+    results = evaluate(
+        model, train, test, seed, without_reencoding=PerceptionModel.load(model_dir / manifest_name("fusion_without_reencoding"))
+    )
+    results.update(
+        model_id=model.model_id,
+        seed=seed,
+        seconds=time.monotonic() - started,
+        reencode=dataclasses.asdict(config.fusion.reencode),
+    )
     return results
 
 
@@ -73,7 +92,11 @@ def table(results: dict[str, Any]) -> str:
         row("meta-sensor, MLP on raw beta-VAE features", meta["raw"], PAPER["meta_sensor"]["raw"], spread("raw")),
         row("meta-sensor, MLP on M2VAE z (all sensors)", meta["m2vae"], PAPER["meta_sensor"]["m2vae"], spread("m2vae")),
         row("one sensor at a time, in-place fusion, re-enc", in_place["with_reenc"], PAPER["in_place"]["with_reenc"]),
-        row("one sensor at a time, in-place fusion, no re-enc", in_place.get("without_reenc", float("nan")), PAPER["in_place"]["without_reenc"]),
+        row(
+            "one sensor at a time, in-place fusion, no re-enc",
+            in_place.get("without_reenc", float("nan")),
+            PAPER["in_place"]["without_reenc"],
+        ),
         row(f"same, {repeated['sensings']} sensings, re-enc", repeated["with_reenc"]),
         row(f"same, {repeated['sensings']} sensings, no re-enc", repeated.get("without_reenc", float("nan"))),
         "per subset (the model's classifier: one MLP on z of every subset encoder):",

@@ -1,1 +1,1 @@
-"""What every node shares around rclpy: the process entry, the run loop and parameters, stop signals, diagnostics."""
+"""What every node shares around rclpy: the process entry, the run loop and parameters, stop signals, diagnostics, the topic and QoS table (topics), stamps, readings as messages (reading_messages), checked sensor input (sensor_input), the drop log and the transform cache (transforms)."""

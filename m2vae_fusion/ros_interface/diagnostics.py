@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-TOPIC = "/diagnostics"
-QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # diagnostic_updater's
+from m2vae_fusion.ros_interface.topics import DIAGNOSTICS
+
+TOPIC = DIAGNOSTICS.name
+QOS = DIAGNOSTICS.qos
 DROPPED = "dropped "
 
 

@@ -9,34 +9,34 @@ destroys the node and shuts rclpy down."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, ParameterValue
 from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from m2vae_fusion.ros_interface.parameters import Parameter, ParameterError, Parameters, text
 from m2vae_fusion.ros_interface.stop_signals import STOP, StopSignals
 
-
-class ParameterError(ValueError):
-    """A parameter has a value the node cannot run with; the message names it."""
-
+__all__ = ["Parameter", "ParameterError", "Parameters", "declare", "declare_executor", "executor_parameter", "run_node"]
 
 EXECUTORS = ("single_threaded", "events")
 SPIN_TICK_S = 0.1  # longest time between a stop signal and the spin loop seeing it
 
 
-def executor_parameter(default: str) -> tuple[str, str]:
+def executor_parameter(default: str) -> Parameter:
     """The `executor` entry of a node's parameter table, with the node's default."""
-    return default, (
-        "executor spinning the node: events (rclpy.experimental.EventsExecutor, in C++: takes each message "
-        "as it arrives, where single_threaded, rclpy's Python executor, rebuilds a wait set of all the node's "
-        "entities per wake-up; measured by `m2vae bench nodes --executor`) | single_threaded"
+    return text(
+        default,
+        (
+            "executor spinning the node: events (rclpy.experimental.EventsExecutor, in C++: takes each message "
+            "as it arrives, where single_threaded, rclpy's Python executor, rebuilds a wait set of all the node's "
+            "entities per wake-up; measured by `m2vae bench nodes --executor`) | single_threaded"
+        ),
     )
 
 
@@ -54,7 +54,9 @@ def node_executor(node: Node) -> Executor:
         try:
             from rclpy.experimental import EventsExecutor
         except ImportError:  # a system rclpy of an older distribution
-            node.get_logger().warning("executor 'events': this rclpy has no rclpy.experimental.EventsExecutor; spinning on single_threaded")
+            node.get_logger().warning(
+                "executor 'events': this rclpy has no rclpy.experimental.EventsExecutor; spinning on single_threaded"
+            )
         else:
             return EventsExecutor(context=node.context)
     return SingleThreadedExecutor(context=node.context)
@@ -76,7 +78,9 @@ def spin_until_stopped(node: Node, executor: Executor, stop: StopSignals) -> Non
         executor.shutdown()
 
 
-def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = None, close: Callable[[Node], None] | None = None) -> None:
+def run_node(
+    name: str, factory: Callable[[], Node], args: list[str] | None = None, close: Callable[[Node], None] | None = None
+) -> None:
     """The `main` of a node's console script: exit status 0 when stopped by a signal or by the node
     itself, 2 for a parameter it cannot run with; any other error propagates (non-zero status)."""
     stop = STOP.install()  # before init (ros_interface.entry: before the imports): a signal while loading is a stop too
@@ -97,22 +101,31 @@ def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = No
         stop.ignore_from_now()
 
 
-Parameters = dict[str, tuple[object, str]]  # name -> (default, description)
-
-
 def declare(node: Node, table: Parameters, name: str, default: Any = None) -> Any:
-    """A typed parameter described in `table` (rclpy rejects a value of another type, naming it)."""
-    default = table[name][0] if default is None else default
-    return node.declare_parameter(name, default, ParameterDescriptor(description=table[name][1])).value
-
-
-def declare_number(node: Node, table: Parameters, name: str, *, positive: bool, default: float | None = None) -> float:
-    """A float parameter that also takes integers (`-p rate_hz:=5`), which rclpy's typed declaration
-    would refuse; > 0 if `positive`, else >= 0."""
-    descriptor = ParameterDescriptor(description=table[name][1], dynamic_typing=True)
-    value = node.declare_parameter(name, table[name][0] if default is None else default, descriptor).value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ParameterError(f"parameter {name!r} must be a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ParameterError(f"parameter {name!r} must be {'> 0' if positive else '>= 0'}, got {value}")
-    return float(value)
+    """The parameter `name` of `table` (`default` replaces a table default of None, worked out at start-up),
+    checked against its range with a message naming it; its descriptor then carries type, description and
+    range, so `ros2 param describe` shows them and rclpy refuses an out-of-range value set at run time."""
+    entry = table[name]
+    default = entry.default if default is None else default
+    if entry.type is float:
+        # Dynamic typing at declaration so `-p rate_hz:=5` (an integer) is taken; the final descriptor is
+        # typed double, since rclpy skips the range check of an integer under dynamic typing.
+        value = node.declare_parameter(
+            name, float(default), ParameterDescriptor(description=entry.description, dynamic_typing=True)
+        ).value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(f"parameter {name!r} must be a finite number, got {value!r}")
+        entry.check(name, value)
+        node.set_descriptor(
+            name, entry.descriptor(), ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+        )
+        return float(value)
+    # The range is attached after the check: declared with it, rclpy would refuse an override with its own
+    # message instead of the one naming the bound.
+    unranged = entry.descriptor()
+    unranged.integer_range, unranged.floating_point_range = [], []
+    value = node.declare_parameter(name, default, unranged).value
+    entry.check(name, value)
+    if entry.has_range:
+        node.set_descriptor(name, entry.descriptor())
+    return value

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import ViewpointRange, sample_viewpoint
 
@@ -44,25 +44,34 @@ def balanced_targets(sim: Simulator, samples: int, rng: np.random.Generator) -> 
     by_class: dict[int, list] = {}
     for obj in sim.objects:
         by_class.setdefault(obj.class_id, []).append(obj)
-    missing = [CLASSES[c] for c in range(len(CLASSES)) if c not in by_class]
+    missing = [default_labels().classes[c] for c in range(len(default_labels().classes)) if c not in by_class]
     if missing:
-        raise ValueError(f"world {sim.config.world} lacks objects of class {', '.join(missing)}; every class is needed for a balanced data set")
+        raise ValueError(
+            f"world {sim.config.world} lacks objects of class {', '.join(missing)}; every class is needed for a balanced data set"
+        )
     targets = []
     while len(targets) < samples:
-        for class_id in rng.permutation(len(CLASSES)):
+        for class_id in rng.permutation(len(default_labels().classes)):
             instances = by_class[int(class_id)]
             targets.append(instances[int(rng.integers(len(instances)))])
     return targets[:samples]
 
 
 def collect(
-    out: Path, samples: int, seed: int = 0, world: Path | None = None, views: ViewpointRange = ViewpointRange(),
-    period: float = 0.1, noise_scale: float = 1.0, progress: bool = False,
+    out: Path,
+    samples: int,
+    seed: int = 0,
+    world: Path | None = None,
+    views: ViewpointRange = ViewpointRange(),
+    period: float = 0.1,
+    noise_scale: float = 1.0,
+    progress: bool = False,
 ) -> CollectionReport:
     """Write `samples` labelled observations to the mcap bag `out` (a folder, as ros2 bag makes)."""
     from m2vae_fusion.data.bags import BagWriter
     from m2vae_fusion.resources import share_dir
-    from m2vae_fusion.sim import ros_bridge as bridge
+    from m2vae_fusion.ros_interface import reading_messages as messages
+    from m2vae_fusion.sim.ros_bridge import labelled_objects
 
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
@@ -75,7 +84,7 @@ def collect(
         targets = balanced_targets(sim, samples, rng)
         loop_start = time.perf_counter()
         rates = {kind: spec.rate_hz for kind, spec in sim.sensors.items()}
-        bag.write("/tf_static", int(period * 1e9), bridge.static_tf_message(sim.static_transforms(), period))
+        bag.write("/tf_static", int(period * 1e9), messages.static_tf_message(sim.static_transforms(), period))
         bar = _progress(samples) if progress else None
         for k, target in enumerate(targets):
             stamp = (k + 1) * period
@@ -83,15 +92,19 @@ def collect(
             pose = sample_viewpoint(sim, target, rng, views)
             sim.set_robot_pose(pose.x, pose.y, pose.yaw)
             image = sim.camera()
-            bag.write("/camera/image_raw", ns, bridge.image(image, stamp))
-            bag.write("/camera/camera_info", ns, bridge.camera_info(image, stamp))
-            bag.write("/scan", ns, bridge.laser_scan(sim.lidar(), stamp, rates["lidar"]))
-            bag.write("/ir/scan", ns, bridge.laser_scan(sim.ir(), stamp, rates["ir"]))
+            bag.write("/camera/image_raw", ns, messages.image(image, stamp))
+            bag.write("/camera/camera_info", ns, messages.camera_info(image, stamp))
+            bag.write("/scan", ns, messages.laser_scan(sim.lidar(), stamp, rates["lidar"]))
+            bag.write("/ir/scan", ns, messages.laser_scan(sim.ir(), stamp, rates["ir"]))
             odom = sim.odometry()
-            bag.write("/odom", ns, bridge.odometry(odom, stamp))
-            bag.write("/tf", ns, bridge.tf_message([bridge.map_transform(sim.map_to_odom(), stamp), bridge.odom_transform(odom, stamp)]))
-            bag.write("/ground_truth/objects", ns, bridge.labelled_objects(sim.objects, stamp))
-            bag.write("/ground_truth/observed", ns, bridge.labelled_objects([target], stamp))
+            bag.write("/odom", ns, messages.odometry(odom, stamp))
+            bag.write(
+                "/tf",
+                ns,
+                messages.tf_message([messages.map_transform(sim.map_to_odom(), stamp), messages.odom_transform(odom, stamp)]),
+            )
+            bag.write("/ground_truth/objects", ns, labelled_objects(sim.objects, stamp))
+            bag.write("/ground_truth/observed", ns, labelled_objects([target], stamp))
             if bar is not None:
                 bar.update()
         if bar is not None:
@@ -112,19 +125,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, required=True, help="number of labelled observations")
     parser.add_argument("--seed", type=int, default=0, help="seed for viewpoints and sensor noise (default: 0)")
     parser.add_argument("--world", type=Path, help="world SDF with every class in it (default: the package's worlds/arena.sdf)")
-    parser.add_argument("--min-distance", type=float, default=ViewpointRange.min_distance, help="nearest robot-to-object distance in m (default: %(default)s)")
-    parser.add_argument("--max-distance", type=float, default=ViewpointRange.max_distance, help="farthest robot-to-object distance in m (default: %(default)s)")
-    parser.add_argument("--heading-jitter", type=float, default=ViewpointRange.heading_jitter, help="largest turn off the line of sight in rad (default: %(default)s)")
+    parser.add_argument(
+        "--min-distance",
+        type=float,
+        default=ViewpointRange.min_distance,
+        help="nearest robot-to-object distance in m (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-distance",
+        type=float,
+        default=ViewpointRange.max_distance,
+        help="farthest robot-to-object distance in m (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--heading-jitter",
+        type=float,
+        default=ViewpointRange.heading_jitter,
+        help="largest turn off the line of sight in rad (default: %(default)s)",
+    )
     parser.add_argument("--noise-scale", type=float, default=1.0, help="scale every sensor's noise (0 = noise-free; default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     views = ViewpointRange(args.min_distance, args.max_distance, args.heading_jitter)
-    report = collect(args.out, args.samples, args.seed, args.world, views, noise_scale=args.noise_scale, progress=sys.stderr.isatty())
+    report = collect(
+        args.out, args.samples, args.seed, args.world, views, noise_scale=args.noise_scale, progress=sys.stderr.isatty()
+    )
     print(
         f"wrote {report.samples} labelled observations to {report.path} in {report.seconds:.1f} s "
         f"({report.rate:.0f} obs/s, plus {report.setup_seconds:.1f} s loading the world)"
     )
-    print("per class: " + ", ".join(f"{label} {report.per_class.get(label, 0)}" for label in CLASSES))
+    print("per class: " + ", ".join(f"{label} {report.per_class.get(label, 0)}" for label in default_labels().classes))
     print("topics: " + ", ".join(f"{topic} ({n})" for topic, n in sorted(report.topics.items())))
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
 from m2vae_fusion.sim.viewpoints import look_at
 
@@ -21,13 +21,18 @@ def draw_contact_sheet(world: Path, out: Path, distance: float = 0.2, seed: int 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, len(CLASSES), figsize=(2.4 * len(CLASSES), 5.4), gridspec_kw={"height_ratios": [1.4, 1.2, 1]})
+    fig, axes = plt.subplots(
+        3,
+        len(default_labels().classes),
+        figsize=(2.4 * len(default_labels().classes), 5.4),
+        gridspec_kw={"height_ratios": [1.4, 1.2, 1]},
+    )
     with Simulator(SimConfig(world=world, seed=seed)) as sim:
         by_label = {o.label: o for o in sim.objects}
-        missing = [label for label in CLASSES if label not in by_label]
+        missing = [label for label in default_labels().classes if label not in by_label]
         if missing:
             raise ValueError(f"world {world} lacks {', '.join(missing)}")
-        for column, label in enumerate(CLASSES):
+        for column, label in enumerate(default_labels().classes):
             target = by_label[label]
             # look from outside, along the line from the world origin through the object
             pose = look_at(target, distance, math.atan2(target.y, target.x) if (target.x or target.y) else 0.0)
@@ -49,10 +54,14 @@ def draw_contact_sheet(world: Path, out: Path, distance: float = 0.2, seed: int 
             twin.tick_params(labelsize=6)
             if column == 0:
                 ax.set_ylabel("LiDAR range (m)", fontsize=7, color="tab:blue")
-            if column == len(CLASSES) - 1:
+            if column == len(default_labels().classes) - 1:
                 twin.set_ylabel("intensity", fontsize=7, color="tab:orange")
             ax = axes[2, column]
-            ax.bar(np.degrees(ir.angle_min + ir.angle_increment * np.arange(8)).astype(int).astype(str), ir.intensities, color="tab:red")
+            ax.bar(
+                np.degrees(ir.angle_min + ir.angle_increment * np.arange(8)).astype(int).astype(str),
+                ir.intensities,
+                color="tab:red",
+            )
             ax.set_ylim(0, 0.3)
             ax.tick_params(labelsize=6, axis="x", rotation=90)
             ax.tick_params(labelsize=6, axis="y")

@@ -88,7 +88,16 @@ class SceneBuilder:
         ET.SubElement(visual, "headlight", ambient="0.3 0.3 0.3", diffuse="0.15 0.15 0.15", specular="0.15 0.15 0.15")
         ET.SubElement(visual, "map", znear=f"{near:.6g}", zfar=f"{far:.6g}")
         self.assets = ET.SubElement(self.root, "asset")
-        ET.SubElement(self.assets, "texture", type="skybox", builtin="gradient", rgb1="0.7 0.75 0.8", rgb2="0.3 0.3 0.35", width="32", height="32")
+        ET.SubElement(
+            self.assets,
+            "texture",
+            type="skybox",
+            builtin="gradient",
+            rgb1="0.7 0.75 0.8",
+            rgb2="0.3 0.3 0.35",
+            width="32",
+            height="32",
+        )
         self.worldbody = ET.SubElement(self.root, "worldbody")
         self.geom_names: list[str] = []  # MuJoCo geoms are numbered in document order
         self.retro: dict[str, float] = {}
@@ -99,11 +108,15 @@ class SceneBuilder:
         d = np.asarray(light.direction, dtype=float)
         d = light.pose[:3, :3] @ (d / (np.linalg.norm(d) or 1.0))
         ET.SubElement(
-            self.worldbody, "light", name=light.name or f"light{len(self.worldbody)}",
+            self.worldbody,
+            "light",
+            name=light.name or f"light{len(self.worldbody)}",
             directional="true" if light.type == "directional" else "false",
-            pos=_pos(light.pose), dir=" ".join(f"{v:.6g}" for v in d),
+            pos=_pos(light.pose),
+            dir=" ".join(f"{v:.6g}" for v in d),
             diffuse=" ".join(f"{v:.4g}" for v in light.diffuse),
-            specular=" ".join(f"{v:.4g}" for v in light.specular), castshadow="false",
+            specular=" ".join(f"{v:.4g}" for v in light.specular),
+            castshadow="false",
         )
 
     def _material(self, shape: Shape) -> str:
@@ -112,8 +125,12 @@ class SceneBuilder:
         m = shape.material
         shininess = 1.0 - m.roughness if m.roughness is not None else 0.5
         ET.SubElement(
-            self.assets, "material", name=name, rgba=" ".join(f"{v:.4g}" for v in m.diffuse),
-            specular=f"{min(max(m.specular, 0.0), 1.0):.4g}", shininess=f"{min(max(shininess, 0.0), 1.0):.4g}",
+            self.assets,
+            "material",
+            name=name,
+            rgba=" ".join(f"{v:.4g}" for v in m.diffuse),
+            specular=f"{min(max(m.specular, 0.0), 1.0):.4g}",
+            shininess=f"{min(max(shininess, 0.0), 1.0):.4g}",
         )
         return name
 
@@ -132,7 +149,9 @@ class SceneBuilder:
     def add_model(self, model: Model, kinematic: bool) -> None:
         """Static models go straight into the world; others become a mocap body placed each step."""
         if kinematic:
-            parent = ET.SubElement(self.worldbody, "body", name=model.name, mocap="true", pos=_pos(model.pose), quat=_quat_wxyz(model.pose))
+            parent = ET.SubElement(
+                self.worldbody, "body", name=model.name, mocap="true", pos=_pos(model.pose), quat=_quat_wxyz(model.pose)
+            )
             frame = np.eye(4)
         else:
             parent, frame = self.worldbody, model.pose
@@ -165,8 +184,4 @@ class SceneBuilder:
 def mounted_sensors(robot: Model, base_frame: str) -> list[MountedSensor]:
     """Every sensor of a robot with its pose in the base frame."""
     base_inv = np.linalg.inv(robot.frame_in_model(base_frame))
-    return [
-        MountedSensor(sensor, base_inv @ link.pose @ sensor.pose)
-        for link in robot.links
-        for sensor in link.sensors
-    ]
+    return [MountedSensor(sensor, base_inv @ link.pose @ sensor.pose) for link in robot.links for sensor in link.sensors]

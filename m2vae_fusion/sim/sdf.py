@@ -200,7 +200,9 @@ class World:
         for model in self.models:
             if model.name == name:
                 return model
-        raise SdfError(self.path, "model", f"world {self.name!r} has no model {name!r} (has: {', '.join(m.name for m in self.models)})")
+        raise SdfError(
+            self.path, "model", f"world {self.name!r} has no model {name!r} (has: {', '.join(m.name for m in self.models)})"
+        )
 
 
 # ---------------------------------------------------------------- parsing helpers
@@ -285,7 +287,10 @@ class _Reader:
     def pose(self, element: ET.Element) -> np.ndarray:
         found = self.child(element, "pose")
         if found is not None and found.get("relative_to"):
-            raise self.error(found, f"relative_to={found.get('relative_to')!r} is not supported by the embedded simulator; use the default frame")
+            raise self.error(
+                found,
+                f"relative_to={found.get('relative_to')!r} is not supported by the embedded simulator; use the default frame",
+            )
         if found is not None and found.get("degrees", "false") == "true":
             x, y, z, r, p, w = self.floats(element, "pose", 6)
             return pose_matrix(x, y, z, math.radians(r), math.radians(p), math.radians(w))
@@ -370,7 +375,9 @@ def _geometry(reader: _Reader, shape: ET.Element) -> Geometry:
         reader.floats(kind, "normal", 3, (0.0, 0.0, 1.0))
         size = reader.floats(kind, "size", 2, (100.0, 100.0))
     else:
-        raise reader.error(kind, f"geometry <{kind.tag}> is not supported by the embedded simulator (box, cylinder, sphere, plane)")
+        raise reader.error(
+            kind, f"geometry <{kind.tag}> is not supported by the embedded simulator (box, cylinder, sphere, plane)"
+        )
     if any(s <= 0 for s in size):
         raise reader.error(kind, f"sizes must be positive, got {size}")
     return Geometry(kind.tag, size)
@@ -434,52 +441,9 @@ def _sensor(reader: _Reader, element: ET.Element, link_name: str) -> Sensor:
     name = element.get("name") or ""
     camera = ray = None
     if kind == "camera":
-        c = reader.child(element, "camera")
-        if c is None:
-            raise reader.error(element, "a camera sensor needs <camera>")
-        image = reader.child(c, "image")
-        clip = reader.child(c, "clip")
-        if image is None:
-            raise reader.error(c, "missing <image>")
-        fmt = reader.text(image, "format", "R8G8B8")
-        if fmt != "R8G8B8":
-            raise reader.error(image, f"image format {fmt!r} is not supported (R8G8B8)")
-        camera = CameraSpec(
-            horizontal_fov=reader.number(c, "horizontal_fov", 1.047),
-            width=int(reader.number(image, "width")),
-            height=int(reader.number(image, "height")),
-            near=reader.number(clip, "near", 0.02) if clip is not None else 0.02,
-            far=reader.number(clip, "far", 100.0) if clip is not None else 100.0,
-            noise=_noise(reader, c),
-        )
-        if camera.width < 1 or camera.height < 1 or not 0 < camera.horizontal_fov < math.pi:
-            raise reader.error(c, "image size must be positive and horizontal_fov in (0, pi)")
+        camera = _camera_spec(reader, element)
     elif kind in ("gpu_lidar", "lidar", "gpu_ray", "ray"):
-        block = reader.child(element, "lidar") or reader.child(element, "ray")
-        if block is None:
-            raise reader.error(element, f"a {kind} sensor needs <lidar>")
-        scan = reader.child(block, "scan")
-        horizontal = reader.child(scan, "horizontal") if scan is not None else None
-        rng = reader.child(block, "range")
-        if horizontal is None or rng is None:
-            raise reader.error(block, "needs <scan><horizontal> and <range>")
-        if scan is not None and scan.find("vertical") is not None:
-            vertical = reader.child(scan, "vertical")
-            if int(reader.number(vertical, "samples", 1)) > 1:
-                raise reader.error(vertical, "3-D lidars (vertical samples > 1) are not supported")
-        reader.number(horizontal, "resolution", 1.0)
-        reader.number(rng, "resolution", 0.0)
-        reader.number(block, "visibility_mask", 0.0)  # see visibility_flags in _shape
-        ray = RaySpec(
-            samples=int(reader.number(horizontal, "samples")),
-            min_angle=reader.number(horizontal, "min_angle"),
-            max_angle=reader.number(horizontal, "max_angle"),
-            range_min=reader.number(rng, "min"),
-            range_max=reader.number(rng, "max"),
-            noise=_noise(reader, block),
-        )
-        if ray.samples < 1 or ray.max_angle < ray.min_angle or not 0 <= ray.range_min < ray.range_max:
-            raise reader.error(block, "needs samples >= 1, min_angle <= max_angle and 0 <= range min < max")
+        ray = _ray_spec(reader, element, kind)
     else:
         raise reader.error(element, f"sensor type {kind!r} is not supported by the embedded simulator (camera, gpu_lidar)")
     for tag in ("always_on", "visualize", "enable_metrics"):
@@ -497,6 +461,61 @@ def _sensor(reader: _Reader, element: ET.Element, link_name: str) -> Sensor:
         camera=camera,
         ray=ray,
     )
+
+
+def _camera_spec(reader: _Reader, element: ET.Element) -> CameraSpec:
+    """The <camera> block of a camera sensor."""
+    c = reader.child(element, "camera")
+    if c is None:
+        raise reader.error(element, "a camera sensor needs <camera>")
+    image = reader.child(c, "image")
+    clip = reader.child(c, "clip")
+    if image is None:
+        raise reader.error(c, "missing <image>")
+    fmt = reader.text(image, "format", "R8G8B8")
+    if fmt != "R8G8B8":
+        raise reader.error(image, f"image format {fmt!r} is not supported (R8G8B8)")
+    camera = CameraSpec(
+        horizontal_fov=reader.number(c, "horizontal_fov", 1.047),
+        width=int(reader.number(image, "width")),
+        height=int(reader.number(image, "height")),
+        near=reader.number(clip, "near", 0.02) if clip is not None else 0.02,
+        far=reader.number(clip, "far", 100.0) if clip is not None else 100.0,
+        noise=_noise(reader, c),
+    )
+    if camera.width < 1 or camera.height < 1 or not 0 < camera.horizontal_fov < math.pi:
+        raise reader.error(c, "image size must be positive and horizontal_fov in (0, pi)")
+    return camera
+
+
+def _ray_spec(reader: _Reader, element: ET.Element, kind: str) -> RaySpec:
+    """The <lidar> (or older <ray>) block of a lidar sensor."""
+    block = reader.child(element, "lidar") or reader.child(element, "ray")
+    if block is None:
+        raise reader.error(element, f"a {kind} sensor needs <lidar>")
+    scan = reader.child(block, "scan")
+    horizontal = reader.child(scan, "horizontal") if scan is not None else None
+    rng = reader.child(block, "range")
+    if horizontal is None or rng is None:
+        raise reader.error(block, "needs <scan><horizontal> and <range>")
+    if scan is not None and scan.find("vertical") is not None:
+        vertical = reader.child(scan, "vertical")
+        if int(reader.number(vertical, "samples", 1)) > 1:
+            raise reader.error(vertical, "3-D lidars (vertical samples > 1) are not supported")
+    reader.number(horizontal, "resolution", 1.0)
+    reader.number(rng, "resolution", 0.0)
+    reader.number(block, "visibility_mask", 0.0)  # see visibility_flags in _shape
+    ray = RaySpec(
+        samples=int(reader.number(horizontal, "samples")),
+        min_angle=reader.number(horizontal, "min_angle"),
+        max_angle=reader.number(horizontal, "max_angle"),
+        range_min=reader.number(rng, "min"),
+        range_max=reader.number(rng, "max"),
+        noise=_noise(reader, block),
+    )
+    if ray.samples < 1 or ray.max_angle < ray.min_angle or not 0 <= ray.range_min < ray.range_max:
+        raise reader.error(block, "needs samples >= 1, min_angle <= max_angle and 0 <= range min < max")
+    return ray
 
 
 def _link(reader: _Reader, element: ET.Element) -> Link:
@@ -517,8 +536,10 @@ def _link(reader: _Reader, element: ET.Element) -> Link:
 
 def _diff_drive(reader: _Reader, plugin: ET.Element) -> DiffDrive:
     reader.mark(plugin)  # topics and rates are the ROS side's business; read what drives the robot
+
     def number(tag: str, default: float | None = None) -> float:
         return reader.number(plugin, tag, default)
+
     return DiffDrive(
         left_joint=reader.text(plugin, "left_joint"),
         right_joint=reader.text(plugin, "right_joint"),
@@ -547,8 +568,13 @@ def _plugins(reader: _Reader, parent: ET.Element) -> DiffDrive | None:
 
 
 def _model(
-    reader: _Reader, element: ET.Element, search: list[Path], parent_pose: np.ndarray,
-    name: str | None = None, pose: np.ndarray | None = None, static: bool | None = None,
+    reader: _Reader,
+    element: ET.Element,
+    search: list[Path],
+    parent_pose: np.ndarray,
+    name: str | None = None,
+    pose: np.ndarray | None = None,
+    static: bool | None = None,
 ) -> Model:
     own_name = element.get("name") or ""
     if not own_name:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from m2vae_fusion.perception.frames import matrix_quaternion, matrix_yaw, pose_matrix
-from m2vae_fusion.perception.labels import parse_class
+from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.perception.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, SensorSpec, Transform
 from m2vae_fusion.sim.drive import DiffDriveModel, wrap_angle
 from m2vae_fusion.sim.scene import RAY_GROUPS, Footprint, MountedSensor, SceneBuilder, mounted_sensors
@@ -80,24 +80,19 @@ class Simulator:
         self.robot = self.world.model(config.robot)
         drive = self.robot.diff_drive
         if drive is None:
-            raise SdfError(self.robot.path, "plugin", f"model {self.robot.name!r} has no DiffDrive plugin, so it cannot be driven")
+            raise SdfError(
+                self.robot.path, "plugin", f"model {self.robot.name!r} has no DiffDrive plugin, so it cannot be driven"
+            )
         self.base_frame = drive.base_frame
         self.odom_frame = drive.odom_frame
         self.drive = DiffDriveModel(drive, config.odometry_slip * config.noise_scale, self.rng)
 
-        mounted = mounted_sensors(self.robot, self.base_frame)
-        cameras = [m for m in mounted if m.sensor.type == "camera"]
-        ranges = [m for m in mounted if m.sensor.type == "gpu_lidar"]
-        if len(cameras) > 1:
-            raise SdfError(self.robot.path, "sensor", "the embedded simulator drives at most one camera per robot")
-        self._camera = cameras[0] if cameras else None
-        # the 8-beam ring near the floor is the IR sensor; the other planar lidar is the LiDAR
-        self._ir = next((m for m in ranges if m.sensor.ray.samples <= 16), None)
-        self._lidar = next((m for m in ranges if m is not self._ir), None)
+        self._pick_sensors()
         size = self._camera_size()
 
         builder = SceneBuilder(
-            self.world.name, size or (64, 64),
+            self.world.name,
+            size or (64, 64),
             near=self._camera.sensor.camera.near if self._camera else 0.02,
             far=self._camera.sensor.camera.far if self._camera else 100.0,
         )
@@ -107,7 +102,7 @@ class Simulator:
             builder.add_model(model, kinematic=not model.static)
         camera_name = None
         if self._camera:
-            link = next(l for l in self.robot.links if self._camera.sensor in l.sensors)
+            link = next(candidate for candidate in self.robot.links if self._camera.sensor in candidate.sensors)
             camera_name = builder.add_camera(self.robot, link, self._camera.sensor)
         self.model = mujoco.MjModel.from_xml_string(builder.xml())
         self.data = mujoco.MjData(self.model)
@@ -118,21 +113,13 @@ class Simulator:
         self._mocap = self.model.body_mocapid[self._robot_body]
         self._obstacles = [f for name, outlines in builder.footprints.items() if name != self.robot.name for f in outlines]
         self._radius = max(
-            (math.hypot(f.x - self.robot.pose[0, 3], f.y - self.robot.pose[1, 3]) + max(f.half_extents) for f in builder.footprints[self.robot.name]),
+            (
+                math.hypot(f.x - self.robot.pose[0, 3], f.y - self.robot.pose[1, 3]) + max(f.half_extents)
+                for f in builder.footprints[self.robot.name]
+            ),
             default=0.05,
         )
-        self._renderer = None
-        self._pixel_noise = None
-        if self._camera and size:
-            self._renderer = mujoco.Renderer(self.model, height=size[1], width=size[0])
-            noise = self._camera.sensor.camera.noise
-            stddev = noise.stddev * config.noise_scale * 255.0
-            if stddev > 0 or noise.mean:
-                # Fresh Gaussians for 230k pixels cost more than rendering them; a window at a random
-                # offset into a pool of twice that size is as noisy and ~10x cheaper.
-                pool = self.rng.normal(noise.mean * 255.0, stddev, 2 * size[0] * size[1] * 3 + 1)
-                self._pixel_noise = np.round(pool).astype(np.int16)
-            self._camera_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera_name)
+        self._start_renderer(size, camera_name)
         self._model_to_base = self.robot.frame_in_model(self.base_frame)
         start = self.robot.pose @ self._model_to_base
         self._pose = Pose2D(start[0, 3], start[1, 3], matrix_yaw(start))
@@ -140,6 +127,34 @@ class Simulator:
         self._odom_origin = self._pose
         self.time = 0.0
         self._place_robot()
+
+    def _pick_sensors(self) -> None:
+        """The robot's camera, IR ring and LiDAR among its sensors, mounted on the base frame."""
+        mounted = mounted_sensors(self.robot, self.base_frame)
+        cameras = [m for m in mounted if m.sensor.type == "camera"]
+        ranges = [m for m in mounted if m.sensor.type == "gpu_lidar"]
+        if len(cameras) > 1:
+            raise SdfError(self.robot.path, "sensor", "the embedded simulator drives at most one camera per robot")
+        self._camera = cameras[0] if cameras else None
+        # the 8-beam ring near the floor is the IR sensor; the other planar lidar is the LiDAR
+        self._ir = next((m for m in ranges if m.sensor.ray.samples <= 16), None)
+        self._lidar = next((m for m in ranges if m is not self._ir), None)
+
+    def _start_renderer(self, size: tuple[int, int] | None, camera_name: str | None) -> None:
+        """The offscreen renderer and the pool of pixel noise, for a robot with a camera."""
+        mujoco = self._mj
+        self._renderer = None
+        self._pixel_noise = None
+        if self._camera and size:
+            self._renderer = mujoco.Renderer(self.model, height=size[1], width=size[0])
+            noise = self._camera.sensor.camera.noise
+            stddev = noise.stddev * self.config.noise_scale * 255.0
+            if stddev > 0 or noise.mean:
+                # Fresh Gaussians for 230k pixels cost more than rendering them; a window at a random
+                # offset into a pool of twice that size is as noisy and ~10x cheaper.
+                pool = self.rng.normal(noise.mean * 255.0, stddev, 2 * size[0] * size[1] * 3 + 1)
+                self._pixel_noise = np.round(pool).astype(np.int16)
+            self._camera_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera_name)
 
     # ------------------------------------------------------------ motion
 
@@ -234,8 +249,18 @@ class Simulator:
         dist = np.zeros(n)
         normal = np.zeros(3 * n)
         self._mj.mj_multiRay(
-            self.model, self.data, pose[:3, 3].copy(), directions.reshape(-1).copy(), RAY_GROUPS, 1,
-            self._robot_body, geom, dist, normal, n, spec.range_max,
+            self.model,
+            self.data,
+            pose[:3, 3].copy(),
+            directions.reshape(-1).copy(),
+            RAY_GROUPS,
+            1,
+            self._robot_body,
+            geom,
+            dist,
+            normal,
+            n,
+            spec.range_max,
         )
         hit = (dist >= 0) & (geom >= 0)
         retro = np.where(hit, self._retro[np.maximum(geom, 0)], 0.0)
@@ -254,8 +279,14 @@ class Simulator:
         noise = self.config.intensity_noise * scale * self.rng.standard_normal(len(intensity))
         intensity = np.where(measured, intensity + noise, 0.0)
         return Scan(
-            ranges.astype(np.float32), np.clip(intensity, 0.0, None).astype(np.float32), spec.min_angle,
-            spec.max_angle, spec.angle_increment, spec.range_min, spec.range_max, mounted.sensor.frame_id,
+            ranges.astype(np.float32),
+            np.clip(intensity, 0.0, None).astype(np.float32),
+            spec.min_angle,
+            spec.max_angle,
+            spec.angle_increment,
+            spec.range_min,
+            spec.range_max,
+            mounted.sensor.frame_id,
         )
 
     def lidar(self) -> Scan:
@@ -287,13 +318,26 @@ class Simulator:
 
     @property
     def objects(self) -> list[ObjectState]:
-        states = []
+        """The world's objects: the models named after a class of the paper's label space (config/labels.yaml)."""
+        labels, states = default_labels(), []
         for model in self.world.models:
-            cls = parse_class(model.source)
-            if cls is None:
-                continue
-            p = model.pose
-            states.append(ObjectState(model.name, cls.colour, cls.shape, cls.surface, cls.class_id, cls.label, p[0, 3], p[1, 3], p[2, 3], matrix_yaw(p)))
+            if model.source not in labels.classes:
+                continue  # scenery
+            v, p = labels.attribute_values(model.source), model.pose
+            states.append(
+                ObjectState(
+                    model.name,
+                    v["colour"],
+                    v["shape"],
+                    v["surface"],
+                    labels.index(model.source),
+                    model.source,
+                    p[0, 3],
+                    p[1, 3],
+                    p[2, 3],
+                    matrix_yaw(p),
+                )
+            )
         return states
 
     def close(self) -> None:

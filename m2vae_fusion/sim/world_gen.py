@@ -19,7 +19,7 @@ from pathlib import Path
 
 from m2vae_fusion.core.atomic_file import write_text_atomic
 from m2vae_fusion.core.errors import ConfigError
-from m2vae_fusion.perception.labels import CLASSES
+from m2vae_fusion.perception.labels import default_labels
 
 ARENA_HALF = 1.5  # wall centre lines, m
 WALL_THICKNESS = 0.02
@@ -98,7 +98,7 @@ def instance_names(models: Sequence[str]) -> list[str]:
 
 def place_objects(rng: random.Random, objects: int, robots: Sequence[Placement]) -> list[Placement]:
     """Draw non-overlapping object poses, classes cycled evenly through a shuffled class order."""
-    order = list(CLASSES)
+    order = list(default_labels().classes)
     rng.shuffle(order)
     models = [order[i % len(order)] for i in range(objects)]
     placed: list[Placement] = []
@@ -152,9 +152,7 @@ def generate_world(seed: int, objects: int, robots: int = 1, name: str | None = 
     )
 
 
-def write_world(
-    path: str | Path, seed: int, objects: int, robots: int = 1, name: str | None = None
-) -> Path:
+def write_world(path: str | Path, seed: int, objects: int, robots: int = 1, name: str | None = None) -> Path:
     """Generate a world and write it atomically to `path`."""
     return write_text_atomic(path, generate_world(seed, objects, robots=robots, name=name))
 
@@ -241,9 +239,7 @@ def _walls() -> str:
     for side, (x, y, sx, sy) in sides.items():
         pose = f"{_f(x, 3)} {_f(y, 3)} {_f(WALL_HEIGHT / 2, 3)} 0 0 0"
         size = f"{_f(sx, 3)} {_f(sy, 3)} {_f(WALL_HEIGHT, 3)}"
-        parts.append(
-            _WALL_TEMPLATE.format(side=side, pose=pose, size=size, retro=_f(WALL_RETRO, 2))
-        )
+        parts.append(_WALL_TEMPLATE.format(side=side, pose=pose, size=size, retro=_f(WALL_RETRO, 2)))
     return "\n".join(parts)
 
 

@@ -21,6 +21,7 @@ from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames as tf
 from m2vae_fusion.perception.config import PerceptionConfig
 from m2vae_fusion.perception.features import observe
+from m2vae_fusion.perception.labels import Labelling, default_labels
 from m2vae_fusion.perception.readings import ObjectState
 
 MODALITIES = ("camera", "lidar", "ir")
@@ -40,7 +41,9 @@ class Observations:
     stamps: np.ndarray
 
     @classmethod
-    def seen_by_all(cls, views: dict[str, np.ndarray], labels: np.ndarray, positions: np.ndarray, stamps: np.ndarray) -> Observations:
+    def seen_by_all(
+        cls, views: dict[str, np.ndarray], labels: np.ndarray, positions: np.ndarray, stamps: np.ndarray
+    ) -> Observations:
         """Observations every sensor saw: views[m] has one row per observation."""
         return cls(views, {m: np.arange(len(labels)) for m in views}, labels, positions, stamps)
 
@@ -69,8 +72,11 @@ class Observations:
         renumber = np.cumsum(mask) - 1
         keep = {m: mask[r] for m, r in self.rows.items()}
         return Observations(
-            {m: v[keep[m]] for m, v in self.views.items()}, {m: renumber[r[keep[m]]] for m, r in self.rows.items()},
-            self.labels[mask], self.positions[mask], self.stamps[mask],
+            {m: v[keep[m]] for m, v in self.views.items()},
+            {m: renumber[r[keep[m]]] for m, r in self.rows.items()},
+            self.labels[mask],
+            self.positions[mask],
+            self.stamps[mask],
         )
 
     def fingerprint(self) -> str:
@@ -83,15 +89,25 @@ class Observations:
         return digest.hexdigest()[:20]
 
 
-def label_of(position: np.ndarray, objects: Sequence[ObjectState], gate: float) -> int:
-    """Class id of the only labelled object within `gate` of `position` (map frame), else -1."""
+def label_of(position: np.ndarray, objects: Sequence[ObjectState], gate: float, labelling: Labelling) -> int:
+    """Class id (in `labelling`) of the only labelled object within `gate` of `position` (map frame), else -1."""
     near = [o for o in objects if np.hypot(o.x - position[0], o.y - position[1]) <= gate]
-    return near[0].class_id if len(near) == 1 else -1
+    return labelling.class_id(near[0].label) if len(near) == 1 else -1
 
 
-def extract(bag: BagFrames, config: PerceptionConfig, labels: Sequence[ObjectState] | None = None, gate: float = 0.06) -> Observations:
-    """Every detected object of every frame, with its three views and its label."""
+def extract(
+    bag: BagFrames,
+    config: PerceptionConfig,
+    labels: Sequence[ObjectState] | None = None,
+    gate: float = 0.06,
+    labelling: Labelling | None = None,
+) -> Observations:
+    """Every detected object of every frame, with its three views and its class id in `labelling`
+    (default: the paper's eight classes)."""
+    labelling = labelling or Labelling(default_labels())
     objects = list(labels) if labels is not None else bag.objects
+    for o in objects:
+        labelling.class_id(o.label)  # an unknown label fails here, naming it, not silently as "unlabelled"
     try:
         base_to_lidar = tf.lookup(bag.static, "base_link", "lidar_link")
         base_to_ir = tf.lookup(bag.static, "base_link", "ir_link")
@@ -109,7 +125,7 @@ def extract(bag: BagFrames, config: PerceptionConfig, labels: Sequence[ObjectSta
                     views[modality].append(view_vector(modality, view))
                     rows[modality].append(len(label_rows))
             position = tf.apply(frame.base_in_map, seen.position) if frame.base_in_map is not None else np.full(3, np.nan)
-            label_rows.append(label_of(position, objects, gate) if frame.base_in_map is not None else -1)
+            label_rows.append(label_of(position, objects, gate, labelling) if frame.base_in_map is not None else -1)
             positions.append(position)
             stamps.append(frame.stamp)
     if not label_rows:
@@ -117,7 +133,9 @@ def extract(bag: BagFrames, config: PerceptionConfig, labels: Sequence[ObjectSta
     return Observations(
         {m: np.stack(v) if v else np.zeros((0, sizes[m]), np.float32) for m, v in views.items()},
         {m: np.asarray(r, np.int64) for m, r in rows.items()},
-        np.asarray(label_rows, np.int64), np.asarray(positions, np.float64), np.asarray(stamps),
+        np.asarray(label_rows, np.int64),
+        np.asarray(positions, np.float64),
+        np.asarray(stamps),
     )
 
 
@@ -133,25 +151,44 @@ def bag_fingerprint(paths: Sequence[Path]) -> str:
 
 
 def load_observations(
-    bags: Sequence[Path], config: PerceptionConfig, cache_dir: Path | None = None, labels: Sequence[ObjectState] | None = None,
+    bags: Sequence[Path],
+    config: PerceptionConfig,
+    cache_dir: Path | None = None,
+    labels: Sequence[ObjectState] | None = None,
     topics: TopicNames = TopicNames(),
+    labelling: Labelling | None = None,
 ) -> Observations:
     """`extract` over the bags, cached in cache_dir keyed by the bags, the perception config and labels."""
-    key = hashlib.sha256(
-        json.dumps([CACHE_FORMAT, bag_fingerprint(bags), to_dict(config), [to_dict_object(o) for o in labels or []], to_dict(topics)], sort_keys=True).encode()
-    ).hexdigest()[:20]
+    labelling = labelling or Labelling(default_labels())
+    identity = [
+        CACHE_FORMAT,
+        bag_fingerprint(bags),
+        to_dict(config),
+        [to_dict_object(o) for o in labels or []],
+        to_dict(topics),
+        labelling.to_dict(),
+    ]
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
     cache = cache_dir / f"observations-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
             return Observations(
-                {m: data[f"views_{m}"] for m in MODALITIES}, {m: data[f"rows_{m}"] for m in MODALITIES},
-                data["labels"], data["positions"], data["stamps"],
+                {m: data[f"views_{m}"] for m in MODALITIES},
+                {m: data[f"rows_{m}"] for m in MODALITIES},
+                data["labels"],
+                data["positions"],
+                data["stamps"],
             )
-    observations = extract(read_frames(list(bags), topics), config, labels)
+    observations = extract(read_frames(list(bags), topics), config, labels, labelling=labelling)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"views_{m}": v for m, v in observations.views.items()} | {f"rows_{m}": r for m, r in observations.rows.items()}
-        write_atomic(cache, lambda f: np.savez(f, labels=observations.labels, positions=observations.positions, stamps=observations.stamps, **arrays))
+        write_atomic(
+            cache,
+            lambda f: np.savez(
+                f, labels=observations.labels, positions=observations.positions, stamps=observations.stamps, **arrays
+            ),
+        )
     return observations
 
 

@@ -35,6 +35,7 @@ from m2vae_fusion.core.training import dataset_fingerprint, distributed, train
 from m2vae_fusion.model.classifier import LatentClassifier
 from m2vae_fusion.model.config import MODALITIES, StackConfig
 from m2vae_fusion.model.perception_model import MANIFEST
+from m2vae_fusion.perception.labels import LabelSpace, default_labels
 from m2vae_fusion.training.dataset import Observations
 
 
@@ -42,17 +43,30 @@ def preprocessor_dir(out: Path, modality: str) -> Path:
     return out / "preprocessors" / modality
 
 
-def _train_preprocessor(modality: str, config: StackConfig, views: np.ndarray, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
+def _train_preprocessor(
+    modality: str, config: StackConfig, views: np.ndarray, out: Path, resume: bool, progress: bool
+) -> dict[str, Any]:
     data = {modality: torch.from_numpy(views)}
     result = train(
-        config.preprocessor(modality), config.preprocessors.train, data, preprocessor_dir(out, modality),
-        dataset_hash=dataset_fingerprint(data), resume=resume, progress=progress,
+        config.preprocessor(modality),
+        config.preprocessors.train,
+        data,
+        preprocessor_dir(out, modality),
+        dataset_hash=dataset_fingerprint(data),
+        resume=resume,
+        progress=progress,
     )
     return {"modality": modality, "samples": len(views), "final": result.history[-1] if result.history else {}}
 
 
 def train_preprocessors(
-    config: StackConfig, observations: Observations, out: Path, *, resume: bool = True, progress: bool = False, jobs: int = 1,
+    config: StackConfig,
+    observations: Observations,
+    out: Path,
+    *,
+    resume: bool = True,
+    progress: bool = False,
+    jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Stage 1: a beta-VAE per sensor on every view of it (labels unused); under torchrun one after
@@ -65,7 +79,9 @@ def train_preprocessors(
             views[m] = views[m][np.sort(rng.choice(len(views[m]), config.preprocessors.max_views, replace=False))]
     for m, v in views.items():
         if len(v) < config.preprocessors.train.batch_size:
-            raise DataError(f"only {len(v)} {m} views in the bags: fewer than one batch ({config.preprocessors.train.batch_size}); record more data")
+            raise DataError(
+                f"only {len(v)} {m} views in the bags: fewer than one batch ({config.preprocessors.train.batch_size}); record more data"
+            )
         log(f"stage 1: beta-VAE {m}: {len(v)} views of {v.shape[1]} values")
     # the camera's Conv2D dominates: it gets a process of its own when there are two. Each process is
     # sent its own sensor's views only (the camera's are hundreds of MB).
@@ -104,15 +120,28 @@ def standardiser(encoded: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, 
 
 
 def standardise(encoded: dict[str, np.ndarray], stats: dict[str, dict[str, list[float]]]) -> dict[str, np.ndarray]:
-    return {m: ((x - np.asarray(stats[m]["mean"], np.float32)) / np.asarray(stats[m]["std"], np.float32)).astype(np.float32) for m, x in encoded.items()}
+    return {
+        m: ((x - np.asarray(stats[m]["mean"], np.float32)) / np.asarray(stats[m]["std"], np.float32)).astype(np.float32)
+        for m, x in encoded.items()
+    }
 
 
 def train_fusion(
-    config: StackConfig, observations: Observations, out: Path, *, resume: bool = True, progress: bool = False,
-    fusion: ModelConfig | None = None, name: str = "fusion", log: Callable[[str], None] = print,
+    config: StackConfig,
+    observations: Observations,
+    out: Path,
+    label_space: LabelSpace | None = None,
+    *,
+    resume: bool = True,
+    progress: bool = False,
+    fusion: ModelConfig | None = None,
+    name: str = "fusion",
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Stage 2: the M2VAE on complete observations, then the classifier on z of every subset; writes the manifest."""
+    """Stage 2: the M2VAE on complete observations, then the classifier on z of every subset; writes the
+    manifest, with the label space the observations' class ids index (default: the paper's eight classes)."""
     fusion = fusion or config.fusion
+    label_space = label_space or default_labels()
     complete = observations.complete()
     if complete.sum() < config.fusion_train.batch_size:
         raise DataError(
@@ -122,14 +151,26 @@ def train_fusion(
     encoded = encode_views(out, config, observations)
     stats = standardiser(encoded, complete)
     inputs = {m: torch.from_numpy(x[complete]) for m, x in standardise(encoded, stats).items()}
-    log(f"stage 2: M2VAE ({fusion.model}) on {int(complete.sum())} complete observations, re-encoding alpha {fusion.reencode.alpha:g}")
-    result = train(fusion, config.fusion_train, inputs, out / name, dataset_hash=dataset_fingerprint(inputs), resume=resume, progress=progress)
+    log(
+        f"stage 2: M2VAE ({fusion.model}) on {int(complete.sum())} complete observations, re-encoding alpha {fusion.reencode.alpha:g}"
+    )
+    result = train(
+        fusion,
+        config.fusion_train,
+        inputs,
+        out / name,
+        dataset_hash=dataset_fingerprint(inputs),
+        resume=resume,
+        progress=progress,
+    )
     model = result.model
     embeddings = embed_all_subsets(model, inputs)
     labels = observations.labels[complete]
-    classifier = LatentClassifier.fit(np.concatenate(list(embeddings.values())), np.tile(labels, len(embeddings)), seed=config.fusion_train.seed)
+    classifier = LatentClassifier.fit(
+        np.concatenate(list(embeddings.values())), np.tile(labels, len(embeddings)), seed=config.fusion_train.seed
+    )
     manifest = {
-        "format": 1,
+        "format": 2,
         "model_id": model_id(out, name),
         "config": to_dict(dataclasses.replace(config, fusion=fusion)),
         "modalities": list(MODALITIES),
@@ -137,6 +178,7 @@ def train_fusion(
         "fusion": f"{name}/checkpoint.pt",
         "standardiser": stats,
         "classifier": classifier.to_dict(),
+        "labels": label_space.to_dict(),
         "training": {"observations": int(complete.sum()), "dataset": observations.fingerprint()},
     }
     if distributed().main:
@@ -170,8 +212,12 @@ def export_model(src: Path, dst: Path) -> dict[str, Any]:
     for relative in [*manifest["preprocessors"].values(), manifest["fusion"]]:
         checkpoint = load_checkpoint(src / relative)
         save_checkpoint(
-            dst / relative, checkpoint.model, model_config=checkpoint.model_config, train_config=checkpoint.train_config,
-            dataset_hash=checkpoint.dataset_hash, epoch=checkpoint.epoch,
+            dst / relative,
+            checkpoint.model,
+            model_config=checkpoint.model_config,
+            train_config=checkpoint.train_config,
+            dataset_hash=checkpoint.dataset_hash,
+            epoch=checkpoint.epoch,
         )
     if model_id(dst, fusion_name) != manifest["model_id"]:
         raise CheckpointError(f"exported weights of {src} do not reproduce its model id {manifest['model_id']}")

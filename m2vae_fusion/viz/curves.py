@@ -75,7 +75,9 @@ def draw_training(run_dir: Path, out: Path) -> list[Path]:
             if ax.lines:
                 ax.legend(fontsize=6, ncol=2 if len(ax.lines) > 6 else 1)
             else:
-                ax.text(0.5, 0.5, "not logged by this run", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.5")
+                ax.text(
+                    0.5, 0.5, "not logged by this run", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.5"
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
             ax.set_title(f"{name}: {title}" if col == 0 else title, fontsize=8)

@@ -33,7 +33,6 @@ import torch
 from m2vae_fusion.core.fusion import auto_reencode
 from m2vae_fusion.core.gaussian import DiagonalGaussian
 from m2vae_fusion.model.perception_model import PerceptionModel
-from m2vae_fusion.perception.labels import CLASSES
 from m2vae_fusion.viz import HEATMAPS
 from m2vae_fusion.viz.markers import RGB, UNKNOWN_RGB, object_marker
 
@@ -142,7 +141,9 @@ def fit_plane(z: np.ndarray, labels: np.ndarray) -> LatentPlane:
     return LatentPlane(z.mean(axis=0), basis, lift_matrix)
 
 
-def kernel_average(points: np.ndarray, centres: np.ndarray, values: np.ndarray, bandwidth: float, chunk: int = 1024) -> np.ndarray:
+def kernel_average(
+    points: np.ndarray, centres: np.ndarray, values: np.ndarray, bandwidth: float, chunk: int = 1024
+) -> np.ndarray:
     """Nadaraya-Watson average of `values` (N, K) at `points` (P, 2), Gaussian kernel on `centres` (N, 2).
     Weights are normalised per point in log space, so a point far from every centre takes its nearest ones'."""
     out = np.empty((len(points), values.shape[1]))
@@ -205,7 +206,9 @@ def compute_background(
         values = torch.exp(final.log_var).sum(dim=1)
     else:
         values = torch.linalg.vector_norm(final.mean - z0, dim=1)
-    return LatentBackground(plane, extent, values.numpy().reshape(grid, grid).astype(np.float64), quantity, steps, scores, CLASSES)
+    return LatentBackground(
+        plane, extent, values.numpy().reshape(grid, grid).astype(np.float64), quantity, steps, scores, model.labels.classes
+    )
 
 
 @dataclass(frozen=True)
@@ -282,8 +285,14 @@ class LatentView:
         ax.tick_params(labelsize=7)
         self.title = self.figure.text(0.5, 0.95, "", ha="center", va="center", fontsize=10)
         self.figure.text(
-            0.5, 0.86, "beliefs: mean (o cylinder, \u25a1 cube; \u25b6 off the plot) and 2\u03c3 ellipse, opacity = confidence\n"
-            "lines: class regions of the latents that project there", ha="center", va="center", fontsize=7.5, color="0.3",
+            0.5,
+            0.86,
+            "beliefs: mean (o cylinder, \u25a1 cube; \u25b6 off the plot) and 2\u03c3 ellipse, opacity = confidence\n"
+            "lines: class regions of the latents that project there",
+            ha="center",
+            va="center",
+            fontsize=7.5,
+            color="0.3",
         )
         self._artists: list = []
 
@@ -305,8 +314,14 @@ class LatentView:
             nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
             name = self.background.class_names[index]
             ax.text(
-                u[cols[nearest]], v[rows[nearest]], short_name(name), ha="center", va="center", fontsize=7,
-                color=RGB.get(name.split("_")[0], UNKNOWN_RGB), alpha=0.9,
+                u[cols[nearest]],
+                v[rows[nearest]],
+                short_name(name),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=RGB.get(name.split("_")[0], UNKNOWN_RGB),
+                alpha=0.9,
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.6},
             )
 
@@ -335,18 +350,36 @@ class LatentView:
                     values, vectors = np.linalg.eigh(cov)
                     width, height = 4 * np.sqrt(np.maximum(values[::-1], 0))  # 2 sigma each side
                     angle = float(np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1])))
-                    ellipse = Ellipse((u, v), width, height, angle=angle, facecolor=(*point.rgb, 0.25 * point.alpha), edgecolor=point.rgb, linewidth=1.2)
+                    ellipse = Ellipse(
+                        (u, v),
+                        width,
+                        height,
+                        angle=angle,
+                        facecolor=(*point.rgb, 0.25 * point.alpha),
+                        edgecolor=point.rgb,
+                        linewidth=1.2,
+                    )
                     ax.add_patch(ellipse)
                     self._artists.append(ellipse)
                     marker = "s" if point.shape == "cube" else "o"
-                dot = ax.scatter([u], [v], s=60, marker=marker, c=[point.rgb], alpha=point.alpha, edgecolors="k", linewidths=1.0, zorder=3)
+                dot = ax.scatter(
+                    [u], [v], s=60, marker=marker, c=[point.rgb], alpha=point.alpha, edgecolors="k", linewidths=1.0, zorder=3
+                )
                 # Labels point inwards so that they stay inside the plot near its right and top edges.
                 right = u > extent[0] + 0.7 * (extent[1] - extent[0])
                 top = v > extent[2] + 0.85 * (extent[3] - extent[2])
                 text = ax.annotate(
-                    point.label, (u, v), xytext=(-6 if right else 6, -6 if top else 6), textcoords="offset points",
-                    ha="right" if right else "left", va="top" if top else "bottom", fontsize=8, fontweight="bold", zorder=4,
-                    annotation_clip=True, clip_on=True,
+                    point.label,
+                    (u, v),
+                    xytext=(-6 if right else 6, -6 if top else 6),
+                    textcoords="offset points",
+                    ha="right" if right else "left",
+                    va="top" if top else "bottom",
+                    fontsize=8,
+                    fontweight="bold",
+                    zorder=4,
+                    annotation_clip=True,
+                    clip_on=True,
                     bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": point.rgb, "alpha": 0.85},
                 )
                 self._artists += [dot, text]

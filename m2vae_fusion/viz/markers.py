@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from m2vae_fusion.perception.labels import parse_class
-
 # The primitives of models/: 0.12 m tall, a 0.06 m cylinder and a cube of the same footprint area.
 HEIGHT = 0.12
 CYLINDER_DIAMETER = 0.06
@@ -22,6 +20,7 @@ CUBE_SIDE = float(np.sqrt(np.pi) * CYLINDER_DIAMETER / 2)
 # The primitives' diffuse colours (models/*/model.sdf); grey for a class name that is not <colour>_<shape>_<surface>.
 RGB = {"red": (0.75, 0.08, 0.08), "green": (0.08, 0.6, 0.12)}
 UNKNOWN_RGB = (0.5, 0.5, 0.5)
+SHAPES = ("cylinder", "cube")  # the bodies a marker can draw
 # A uniform belief still shows faintly; a certain one is opaque.
 MIN_ALPHA = 0.15
 CAPTION_GAP = 0.04  # m between the object's top and its caption
@@ -63,8 +62,18 @@ def alpha_for(confidence: float, classes: int) -> float:
     return MIN_ALPHA + (1.0 - MIN_ALPHA) * float(np.clip(share, 0.0, 1.0))
 
 
+def most_probable(belief: Any, attribute: str) -> str | None:
+    """The most probable value of one of an ObjectBelief's attributes; None if it has no such attribute."""
+    for a in belief.attributes:
+        if a.name == attribute and len(a.values) and len(a.values) == len(a.probabilities):
+            return str(a.values[int(np.argmax(np.asarray(a.probabilities, dtype=np.float64)))])
+    return None
+
+
 def object_marker(belief: Any, marker_id: int) -> ObjectMarker:
-    """The drawing of one ObjectBelief; the shape and colour are the most probable class's."""
+    """The drawing of one ObjectBelief: the most probable class, drawn in the most probable values of the
+    belief's `colour` and `shape` attributes where its model's label space has them (grey cylinders
+    where not: labels are the model's, see perception/labels.py)."""
     p = np.asarray(belief.class_probabilities, dtype=np.float64)
     names = list(belief.class_names)
     if p.ndim != 1 or len(p) == 0 or len(p) != len(names) or not np.all(np.isfinite(p)):
@@ -73,14 +82,13 @@ def object_marker(belief: Any, marker_id: int) -> ObjectMarker:
             "expected one finite probability per class"
         )
     best = int(np.argmax(p))
-    parsed = parse_class(names[best])
-    colour = parsed.colour if parsed else "unknown"
+    colour, shape = most_probable(belief, "colour") or "unknown", most_probable(belief, "shape")
     return ObjectMarker(
         marker_id=marker_id,
         object_id=belief.object_id,
         x=float(belief.position.x),
         y=float(belief.position.y),
-        shape=parsed.shape if parsed else "cylinder",
+        shape=shape if shape in SHAPES else "cylinder",
         colour=colour,
         rgb=RGB.get(colour, UNKNOWN_RGB),
         alpha=alpha_for(float(p[best]), len(p)),

@@ -32,10 +32,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "regions and the re-encoding heatmap of the paper's Fig. 5d, and, with --bag, the beliefs of the last "
         "ObjectBeliefArray in the bag (mean and 2-sigma ellipse each).",
     )
-    latent.add_argument("--model", type=Path, default=default_model_dir(), help="perception model folder or its perception_model.json (default: the shipped AMiRo model)")
-    latent.add_argument("--bag", type=Path, help="bag (folder or .mcap) whose last beliefs to draw (default: none, the background only)")
+    latent.add_argument(
+        "--model",
+        type=Path,
+        default=default_model_dir(),
+        help="perception model folder or its perception_model.json (default: the shipped AMiRo model)",
+    )
+    latent.add_argument(
+        "--bag", type=Path, help="bag (folder or .mcap) whose last beliefs to draw (default: none, the background only)"
+    )
     latent.add_argument("--topic", help="beliefs topic in the bag (default: the only ObjectBeliefArray topic)")
-    latent.add_argument("--heatmap", choices=HEATMAPS, default="variance", help="sum of sigma_i^2 (Fig. 5d) or drift |mu_k - z_0| (Fig. 5c) after the re-encodings (default: variance)")
+    latent.add_argument(
+        "--heatmap",
+        choices=HEATMAPS,
+        default="variance",
+        help="sum of sigma_i^2 (Fig. 5d) or drift |mu_k - z_0| (Fig. 5c) after the re-encodings (default: variance)",
+    )
     latent.add_argument("--steps", type=int, default=10, help="auto re-encodings behind the heatmap (default: 10)")
     latent.add_argument("--size", type=int, default=480, help="image width and height in pixels (default: 480)")
     latent.add_argument("--out", type=Path, required=True, help="PNG file to write")
@@ -88,7 +100,9 @@ def read_last(bag: Path, msgtype: str, topic: str | None) -> tuple[str, Any] | N
         with AnyReader([bag], default_typestore=typestore()) as reader:
             connections = [c for c in reader.connections if c.msgtype == msgtype and (topic is None or c.topic == topic)]
             if topic is None and len({c.topic for c in connections}) > 1:
-                raise DataError(f"bag {bag} has several {msgtype} topics {sorted({c.topic for c in connections})}: choose one with --topic")
+                raise DataError(
+                    f"bag {bag} has several {msgtype} topics {sorted({c.topic for c in connections})}: choose one with --topic"
+                )
             last = None
             for connection, _, raw in reader.messages(connections=connections):
                 last = (connection.topic, reader.deserialize(raw, connection.msgtype))
@@ -102,7 +116,9 @@ def read_last(bag: Path, msgtype: str, topic: str | None) -> tuple[str, Any] | N
 def last_beliefs(bag: Path, topic: str | None) -> tuple[str, Any]:
     found = read_last(bag, BELIEFS_TYPE, topic)
     if found is None:
-        raise DataError(f"bag {bag} has no {BELIEFS_TYPE} messages{f' on {topic}' if topic else ''}; record the fusion node's beliefs topic")
+        raise DataError(
+            f"bag {bag} has no {BELIEFS_TYPE} messages{f' on {topic}' if topic else ''}; record the fusion node's beliefs topic"
+        )
     return found
 
 
@@ -161,11 +177,15 @@ def plot_beliefs(args: argparse.Namespace) -> None:
         if obj.shape == "cube":
             yaw = 2 * np.arctan2(obj.pose.orientation.z, obj.pose.orientation.w)
             corner = np.array([x, y]) - _rotate(np.array([CUBE_SIDE / 2, CUBE_SIDE / 2]), yaw)
-            patch = Rectangle(corner, CUBE_SIDE, CUBE_SIDE, angle=float(np.degrees(yaw)), fill=False, linestyle="--", edgecolor="0.3")
+            patch = Rectangle(
+                corner, CUBE_SIDE, CUBE_SIDE, angle=float(np.degrees(yaw)), fill=False, linestyle="--", edgecolor="0.3"
+            )
         else:
             patch = Circle((x, y), CYLINDER_DIAMETER / 2, fill=False, linestyle="--", edgecolor="0.3")
         ax.add_patch(patch)
-        ax.annotate(obj.label, (x, y), xytext=(0, -14), textcoords="offset points", ha="center", va="top", fontsize=6, color="0.3")
+        ax.annotate(
+            obj.label, (x, y), xytext=(0, -14), textcoords="offset points", ha="center", va="top", fontsize=6, color="0.3"
+        )
     for obj in objects:
         if obj.shape == "cube":
             patch = Rectangle((obj.x - CUBE_SIDE / 2, obj.y - CUBE_SIDE / 2), CUBE_SIDE, CUBE_SIDE)

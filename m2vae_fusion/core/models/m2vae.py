@@ -36,7 +36,9 @@ class M2VAE(MultiModalVAE):
                 self.subset_encoders[str(subset)] = SubsetEncoder(feature_dim, config.joint_hidden, config.latent_dim)
         self.weights = {s: float(w) for s, w in sub.eq17_weights(self.full_mask).items()}
 
-    def posterior(self, inputs: Mapping[str, Tensor], subset: int, features: Mapping[str, Tensor] | None = None) -> DiagonalGaussian:
+    def posterior(
+        self, inputs: Mapping[str, Tensor], subset: int, features: Mapping[str, Tensor] | None = None
+    ) -> DiagonalGaussian:
         """q_{phi_S}(z | x_S); `features` may carry precomputed penultimate features per modality."""
         names = sub.names_of(subset, self.modality_names)
         if len(names) == 1:
