@@ -73,13 +73,13 @@ def render_frames(
     from tf2_msgs.msg import TFMessage
 
     from m2vae_fusion.perception.ros_messages import transform_of
-    from m2vae_fusion.ros_interface import reading_messages as messages
+    from m2vae_fusion.ros_interface import reading_messages as to_msg
     from m2vae_fusion.sim.simulator import SimConfig, Simulator
     from m2vae_fusion.sim.viewpoints import look_at
 
     prefix = NAMESPACE + "/"
     with Simulator(SimConfig(world=world)) as sim:
-        static_msg = messages.static_tf_message(sim.static_transforms(), 0.0, prefix)
+        static_msg = to_msg.static_tf_message(sim.static_transforms(), 0.0, prefix)
         readings = []
         for target in sim.objects:
             pose = look_at(target, VIEW_DISTANCE, math.atan2(target.y, target.x))
@@ -90,18 +90,18 @@ def render_frames(
     for modality in modalities:
         frames[modality] = []
         for camera, lidar, ir, odom in readings:
-            messages = {"scan": messages.laser_scan(lidar, 0.0, rate_hz, prefix)}
+            messages = {"scan": to_msg.laser_scan(lidar, 0.0, rate_hz, prefix)}
             if modality == "camera":
                 messages = {
-                    "camera/camera_info": messages.camera_info(camera, 0.0, prefix),
-                    "camera/image_raw": messages.image(camera, 0.0, prefix),
+                    "camera/camera_info": to_msg.camera_info(camera, 0.0, prefix),
+                    "camera/image_raw": to_msg.image(camera, 0.0, prefix),
                     **messages,
                 }
             elif modality == "ir":
-                messages = {"ir/scan": messages.laser_scan(ir, 0.0, rate_hz, prefix), **messages}
+                messages = {"ir/scan": to_msg.laser_scan(ir, 0.0, rate_hz, prefix), **messages}
             views = bare_views(model, modality, messages, static, params[modality])
             if len(views):
-                odom_msg = TFMessage(transforms=[messages.odom_transform(odom, 0.0, prefix)])
+                odom_msg = TFMessage(transforms=[to_msg.odom_transform(odom, 0.0, prefix)])
                 frames[modality].append(Frame(odom_msg, list(messages.items()), len(views), views))
         if not frames[modality]:
             raise BenchError(
