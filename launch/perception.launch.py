@@ -12,8 +12,9 @@ Topic names without a leading '/' resolve in the namespace. An argument left emp
 of the node's overrides in config/ (encoders.yaml, fusion.yaml) or else its default (the node's
 parameter table, listed in docs/parameters.md). The robot's
 own driver publishes the sensors and the odom -> base_link -> sensor transforms; nothing here moves
-it. Ending: Ctrl-C stops every node and the launch returns 0; a node that exits before that fails
-the launch (status 1) with one message naming it, and the rest are shut down.
+it. Ending: Ctrl-C stops every node and the launch returns 0 (so does a node stopped in order, status
+0); a node that crashes before that fails the launch (status 1) with one message naming it, and the
+rest are shut down.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ and turns the graph into launch actions (m2vae_fusion.bringup.launch_actions).
 
 Ending: the scoreboard exiting with status 0 (after `duration` simulated seconds) shuts the launch
 down normally, as do closing rviz2 or Gazebo, and Ctrl-C: every node then stops on the SIGINT ros2
-launch sends it and the launch returns 0. Before a shutdown, any other process that exits, or one of
-those with a non-zero status, fails the launch (status 1) with one message naming it, and the rest
-are shut down. Spawners may exit 0. Each process is labelled by its role (`[robot1.fusion-5]`).
+launch sends it and the launch returns 0, as it does when any node is stopped in order (status 0).
+Before a shutdown, a process that crashes (a non-zero status, or killed by a signal) fails the launch
+(status 1) with one message naming it, and the rest are shut down. Each process is labelled by its role (`[robot1.fusion-5]`).
 """
 
 from __future__ import annotations

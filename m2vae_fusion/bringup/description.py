@@ -29,9 +29,11 @@ class NodeSpec:
     """One process of the graph, everything `ros2 launch` and the launcher need to start it.
 
     output: `screen` echoes every line, `log` only WARN/ERROR/FATAL. ros=False: not a ROS node (no
-    --ros-args). ends_launch: its exit with status 0 ends the whole launch with status 0; one_shot:
-    exits by itself when done (a spawner), a non-zero status is still an error; every other exit ends
-    the launch with a non-zero status."""
+    --ros-args). ends_launch: its exit with status 0 is the launch's normal end; one_shot: exits by
+    itself when done (a spawner) and the launch goes on; a non-zero status or a kill ends the launch
+    with a non-zero status. Another node's status 0 (stopped in order) ends a ros2 launch normally,
+    since a terminal's Ctrl-C can reach it first (launch_actions), and is an error for the project's
+    launcher, whose nodes only it can stop (launcher)."""
 
     name: str
     executable: str

@@ -3,9 +3,12 @@ launch/. The launch packages are imported inside the functions: the rest of brin
 `m2vae launch`, run on machines without them.
 
 What a process's exit does (`exit_handler`): during a shutdown (Ctrl-C, or after a node that ends
-the launch finished) nothing, every exit is expected; a node marked ends_launch exiting with status
-0 shuts the launch down normally; a one_shot node (a spawner) may exit 0; any other exit fails the
-launch: `ros2 launch` logs one message naming the node and returns 1, and the rest are shut down.
+the launch finished) nothing, every exit is expected; a one_shot node (a spawner) may exit 0; any
+other exit with status 0 shuts the launch down normally: our nodes end with 0 only when asked to
+stop (SIGINT / SIGTERM) or, marked ends_launch, when their job is done, and on a terminal's Ctrl-C a
+node can end before launch has handled the signal itself, so a clean stop must not read as a
+failure. Any other exit (a status other than 0, or killed by a signal) fails the launch: `ros2
+launch` logs one message naming the node and returns 1, and the rest are shut down.
 
 Building the actions also makes the launch's asyncio signal processes without reaping them
 (bringup/child_signals.py), so a node that ends on the terminal's Ctrl-C is not reported as died.
@@ -61,10 +64,10 @@ def exit_handler(spec: NodeSpec) -> Callable[[Any, Any], list | None]:
         if context.is_shutdown:
             return None  # stopped by the shutdown itself (Ctrl-C, the scoreboard done): expected
         code = event.returncode
-        if code == 0 and spec.ends_launch:
-            return [Shutdown(reason=f"{spec.key} finished")]
         if code == 0 and spec.one_shot:
             return None
+        if code == 0:
+            return [Shutdown(reason=f"{spec.key} finished" if spec.ends_launch else f"{spec.key} was stopped (status 0)")]
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         raise NodeExited(f"node {spec.key} {how} (its log: ros2 launch's log folder, or the lines above)")
 
