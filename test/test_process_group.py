@@ -100,3 +100,17 @@ def test_stopping_what_already_ended_is_quick() -> None:
     started = time.monotonic()
     process_group.stop([proc, proc], grace_s=60.0)
     assert proc.returncode == 0 and time.monotonic() - started < 1
+
+
+def test_a_child_of_a_caller_that_ignores_sigint_still_stops_on_it() -> None:
+    """As a shell script's background job: SIGINT ignored in the caller, not in the children it starts."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = child(READY + SLEEP)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the caller keeps its own disposition
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    ignored = int(Path(f"/proc/{proc.pid}/status").read_text().split("SigIgn:")[1].split()[0], 16)
+    assert not ignored & (1 << (signal.SIGINT - 1)), "the child inherited SIGINT ignored"
+    process_group.stop([proc], grace_s=5.0)
+    assert proc.returncode == -signal.SIGINT

@@ -5,6 +5,10 @@ decides how its children stop) and whatever a child starts itself (`ros2 run` wr
 workers) shares the child's group. `stop` ends a set of them in steps: SIGINT to every group (what
 Ctrl-C does to a node, so it shuts down cleanly), SIGTERM after a grace period, SIGKILL after
 another, and finally SIGKILL to each group's leftovers, so nothing outlives the caller.
+
+A child starts with SIGINT handled by default even where the caller ignores it: a shell script's
+background job (`m2vae launch sim &`, a CI step run with `&`) inherits SIGINT ignored, and a child
+that kept that could only be stopped by the SIGTERM step.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -22,7 +27,15 @@ TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
 
 def start(argv: Sequence[str], **popen: Any) -> subprocess.Popen:
     """`argv` as the leader of a new process group (and session); `popen`: subprocess.Popen's keywords."""
-    return subprocess.Popen(list(argv), start_new_session=True, **popen)
+    ignored = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if not ignored:
+        return subprocess.Popen(list(argv), start_new_session=True, **popen)
+    # An ignored signal stays ignored across exec: default for the fork, back to ignored at once.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        return subprocess.Popen(list(argv), start_new_session=True, **popen)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def signal_group(proc: subprocess.Popen, sig: int) -> None:
