@@ -97,7 +97,7 @@ def encoder_parameters(params_file: Path, modality: str) -> dict[str, Any]:
 
     from m2vae_fusion.nodes.encoder import PARAMETERS
 
-    values = {name: default for name, (default, _) in PARAMETERS.items()}
+    values = {name: entry.default for name, entry in PARAMETERS.items()}
     data = yaml.safe_load(params_file.read_text()) or {}
     for key in (f"/**/{modality}_encoder", f"{modality}_encoder", f"/{NAMESPACE}/{modality}_encoder"):
         values.update((data.get(key) or {}).get("ros__parameters", {}))

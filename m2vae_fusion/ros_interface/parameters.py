@@ -41,10 +41,6 @@ class Parameter:
         if self.type not in TYPE_NAMES:
             raise TypeError(f"parameter type must be one of {[t.__name__ for t in TYPE_NAMES]}, got {self.type!r}")
 
-    def __iter__(self):
-        # callers written for the older (default, description) pairs unpack an entry
-        return iter((self.default, self.description))
-
     @property
     def has_range(self) -> bool:
         return self.minimum is not None or self.maximum is not None
