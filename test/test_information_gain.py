@@ -88,16 +88,26 @@ def test_one_imagined_sensing_is_the_fusion_of_a_decoded_sample(model):
     gain = expected_gain(model, beliefs, sensed, [["lidar"]], samples=1, generator=torch.Generator().manual_seed(5))
     z = beliefs.mean + beliefs.std * torch.randn((1, 2, 3), generator=torch.Generator().manual_seed(5))[0]
     after, _ = in_place_fusion(model, beliefs, ["camera"], model.reconstruct(z, ["lidar"]))
-    torch.testing.assert_close(gain.kl[:, 0], kl_divergence(after, beliefs))
+    start = model.encode(model.reconstruct(beliefs.mean, ["camera"]))  # the belief re-encoded (Eq. 21, one step)
+    torch.testing.assert_close(gain.kl[:, 0], kl_divergence(after, start))
 
 
-def test_sensing_again_what_is_sensed_gains_only_the_reencoding_drift(model):
-    sensed = [list(NAMES)] * 3
+def test_sensing_again_what_is_sensed_gains_nothing(model):
+    sensed = [["camera"], ["camera", "lidar"], list(NAMES)]
     beliefs = _beliefs(model, sensed)
-    gain = expected_gain(model, beliefs, sensed, [list(NAMES)], samples=6, class_probabilities=_probabilities)
-    drifted = model.encode(model.reconstruct(beliefs.mean, NAMES))  # one auto re-encoding step (Eq. 21)
-    torch.testing.assert_close(gain.kl[:, 0], kl_divergence(drifted, beliefs))
-    torch.testing.assert_close(gain.entropy_after[:, 0], class_entropy(_probabilities(drifted.mean)))
+    gain = expected_gain(model, beliefs, sensed, [["camera"]], samples=6, class_probabilities=_probabilities)
+    assert torch.equal(gain.kl[:, 0], torch.zeros(3))
+    torch.testing.assert_close(gain.entropy_reduction[:, 0], torch.zeros(3), atol=1e-6, rtol=0)  # a mean of S equal terms
+    # The class entropy it starts from is that of the re-encoded belief, the start of every fusion.
+    for i, covered in enumerate(sensed):
+        start = model.encode(model.reconstruct(beliefs.mean[i : i + 1], covered))
+        torch.testing.assert_close(gain.entropy_now[i : i + 1], class_entropy(_probabilities(start.mean)))
+
+
+def test_nothing_sensed_starts_from_the_belief_itself(model):
+    prior = DiagonalGaussian(torch.zeros(2, 3), torch.zeros(2, 3))
+    gain = expected_gain(model, prior, [[], []], [["ir"]], samples=2, class_probabilities=_probabilities)
+    torch.testing.assert_close(gain.entropy_now, class_entropy(_probabilities(prior.mean)))
 
 
 def test_seeded_estimates_repeat(model):

@@ -8,17 +8,23 @@ For a belief q(z | M') over the sensed modalities M' and a candidate sensing of 
     x_m   = E[x_m | mu]   for m in T & M'            (a sensed modality: what the belief holds)
     q_s = q(z | f(M'), x_T^s)                        (in-place fusion, Eq. 18: exactly what the node
                                                       would compute had the sensing returned x_T^s)
-    gain_KL(T)      = 1/S sum_s KL(q_s || q(z | M'))            (expected belief change, nats)
-    gain_class(T)   = H[p(c | mu)] - 1/S sum_s H[p(c | mu_s)]    (expected class-entropy reduction)
+    q_0 = q(z | f(M'))                               (the belief re-encoded: where every fusion starts)
+    gain_KL(T)    = 1/S sum_s KL(q_s || q_0)                  (expected belief change, nats)
+    gain_class(T) = H[p(c | mu_0)] - 1/S sum_s H[p(c | mu_s)]  (expected class-entropy reduction)
 
 The first is a Monte-Carlo estimate of the mutual information between the latent and the imagined
 observation; the second asks only what a classifier on z would learn. The imagined observation is
 the decoder's mean rather than a sample of p(x_T | z): the spread of the prediction comes from the
 belief's own uncertainty, which is what more sensing can remove (sampling a Bernoulli or Gaussian
-likelihood would add sensor noise that no viewpoint can reduce). A modality already sensed is
-imagined as the belief already holds it: decoding it from the samples z_s would predict that
-a second look contradicts the first, and a belief from one sharp encoder would then value looking
-again with the same sensor above a new one. Re-sensing thus gains only the re-encoding drift.
+likelihood would add sensor noise that no viewpoint can reduce).
+
+Two choices keep the gain about information rather than about the model's round trip. A modality
+already sensed is imagined as the belief holds it: decoding it from the samples z_s would predict
+that a second look contradicts the first, and a belief from one sharp encoder would value looking
+again with the same sensor above a new one. And gains are measured from q_0, not from q: fusion
+decodes and re-encodes the sensed modalities whatever is added (Eq. 18), and that drift (Eq. 21) is
+several nats for a sharp posterior of the shipped model, the same for every candidate. Sensing
+again only what is sensed therefore gains exactly nothing.
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ class ExpectedGain:
     when a classifier was given."""
 
     candidates: tuple[tuple[str, ...], ...]
-    kl: Tensor  # (B, K): E_s[KL(q_s || q)], nats
-    entropy_now: Tensor | None = None  # (B,): H[p(c | mu)], nats
+    kl: Tensor  # (B, K): E_s[KL(q_s || q_0)], nats
+    entropy_now: Tensor | None = None  # (B,): H[p(c | mu_0)], the re-encoded belief's class entropy, nats
     entropy_after: Tensor | None = None  # (B, K): E_s[H[p(c | mu_s)]], nats
 
     @property
@@ -85,25 +91,40 @@ def expected_gain(
     kl = torch.zeros(batch, len(candidates), dtype=belief.mean.dtype)
     entropy_now = entropy_after = None
     if class_probabilities is not None:
-        entropy_now = class_entropy(class_probabilities(belief.mean))
-        entropy_after = torch.zeros_like(kl)
+        entropy_now, entropy_after = torch.zeros(batch, dtype=kl.dtype), torch.zeros_like(kl)
     z = belief.mean + belief.std * torch.randn((samples, *belief.mean.shape), generator=generator, dtype=belief.mean.dtype)
     for covered, rows in _groups(sensed, names).items():
         q = DiagonalGaussian(belief.mean[rows], belief.log_var[rows])
+        start = _reencoded(model, q, covered, decoded_bound)
         repeated = DiagonalGaussian(q.mean.repeat(samples, 1), q.log_var.repeat(samples, 1))
+        start_repeated = DiagonalGaussian(start.mean.repeat(samples, 1), start.log_var.repeat(samples, 1))
         z_rows = z[:, rows].reshape(samples * len(rows), -1)  # sample-major, like `repeated`
+        if class_probabilities is not None:
+            entropy_now[rows] = class_entropy(class_probabilities(start.mean).to(kl.dtype))
         for k, candidate in enumerate(candidates):
-            unsensed = [n for n in candidate if n not in covered]
             imagined = {
                 **model.reconstruct(repeated.mean, [n for n in candidate if n in covered]),
-                **model.reconstruct(z_rows, unsensed),
+                **model.reconstruct(z_rows, [n for n in candidate if n not in covered]),
             }
             after, _ = in_place_fusion(model, repeated, covered, imagined, decoded_bound=decoded_bound)
-            kl[rows, k] = kl_divergence(after, repeated).reshape(samples, len(rows)).mean(0)
+            kl[rows, k] = kl_divergence(after, start_repeated).reshape(samples, len(rows)).mean(0).clamp_min(0.0)
             if class_probabilities is not None:
-                h = class_entropy(class_probabilities(after.mean))
+                h = class_entropy(class_probabilities(after.mean).to(kl.dtype))
                 entropy_after[rows, k] = h.reshape(samples, len(rows)).mean(0)
     return ExpectedGain(tuple(tuple(c) for c in candidates), kl, entropy_now, entropy_after)
+
+
+def _reencoded(
+    model: MultiModalVAE, q: DiagonalGaussian, covered: Sequence[str], decoded_bound: float | None
+) -> DiagonalGaussian:
+    """q_0 = q(z | f(M')): the belief decoded into what it covers and encoded again, as Eq. 18 does
+    before adding anything (the prior itself when nothing is covered)."""
+    if not covered:
+        return q
+    decoded = model.reconstruct(q.mean, covered)
+    if decoded_bound is not None:
+        decoded = {n: x.clamp(-decoded_bound, decoded_bound) for n, x in decoded.items()}
+    return model.encode(decoded)
 
 
 def _groups(sensed: Sequence[Sequence[str]], names: Sequence[str]) -> dict[tuple[str, ...], Tensor]:

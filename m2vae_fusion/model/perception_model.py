@@ -19,6 +19,7 @@ from m2vae_fusion.core.config import from_dict
 from m2vae_fusion.core.errors import CheckpointError
 from m2vae_fusion.core.fusion import in_place_fusion
 from m2vae_fusion.core.gaussian import DiagonalGaussian
+from m2vae_fusion.core.information_gain import ExpectedGain, expected_gain
 from m2vae_fusion.core.model import MultiModalVAE
 from m2vae_fusion.model.classifier import LatentClassifier
 from m2vae_fusion.model.config import MODALITIES, StackConfig
@@ -155,3 +156,37 @@ class PerceptionModel:
         out = np.zeros((proba.shape[0], len(self.labels.classes)))
         out[:, self.classifier.classes.astype(int)] = proba
         return out
+
+    # ------------------------------------------------------------ imagination
+
+    def expected_gains(
+        self, beliefs: Sequence[Belief | None], candidates: Sequence[Sequence[str]], samples: int = 16, seed: int = 0
+    ) -> ExpectedGain:
+        """What each candidate sensing is expected to add to each belief (core.information_gain): the
+        KL of the imagined posterior from the belief and the fall of the class entropy. None stands for
+        an object not sensed yet (the prior N(0, I)). Seeded, so the same beliefs value the same."""
+        dim = self.fusion.latent_dim
+        mean = np.stack([b.mean if b is not None else np.zeros(dim) for b in beliefs]).astype(np.float32)
+        log_var = np.stack([b.log_var if b is not None else np.zeros(dim) for b in beliefs]).astype(np.float32)
+        return expected_gain(
+            self.fusion,
+            DiagonalGaussian(torch.from_numpy(mean), torch.from_numpy(log_var)),
+            [b.sensed if b is not None else () for b in beliefs],
+            candidates,
+            samples=samples,
+            class_probabilities=lambda z: torch.from_numpy(self.class_probabilities(z.numpy())),
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    @torch.no_grad()
+    def imagine(self, z: np.ndarray, modality: str) -> np.ndarray:
+        """What the model imagines `modality` shows of the objects at latents z (N, D_z): the fusion
+        decoder's features, un-standardised, through the sensor's beta-VAE decoder -> flat views
+        (N, view dim) laid out as `views.view_vector` lays them out (camera: CHW in [0, 1])."""
+        if modality not in self.preprocessors:
+            raise ValueError(f"unknown sensor {modality!r}; the model knows {list(MODALITIES)}")
+        features = self.fusion.reconstruct(
+            torch.from_numpy(np.asarray(z, np.float32).reshape(-1, self.fusion.latent_dim)), [modality]
+        )
+        raw = features[modality].numpy() * self._std[modality] + self._mean[modality]
+        return self.preprocessors[modality].reconstruct(torch.from_numpy(raw.astype(np.float32)), [modality])[modality].numpy()
