@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from m2vae_fusion.behaviour.explorer import Explorer, ExplorerConfig
+from m2vae_fusion.behaviour.explorer import Assessment, Explorer, ExplorerConfig
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.nodes.explorer import scan_returns
 from m2vae_fusion.perception import frames
@@ -134,6 +134,8 @@ def test_an_unreachable_viewpoint_is_given_up() -> None:
         ({"dwell_s": -1.0}, "dwell_s"),
         ({"clearance": 0.3}, "clearance"),
         ({"linear_speed": math.nan}, "linear_speed"),
+        ({"policy": "greedy"}, "policy"),
+        ({"gain_threshold": 0.0}, "gain_threshold"),
     ],
 )
 def test_bad_config_names_the_field(changes: dict, field: str) -> None:
@@ -160,3 +162,84 @@ def test_table_takes_defaults_and_ranges_from_explorer_config() -> None:
         PARAMETERS["clearance"].range_text(),
         PARAMETERS["min_sightings"].range_text(),
     ) == (">= 0", "> 0", ">= 1")
+
+
+# --- the policies, on hand-built situations: objects known from the scans, beliefs given as assessments ---
+
+
+def _known(policy: str, *objects: tuple[float, float], **config) -> Explorer:
+    """An explorer that has seen each object (odom x, y) often enough to visit it, in an empty room."""
+    explorer = Explorer(ExplorerConfig(policy=policy, **config))
+    for _ in range(3):
+        explorer.observe(0.0, 0.0, 0.0, np.array(objects, float).reshape(-1, 2))
+    return explorer
+
+
+def _assessment(x: float, y: float, entropy: float, gain: float) -> Assessment:
+    return Assessment(np.array([x, y]), entropy, gain)
+
+
+def _chosen(explorer: Explorer, now: float = 0.0) -> tuple[int, str]:
+    explorer.step(0.0, 0.0, 0.0, now)
+    choice = explorer.choices[-1]
+    assert explorer.plan and explorer.plan[0].landmark == choice.landmark
+    return choice.landmark, choice.reason
+
+
+def test_tour_looks_from_every_side_whatever_the_beliefs_say() -> None:
+    explorer = _known("tour", (0.5, 0.0), (1.0, 0.5))
+    explorer.assess([_assessment(0.5, 0.0, 0.0, 0.0)], unseen_gain=2.0)  # sure of the near one: tour does not care
+    assert _chosen(explorer) == (0, "tour") and len(explorer.plan) == explorer.config.views_per_object
+
+
+def test_entropy_takes_unseen_objects_first_then_unsure_ones_and_skips_sure_ones() -> None:
+    explorer = _known("entropy", (0.5, 0.0), (1.0, 0.5), (-0.8, 0.0))
+    explorer.assess([_assessment(0.5, 0.0, 0.05, 0.0), _assessment(-0.8, 0.0, 1.2, 0.0)], unseen_gain=2.0)
+    assert _chosen(explorer) == (1, "unseen") and len(explorer.plan) == 1  # farther, but never sensed; one side
+    explorer.plan.clear()
+    explorer.assess([_assessment(0.5, 0.0, 0.05, 0.0), _assessment(-0.8, 0.0, 1.2, 0.0), _assessment(1.0, 0.5, 0.1, 0.0)], 2.0)
+    assert _chosen(explorer) == (2, "unsure")  # the near one is sure: left alone
+
+
+def test_active_takes_the_largest_gain_per_second_and_leaves_objects_with_none() -> None:
+    explorer = _known("active", (0.5, 0.0), (1.5, 0.0))
+    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 0.6)], unseen_gain=2.0)
+    assert _chosen(explorer) == (0, "gain")  # a little less gain, much less travel
+    choice = explorer.choices[-1]
+    expected = 0.5 / (0.5 / explorer.config.linear_speed + explorer.config.dwell_s)
+    assert choice.gain == 0.5 and choice.score == pytest.approx(expected) and choice.class_entropy == 0.7
+    explorer.plan.clear()
+    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 3.0)], unseen_gain=2.0)
+    assert _chosen(explorer) == (1, "gain")  # worth the trip
+    explorer.plan.clear()
+    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.01), _assessment(1.5, 0.0, 0.1, 0.02)], unseen_gain=2.0)
+    assert _chosen(explorer) == (0, "unsure")  # no gain left anywhere: an unsure belief is looked at again
+    explorer.plan.clear()
+    explorer.assess([_assessment(0.5, 0.0, 0.1, 0.01), _assessment(1.5, 0.0, 0.1, 0.02)], unseen_gain=2.0)
+    assert _chosen(explorer)[1] == "tour"  # nothing left to learn: the tour goes on, the robot never idles
+
+
+def test_active_values_an_unseen_object_by_the_first_look_gain() -> None:
+    explorer = _known("active", (0.5, 0.0), (1.0, 0.0))
+    explorer.assess([_assessment(0.5, 0.0, 0.9, 0.2)], unseen_gain=1.5)
+    assert _chosen(explorer) == (1, "unseen") and explorer.choices[-1].gain == 1.5
+
+
+def test_belief_driven_policies_leave_claimed_and_just_viewed_objects() -> None:
+    for policy in ("entropy", "active"):
+        explorer = _known(policy, (0.5, 0.0), (1.0, 0.5))
+        explorer.claim([np.array([0.52, 0.01])])  # another robot is heading to the near one
+        assert _chosen(explorer)[0] == 1, policy
+        explorer.plan.clear()
+        explorer.claim([])
+        explorer.landmarks[0].viewed_at = 9.0
+        assert _chosen(explorer, now=10.0)[0] == 1, policy  # viewed a second ago
+        explorer.plan.clear()
+        assert _chosen(explorer, now=9.0 + explorer.config.revisit_after_s)[0] == 0, policy
+
+
+def test_target_is_the_object_being_visited() -> None:
+    explorer = _known("active", (0.5, 0.0))
+    assert explorer.target is None
+    explorer.step(0.0, 0.0, 0.0, 0.0)
+    np.testing.assert_allclose(explorer.target, [0.5, 0.0])

@@ -3,6 +3,19 @@ at it from a few sides at the distance the perception model was trained on, then
 from new sides. Everything is in the odometry frame; one call of `Explorer.step` per control tick turns
 the newest pose (and, when a scan came, its object candidates) into a velocity command.
 
+Which object to look at next is the policy's choice (`ExplorerConfig.policy`):
+- tour: every object from `views_per_object` sides per round, the least visited and nearest first,
+  however sure its belief already is (the demo's behaviour before active perception).
+- entropy: no model needed beyond the belief's class probabilities: objects not sensed yet first, then
+  those whose class entropy is above `entropy_threshold`, nearest first, one side per visit.
+- active: the model's own imagination (core.information_gain): among the known objects, the one whose
+  next look is expected to reduce the class entropy most per second of travel and dwell; an object is
+  left alone once that gain falls below `gain_threshold`. Unsure objects with no gain left are then
+  revisited as by `entropy`.
+The two belief-driven policies read `Assessment`s given to `Explorer.assess` (the fused beliefs moved
+into odom) and fall back to the tour once nothing is left to learn, so the robot never stands idle.
+Objects another robot is heading to (`Explorer.claim`) are left to it.
+
 The behaviour is deliberately simple (no planner): scan returns mark cells of a coarse occupancy grid,
 a viewpoint with an occupied cell within the robot's radius (a wall, another object, another robot) is
 skipped, a straight path that passes too close to a known object gets a detour waypoint beside it, and
@@ -12,6 +25,7 @@ wants Nav2 instead, with this node's goals as its input.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,6 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from m2vae_fusion.core.errors import ConfigError
+
+POLICIES = ("tour", "entropy", "active")
 
 
 @dataclass
@@ -37,6 +53,10 @@ class ExplorerConfig:
     max_range: float = 1.5  # m, candidates farther than this are ignored (noisy, often clutter)
     stuck_timeout_s: float = 4.0  # give a goal up when it got no closer for this long
     robot_radius: float = 0.07  # m, a viewpoint needs this much free space around it (AMiRo: 5 cm body)
+    policy: str = "tour"  # tour | entropy | active (module docstring)
+    entropy_threshold: float = 0.3  # nats: entropy and active revisit objects whose class entropy is above this
+    gain_threshold: float = 0.05  # nats: active stops looking at an object once a look is expected to gain less
+    revisit_after_s: float = 4.0  # the belief-driven policies wait this long before choosing a just-viewed object again
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,12 +71,17 @@ class ExplorerConfig:
             "max_range",
             "stuck_timeout_s",
             "robot_radius",
+            "entropy_threshold",
+            "gain_threshold",
+            "revisit_after_s",
         ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"explorer.{name} must be a finite number > 0, got {value!r}")
         if not math.isfinite(self.dwell_s) or self.dwell_s < 0:
             raise ConfigError(f"explorer.dwell_s must be a finite number >= 0, got {self.dwell_s!r}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"explorer.policy must be one of {list(POLICIES)}, got {self.policy!r}")
         for name in ("views_per_object", "min_sightings"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -84,6 +109,29 @@ class Landmark:
     next_side: float | None = None
     failed_rounds: int = 0
     wall: bool | None = None  # a piece of wall or clutter, not an object: decided when first planned
+    viewed_at: float = -math.inf  # time the last view of it ended
+    assessment: Assessment | None = None  # the nearest fused belief, if any
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the fused belief says about one object, position in odom: how unsure its class is, and how
+    much one more look (every sensor at view_distance) is expected to reduce that (nats)."""
+
+    position: np.ndarray  # (2,)
+    class_entropy: float
+    gain: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Why the explorer went to an object: the policy's reason, the gain and entropy it saw, the score."""
+
+    landmark: int
+    reason: str  # tour | unseen | unsure | gain
+    gain: float | None
+    class_entropy: float | None
+    score: float | None = None  # active: expected gain per second of travel and dwell
 
 
 @dataclass
@@ -118,6 +166,30 @@ class Explorer:
         self.dwell_until: float | None = None
         self._best = (math.inf, 0.0)  # (closest distance to the current goal, time it was reached)
         self.views_taken = 0
+        self.unseen_gain = 1.0  # nats: what a first look at an object is expected to gain (set by assess)
+        self.claims: list[np.ndarray] = []  # odom positions of the objects other robots are heading to
+        self.choices: list[Choice] = []  # every decision, newest last
+
+    # ------------------------------------------------------------ beliefs
+
+    def assess(self, assessments: list[Assessment], unseen_gain: float) -> None:
+        """The newest fused beliefs (odom); each landmark takes the nearest within 1.5 merge distances.
+        `unseen_gain`: the expected gain of a first look (from the prior), for objects with no belief."""
+        self.unseen_gain = float(unseen_gain)
+        radius = 1.5 * self.config.merge_distance
+        for lm in self.landmarks:
+            distances = [float(np.linalg.norm(a.position - lm.position)) for a in assessments]
+            nearest = int(np.argmin(distances)) if distances else -1
+            lm.assessment = assessments[nearest] if distances and distances[nearest] <= radius else None
+
+    def claim(self, positions: list[np.ndarray]) -> None:
+        """Odom positions of the objects other robots are heading to; the belief-driven policies leave them."""
+        self.claims = [np.asarray(p, float)[:2] for p in positions]
+
+    @property
+    def target(self) -> np.ndarray | None:
+        """The odom position of the object being looked at or driven to (None: none), to share as a claim."""
+        return self.landmarks[self.plan[0].landmark].position if self.plan else None
 
     # ------------------------------------------------------------ perception
 
@@ -173,9 +245,11 @@ class Explorer:
                 return 0.0, 0.0
             self.dwell_until = None
             self.views_taken += 1
-            self.landmarks[self.plan.pop(0).landmark].failed_rounds = 0
+            viewed = self.landmarks[self.plan.pop(0).landmark]
+            viewed.failed_rounds = 0
+            viewed.viewed_at = now
             self._best = (math.inf, now)
-        if not self.plan and not self._plan_next(here):
+        if not self.plan and not self._plan_next(here, now):
             return 0.0, self.config.angular_speed / 3  # nothing known yet: turn slowly so the scans cover the room
         goal = self.plan[0]
         target = goal.waypoints[0] if goal.waypoints else goal.position
@@ -219,42 +293,95 @@ class Explorer:
 
     # ------------------------------------------------------------ planning
 
-    def _plan_next(self, here: np.ndarray) -> bool:
-        """Plan the sides of the next object: the fewest rounds so far, then the nearest. Left out: pieces
-        of wall or clutter (something in the ring around them) and objects retired after
-        MAX_FAILED_ROUNDS failures in a row."""
-        ready = [
+    def _plan_next(self, here: np.ndarray, now: float) -> bool:
+        """Plan the next object's sides: the policy's choice (one side), else a round of the tour."""
+        if self.config.policy != "tour":
+            for choice in self._ranked(here, now):
+                if self._plan_object(choice.landmark, here, sides=1):
+                    self.choices.append(choice)
+                    return True
+        return self._plan_tour(here)
+
+    def _ready(self) -> list[int]:
+        return [
             i
             for i, lm in enumerate(self.landmarks)
-            if lm.sightings >= self.config.min_sightings and lm.failed_rounds < MAX_FAILED_ROUNDS
+            if lm.sightings >= self.config.min_sightings and lm.failed_rounds < MAX_FAILED_ROUNDS and not lm.wall
         ]
+
+    def _ranked(self, here: np.ndarray, now: float) -> list[Choice]:
+        """The belief-driven policies' candidates, best first (module docstring). Objects another robot
+        claimed, and those viewed less than revisit_after_s ago, are left out."""
+        config = self.config
+        open_ = [
+            i
+            for i in self._ready()
+            if now - self.landmarks[i].viewed_at >= config.revisit_after_s
+            and all(float(np.linalg.norm(c - self.landmarks[i].position)) > config.merge_distance for c in self.claims)
+        ]
+        distance = {i: float(np.linalg.norm(self.landmarks[i].position - here)) for i in open_}
+        unseen = [Choice(i, "unseen", self.unseen_gain, None) for i in open_ if self.landmarks[i].assessment is None]
+        unsure = [
+            Choice(i, "unsure", a.gain, a.class_entropy)
+            for i in open_
+            if (a := self.landmarks[i].assessment) is not None and a.class_entropy > config.entropy_threshold
+        ]
+        if config.policy == "entropy":
+            return sorted(unseen, key=lambda c: distance[c.landmark]) + sorted(unsure, key=lambda c: distance[c.landmark])
+        scored = []
+        for choice in [
+            *unseen,
+            *(Choice(i, "gain", a.gain, a.class_entropy) for i in open_ if (a := self.landmarks[i].assessment)),
+        ]:
+            if choice.gain < config.gain_threshold:
+                continue
+            seconds = distance[choice.landmark] / config.linear_speed + config.dwell_s
+            scored.append(dataclasses.replace(choice, score=choice.gain / seconds))
+        scored.sort(key=lambda c: -c.score)
+        chosen = {c.landmark for c in scored}
+        return scored + sorted((c for c in unsure if c.landmark not in chosen), key=lambda c: distance[c.landmark])
+
+    def _plan_tour(self, here: np.ndarray) -> bool:
+        """A round of the tour: the fewest rounds so far, then the nearest. Left out: pieces of wall or
+        clutter (something in the ring around them) and objects retired after MAX_FAILED_ROUNDS
+        failures in a row."""
+        ready = self._ready()
         ready.sort(key=lambda i: (self.landmarks[i].rounds, float(np.linalg.norm(self.landmarks[i].position - here))))
         for index in ready:
-            lm = self.landmarks[index]
-            if lm.wall is None:
-                lm.wall = self.occupied(lm.position, RING[1], inner=RING[0])
-            if lm.wall:
-                continue
-            lm.rounds += 1
-            toward_robot = here - lm.position
-            first = lm.next_side if lm.next_side is not None else math.atan2(toward_robot[1], toward_robot[0])
-            # the next round starts half a spacing past this one's last side, so rounds fill in new sides
-            lm.next_side = first + (self.config.views_per_object + 0.5) * self.config.view_spacing
-            start = here
-            for k in range(self.config.views_per_object):
-                side = first + k * self.config.view_spacing
-                position = lm.position + self.config.view_distance * np.array([math.cos(side), math.sin(side)])
-                waypoints = self._detours(start, position)
-                legs = zip([start, *waypoints], [*waypoints, position])
-                # a side inside or behind a wall or another obstacle is skipped
-                if self._blocked(position, index) or not all(self._path_free(a, b) for a, b in legs):
-                    continue
-                self.plan.append(Goal(index, position, waypoints))
-                start = position
-            if self.plan:
-                self._best = (math.inf, 0.0)
+            if self._plan_object(index, here, self.config.views_per_object):
+                lm = self.landmarks[index]
+                self.choices.append(Choice(index, "tour", None, lm.assessment.class_entropy if lm.assessment else None))
                 return True
-            lm.failed_rounds += 1
+        return False
+
+    def _plan_object(self, index: int, here: np.ndarray, sides: int) -> bool:
+        """Plan `sides` reachable sides of one object, starting where the last round left off (else
+        facing the robot); False for a piece of wall or when no side is reachable."""
+        lm = self.landmarks[index]
+        if lm.wall is None:
+            lm.wall = self.occupied(lm.position, RING[1], inner=RING[0])
+        if lm.wall:
+            return False
+        lm.rounds += 1
+        toward_robot = here - lm.position
+        first = lm.next_side if lm.next_side is not None else math.atan2(toward_robot[1], toward_robot[0])
+        # the next round starts half a spacing past this one's last side, so rounds fill in new sides
+        lm.next_side = first + (sides + 0.5) * self.config.view_spacing
+        start = here
+        for k in range(sides):
+            side = first + k * self.config.view_spacing
+            position = lm.position + self.config.view_distance * np.array([math.cos(side), math.sin(side)])
+            waypoints = self._detours(start, position)
+            legs = zip([start, *waypoints], [*waypoints, position])
+            # a side inside or behind a wall or another obstacle is skipped
+            if self._blocked(position, index) or not all(self._path_free(a, b) for a, b in legs):
+                continue
+            self.plan.append(Goal(index, position, waypoints))
+            start = position
+        if self.plan:
+            self._best = (math.inf, 0.0)
+            return True
+        lm.failed_rounds += 1
         return False
 
     def _blocked(self, position: np.ndarray, own: int) -> bool:

@@ -36,7 +36,7 @@ from m2vae_fusion.perception.readings import Scan
 from m2vae_fusion.perception.ros_messages import stamp_seconds
 from m2vae_fusion.ros_interface import topics
 from m2vae_fusion.ros_interface.drop_log import DropLog, Dropped
-from m2vae_fusion.ros_interface.parameters import Parameter, Parameters, integer, number
+from m2vae_fusion.ros_interface.parameters import Parameter, Parameters, integer, number, text
 from m2vae_fusion.ros_interface.runtime import ParameterError, declare, run_node
 from m2vae_fusion.ros_interface.sensor_input import scan_reading
 from m2vae_fusion.ros_interface.topics import CMD_VEL_QOS, ODOM_QOS, SENSOR_QOS, TF_STATIC_QOS
@@ -60,6 +60,10 @@ _DESCRIPTIONS = {
     "max_range": "LiDAR candidates farther than this are ignored [m]",
     "stuck_timeout_s": "a viewpoint that got no closer for this many seconds is given up",
     "robot_radius": "a viewpoint needs this much free space around it in the scans [m]",
+    "policy": "which object to look at next: tour (every object from views_per_object sides per round), entropy (unsure objects first, no model), active (the largest expected gain per second; docs/active-perception.md)",
+    "entropy_threshold": "entropy and active revisit objects whose class entropy is above this [nats]",
+    "gain_threshold": "active leaves an object once one more look is expected to reduce its class entropy by less than this [nats]",
+    "revisit_after_s": "entropy and active wait this long before choosing a just-viewed object again [s]",
 }
 ZERO_ALLOWED = {"dwell_s"}  # ExplorerConfig's other numbers must be > 0, its integers >= 1
 
@@ -68,6 +72,8 @@ def config_parameter(field: dataclasses.Field) -> Parameter:
     """The table entry of an ExplorerConfig field: its default, and the range ExplorerConfig checks."""
     if field.type in (int, "int"):
         return integer(field.default, _DESCRIPTIONS[field.name], minimum=1)
+    if field.type in (str, "str"):
+        return text(field.default, _DESCRIPTIONS[field.name])
     return number(field.default, _DESCRIPTIONS[field.name], positive=field.name not in ZERO_ALLOWED)
 
 
