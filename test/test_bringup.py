@@ -272,6 +272,7 @@ def test_perception_graph_points_rviz_at_its_robot(tmp_path, monkeypatch) -> Non
         ("/robot1/camera/image_raw", "/amiro/front/image"),
         ("/robot1/markers", "/amiro/markers"),
         ("/robot1/latent_image", "/amiro/latent_image"),
+        ("/robot1/imagination", "/amiro/imagination"),
     )
     assert moved.parameters == {"use_sim_time": True}
     rviz_topics = {

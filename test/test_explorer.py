@@ -188,41 +188,44 @@ def _chosen(explorer: Explorer, now: float = 0.0) -> tuple[int, str]:
 
 def test_tour_looks_from_every_side_whatever_the_beliefs_say() -> None:
     explorer = _known("tour", (0.5, 0.0), (1.0, 0.5))
-    explorer.assess([_assessment(0.5, 0.0, 0.0, 0.0)], unseen_gain=2.0)  # sure of the near one: tour does not care
+    explorer.assess([_assessment(0.5, 0.0, 0.0, 0.0)], classes=8)  # sure of the near one: tour does not care
     assert _chosen(explorer) == (0, "tour") and len(explorer.plan) == explorer.config.views_per_object
 
 
 def test_entropy_takes_unseen_objects_first_then_unsure_ones_and_skips_sure_ones() -> None:
     explorer = _known("entropy", (0.5, 0.0), (1.0, 0.5), (-0.8, 0.0))
-    explorer.assess([_assessment(0.5, 0.0, 0.05, 0.0), _assessment(-0.8, 0.0, 1.2, 0.0)], unseen_gain=2.0)
+    explorer.assess([_assessment(0.5, 0.0, 0.05, 0.0), _assessment(-0.8, 0.0, 1.2, 0.0)], classes=8)
     assert _chosen(explorer) == (1, "unseen") and len(explorer.plan) == 1  # farther, but never sensed; one side
     explorer.plan.clear()
-    explorer.assess([_assessment(0.5, 0.0, 0.05, 0.0), _assessment(-0.8, 0.0, 1.2, 0.0), _assessment(1.0, 0.5, 0.1, 0.0)], 2.0)
+    explorer.assess([_assessment(0.5, 0.0, 0.05, 0.0), _assessment(-0.8, 0.0, 1.2, 0.0), _assessment(1.0, 0.5, 0.1, 0.0)], 8)
     assert _chosen(explorer) == (2, "unsure")  # the near one is sure: left alone
 
 
 def test_active_takes_the_largest_gain_per_second_and_leaves_objects_with_none() -> None:
     explorer = _known("active", (0.5, 0.0), (1.5, 0.0))
-    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 0.6)], unseen_gain=2.0)
+    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 0.6)], classes=8)
     assert _chosen(explorer) == (0, "gain")  # a little less gain, much less travel
     choice = explorer.choices[-1]
     expected = 0.5 / (0.5 / explorer.config.linear_speed + explorer.config.dwell_s)
     assert choice.gain == 0.5 and choice.score == pytest.approx(expected) and choice.class_entropy == 0.7
     explorer.plan.clear()
-    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 3.0)], unseen_gain=2.0)
+    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 3.0)], classes=8)
     assert _chosen(explorer) == (1, "gain")  # worth the trip
     explorer.plan.clear()
-    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.01), _assessment(1.5, 0.0, 0.1, 0.02)], unseen_gain=2.0)
+    explorer.assess([_assessment(0.5, 0.0, 0.7, 0.01), _assessment(1.5, 0.0, 0.1, 0.02)], classes=8)
     assert _chosen(explorer) == (0, "unsure")  # no gain left anywhere: an unsure belief is looked at again
     explorer.plan.clear()
-    explorer.assess([_assessment(0.5, 0.0, 0.1, 0.01), _assessment(1.5, 0.0, 0.1, 0.02)], unseen_gain=2.0)
+    explorer.assess([_assessment(0.5, 0.0, 0.1, 0.01), _assessment(1.5, 0.0, 0.1, 0.02)], classes=8)
     assert _chosen(explorer)[1] == "tour"  # nothing left to learn: the tour goes on, the robot never idles
 
 
 def test_active_values_an_unseen_object_by_the_first_look_gain() -> None:
     explorer = _known("active", (0.5, 0.0), (1.0, 0.0))
-    explorer.assess([_assessment(0.5, 0.0, 0.9, 0.2)], unseen_gain=1.5)
-    assert _chosen(explorer) == (1, "unseen") and explorer.choices[-1].gain == 1.5
+    explorer.assess([_assessment(0.5, 0.0, 0.9, 0.2)], classes=8)
+    assert _chosen(explorer) == (1, "unseen") and explorer.choices[-1].gain == pytest.approx(math.log(8))
+    explorer = _known("active", (0.5, 0.0), (1.0, 0.0), first_look_gain=0.1)
+    explorer.assess([_assessment(0.5, 0.0, 0.9, 0.2)], classes=8)
+    assert _chosen(explorer) == (0, "gain")  # a first look is set to be worth less than what is left to learn here
 
 
 def test_belief_driven_policies_leave_claimed_and_just_viewed_objects() -> None:

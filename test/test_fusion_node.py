@@ -19,9 +19,10 @@ from test_beliefs import FEATURE_DIM, train_tiny_model
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.model.perception_model import PerceptionModel
-from m2vae_fusion.nodes.fusion import PARAMETERS, default_robot_id
+from m2vae_fusion.nodes.fusion import PARAMETERS
 from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.resources import config_path
+from m2vae_fusion.ros_interface.parameters import default_robot_id
 from m2vae_fusion.ros_interface.stamps import from_ns as to_stamp
 from m2vae_fusion.ros_interface.stamps import to_ns as stamp_ns
 from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding, ObjectBeliefArray
@@ -174,6 +175,14 @@ def test_fusion_node_fuses_one_object_and_drops_bad_encodings(processes, peer: P
     assert list(belief.mean) == pytest.approx(list(last.mean)) and belief.model_id == model_id
     assert (belief.position.x, belief.position.y) == pytest.approx(tuple(expected[:2]))
     assert list(belief.contributing_robots) == ["robot1"] and stamp_ns(belief.last_update) == round(5.2e9)
+    p = np.asarray(belief.class_probabilities, np.float64)
+    assert belief.class_entropy == pytest.approx(float(-(p * np.log(np.clip(p, 1e-12, None))).sum()), abs=1e-5)
+    # the expected gain of a look with every sensor (gain_candidates' default): nothing left for a complete
+    # belief, something for the belief of the LiDAR alone that came before it
+    (gain,) = belief.expected_gains
+    assert list(gain.modalities) == ["camera", "lidar", "ir"] and gain.kl == 0.0
+    (lidar_only, *_) = [m.beliefs[0] for m in peer.beliefs if m.beliefs and list(m.beliefs[0].modalities) == ["lidar"]]
+    assert lidar_only.expected_gains[0].kl > 0.1, lidar_only.expected_gains
 
     # another model's encoding and a NaN one, each where no object is yet: no object, no latent
     elsewhere = (2.0, 2.0, 0.03)

@@ -69,3 +69,55 @@ def test_an_imagined_view_encodes_back_near_its_latent(model):
         again = model.features(modality, model.imagine(z, modality))
         spread = decoded.std(0).mean()
         assert np.abs(again - decoded).mean() < spread, modality
+
+
+# --- model.sensing_gains: gains of tracked objects, cached until their belief changes ----------------
+
+
+def _store_with_objects(model, features):
+    from m2vae_fusion.model.beliefs import BeliefStore, Encoding
+
+    store = BeliefStore(model, "robot1")
+    store.update(
+        [Encoding("camera", model.model_id, features["camera"][i], np.array([i * 1.0, 0.0, 0.0]), 1, "robot1") for i in range(3)]
+    )
+    return store
+
+
+def test_sensing_gains_estimate_changed_beliefs_only(model, features, monkeypatch):
+    from m2vae_fusion.model.sensing_gains import SensingGains, class_entropy
+
+    store = _store_with_objects(model, features)
+    gains = SensingGains(model, [("lidar", "ir"), MODALITIES], samples=4)
+    assert gains.first_look.best.entropy_reduction > 0.2  # a first look at anything tells a lot
+    first = gains.of(store.objects.values())
+    assert set(first) == set(store.objects) and all(len(g.gains) == 2 for g in first.values())
+    obj = next(iter(store.objects.values()))
+    assert first[obj.object_id].class_entropy == pytest.approx(class_entropy(obj.class_probabilities))
+    assert first[obj.object_id].gains[0].modalities == ("lidar", "ir") and first[obj.object_id].gains[1].modalities == MODALITIES
+    calls = []
+    original = model.expected_gains
+    monkeypatch.setattr(
+        model, "expected_gains", lambda beliefs, *a, **k: calls.append(len(beliefs)) or original(beliefs, *a, **k)
+    )
+    assert gains.of(store.objects.values()) == first and calls == []  # nothing changed: nothing estimated
+    from m2vae_fusion.model.beliefs import Encoding
+
+    store.update([Encoding("lidar", model.model_id, features["lidar"][0], np.zeros(3), 2, "robot1")])
+    after = gains.of(store.objects.values())
+    assert calls == [1]  # the one object that took a new sensing
+    changed = next(o for o in store.objects.values() if "lidar" in o.sensed)
+    assert after[changed.object_id].gains[0].entropy_reduction < first[changed.object_id].gains[0].entropy_reduction + 1e-6
+    del store.objects[changed.object_id]
+    assert changed.object_id not in gains.of(store.objects.values())
+
+
+def test_candidates_parse_from_parameter_text():
+    from m2vae_fusion.core.errors import ConfigError
+    from m2vae_fusion.model.sensing_gains import parse_candidates
+
+    assert parse_candidates(["ir+camera", "lidar"], MODALITIES) == [("camera", "ir"), ("lidar",)]
+    with pytest.raises(ConfigError, match="'camera\\+sonar'"):
+        parse_candidates(["camera+sonar"], MODALITIES)
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_candidates([], MODALITIES)

@@ -16,12 +16,14 @@ from std_msgs.msg import Header
 from m2vae_fusion.data.rosbag_types import typestore
 from m2vae_msgs.msg import (
     AttributeProbabilities,
+    ExplorerTarget,
     LabelledObject,
     LabelledObjectArray,
     LatentEmbedding,
     ModalityEncoding,
     ObjectBelief,
     ObjectBeliefArray,
+    SensingGain,
 )
 
 
@@ -67,11 +69,23 @@ def belief(object_id: str) -> ObjectBelief:
             AttributeProbabilities(name="colour", values=["red", "green"], probabilities=[0.9, 0.1]),
             AttributeProbabilities(name="shape", values=["cylinder", "cube"], probabilities=[0.6, 0.4]),
         ],
+        class_entropy=0.5625,
+        expected_gains=[gain(["lidar", "ir"]), gain(["camera", "lidar", "ir"])],
         model_id="m2vae-sim3@1a2b3c4d",
         mean=[0.0, 1.0],
         log_var=[-1.0, -1.0],
         last_update=Time(sec=12, nanosec=34),
         contributing_robots=["robot1"],
+    )
+
+
+def gain(modalities: list[str]) -> SensingGain:
+    return SensingGain(modalities=modalities, class_entropy_reduction=0.375, kl=4.25)
+
+
+def target() -> ExplorerTarget:
+    return ExplorerTarget(
+        header=header(), robot_id="robot2", active=True, position=Point(x=0.5, y=-1.0), reason="gain", expected_gain=0.625
     )
 
 
@@ -95,6 +109,8 @@ EXAMPLES = {
     "ObjectBeliefArray": lambda: ObjectBeliefArray(header=header(), beliefs=[belief("a"), belief("b")]),
     "LabelledObject": lambda: labelled("green_cube_shiny_2", 7),
     "LabelledObjectArray": lambda: LabelledObjectArray(header=header(), objects=[labelled("a", 7), labelled("b", 3)]),
+    "SensingGain": lambda: gain(["camera"]),
+    "ExplorerTarget": target,
 }
 
 

@@ -57,6 +57,7 @@ class ExplorerConfig:
     entropy_threshold: float = 0.3  # nats: entropy and active revisit objects whose class entropy is above this
     gain_threshold: float = 0.05  # nats: active stops looking at an object once a look is expected to gain less
     revisit_after_s: float = 4.0  # the belief-driven policies wait this long before choosing a just-viewed object again
+    first_look_gain: float = 0.0  # nats active expects of a first look at an object; 0: ln(classes), from knowing nothing to sure
 
     def __post_init__(self) -> None:
         for name in (
@@ -78,6 +79,8 @@ class ExplorerConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"explorer.{name} must be a finite number > 0, got {value!r}")
+        if not math.isfinite(self.first_look_gain) or self.first_look_gain < 0:
+            raise ConfigError(f"explorer.first_look_gain must be a finite number >= 0, got {self.first_look_gain!r}")
         if not math.isfinite(self.dwell_s) or self.dwell_s < 0:
             raise ConfigError(f"explorer.dwell_s must be a finite number >= 0, got {self.dwell_s!r}")
         if self.policy not in POLICIES:
@@ -129,7 +132,7 @@ class Choice:
 
     landmark: int
     reason: str  # tour | unseen | unsure | gain
-    gain: float | None
+    gain: float | None  # None: no beliefs had come yet
     class_entropy: float | None
     score: float | None = None  # active: expected gain per second of travel and dwell
 
@@ -166,16 +169,18 @@ class Explorer:
         self.dwell_until: float | None = None
         self._best = (math.inf, 0.0)  # (closest distance to the current goal, time it was reached)
         self.views_taken = 0
-        self.unseen_gain = 1.0  # nats: what a first look at an object is expected to gain (set by assess)
+        # nats a first look is expected to gain (set by assess); None before the first assess, when every
+        # object is unseen and they are ordered by distance alone
+        self.unseen_gain: float | None = self.config.first_look_gain or None
         self.claims: list[np.ndarray] = []  # odom positions of the objects other robots are heading to
         self.choices: list[Choice] = []  # every decision, newest last
 
     # ------------------------------------------------------------ beliefs
 
-    def assess(self, assessments: list[Assessment], unseen_gain: float) -> None:
-        """The newest fused beliefs (odom); each landmark takes the nearest within 1.5 merge distances.
-        `unseen_gain`: the expected gain of a first look (from the prior), for objects with no belief."""
-        self.unseen_gain = float(unseen_gain)
+    def assess(self, assessments: list[Assessment], classes: int) -> None:
+        """The newest fused beliefs (odom) over a label space of `classes` classes; each landmark takes
+        the nearest within 1.5 merge distances. An object with none is valued at first_look_gain."""
+        self.unseen_gain = self.config.first_look_gain or math.log(max(classes, 1))
         radius = 1.5 * self.config.merge_distance
         for lm in self.landmarks:
             distances = [float(np.linalg.norm(a.position - lm.position)) for a in assessments]
@@ -333,10 +338,11 @@ class Explorer:
             *unseen,
             *(Choice(i, "gain", a.gain, a.class_entropy) for i in open_ if (a := self.landmarks[i].assessment)),
         ]:
-            if choice.gain < config.gain_threshold:
+            gain = 1.0 if choice.gain is None else choice.gain  # no beliefs yet: all unseen, the nearest first
+            if gain < config.gain_threshold:
                 continue
             seconds = distance[choice.landmark] / config.linear_speed + config.dwell_s
-            scored.append(dataclasses.replace(choice, score=choice.gain / seconds))
+            scored.append(dataclasses.replace(choice, score=gain / seconds))
         scored.sort(key=lambda c: -c.score)
         chosen = {c.landmark for c in scored}
         return scored + sorted((c for c in unsure if c.landmark not in chosen), key=lambda c: distance[c.landmark])

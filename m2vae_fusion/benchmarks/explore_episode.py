@@ -8,7 +8,8 @@ and the encodings, positioned in map (the simulator's true map -> odom, as the s
 are fused by a BeliefStore. Once a second the belief-driven policies get their Assessments (class
 entropy of each fused belief, and the class-entropy reduction one more look with every sensor is
 expected to bring, PerceptionModel.expected_gains) and, with several robots, the objects the others
-are heading to (the plan they would share on a topic). Own latents go to the other robots' stores at
+are heading to (the plan they would share on a topic); the gains come from model.sensing_gains, as
+in the fusion node. Own latents go to the other robots' stores at
 the stores' rate limit, as over /shared/latents. Each simulated second every robot's fused beliefs are
 scored against the world's ground truth (evaluation.scoreboard, match radius 0.1 m).
 
@@ -31,6 +32,7 @@ from m2vae_fusion.evaluation.scoreboard import BeliefRow, TrueObject, accuracy, 
 from m2vae_fusion.model.beliefs import BeliefStore, Encoding, Latent
 from m2vae_fusion.model.config import MODALITIES
 from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.model.sensing_gains import SensingGains
 from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.features import observe
@@ -106,7 +108,7 @@ class RobotRun:
             odom.x, odom.y, odom.yaw, np.array(candidates).reshape(-1, 2), scan_returns(scan, self.mount["lidar"])
         )
         if not any(gates.admits(c) for c in detected):
-            return  # no encoder would encode anything: spare the renders (the results are the same)
+            return  # no encoder would encode anything: spare the renders (only the noise draws that follow shift)
         image, ir = self.sim.camera(), self.sim.ir()
         seen = observe(image, scan, ir, self.mount["lidar"], self.mount["ir"], self.mount["camera"], self.model.config.perception)
         map_from_base = self.map_from_odom() @ frames.pose_matrix(odom.x, odom.y, 0.0, 0.0, 0.0, odom.yaw)
@@ -125,18 +127,20 @@ class RobotRun:
         self.store.update(encodings)
         self.encodings += len(encodings)
 
-    def assess(self, unseen_gain: float, samples: int) -> None:
+    def assess(self, gains: SensingGains) -> None:
         """The fused beliefs, moved into odom, with their class entropy and the gain of one more look."""
         objects = list(self.store.objects.values())
         odom_from_map = frames.inverse(self.map_from_odom())
-        assessments = []
-        if objects:
-            gains = self.model.expected_gains([o.fused for o in objects], [list(MODALITIES)], samples=samples)
-            for obj, gain in zip(objects, gains.entropy_reduction[:, 0].tolist(), strict=True):
-                p = obj.class_probabilities
-                entropy = float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
-                assessments.append(Assessment(frames.apply(odom_from_map, obj.position)[:2], entropy, max(gain, 0.0)))
-        self.explorer.assess(assessments, unseen_gain)
+        estimates = gains.of(objects)
+        assessments = [
+            Assessment(
+                frames.apply(odom_from_map, o.position)[:2],
+                estimates[o.object_id].class_entropy,
+                max(estimates[o.object_id].best.entropy_reduction, 0.0),
+            )
+            for o in objects
+        ]
+        self.explorer.assess(assessments, len(self.model.labels.classes))
 
     def target_in_map(self) -> np.ndarray | None:
         target = self.explorer.target
@@ -211,10 +215,10 @@ def run_episode(
     torch.set_num_threads(1)
     model = PerceptionModel.load(model_dir)
     gates = EncoderGates.defaults()
-    unseen_gain = max(float(model.expected_gains([None], [list(MODALITIES)], samples=samples).entropy_reduction[0, 0]), 0.0)
     _, placements = world_robots(world, robots)
     config = ExplorerConfig(policy=policy, **_explorer_overrides())
     runs = [RobotRun(world, p.instance, p.namespace, model, config, seed + k) for k, p in enumerate(placements)]
+    gains = {run.robot_id: SensingGains(model, [MODALITIES], samples=samples) for run in runs}
     try:
         for k in range(round(budget_s / DT)):
             now = k * DT
@@ -223,7 +227,7 @@ def run_episode(
                     run.sense(now, gates)
                 _share(runs, now)
             if k % ASSESS_EVERY == 0:
-                _coordinate(runs, unseen_gain, samples, policy)
+                _coordinate(runs, gains, policy)
             for run in runs:
                 run.drive(now)
             if (k + 1) % round(1.0 / DT) == 0:
@@ -232,7 +236,12 @@ def run_episode(
     finally:
         for run in runs:
             run.close()
-    return {"robots": {run.robot_id: vars(run.trace) for run in runs}, "objects": len(runs[0].truth), "unseen_gain": unseen_gain}
+    first_look = next(iter(gains.values())).first_look.best.entropy_reduction
+    return {
+        "robots": {run.robot_id: vars(run.trace) for run in runs},
+        "objects": len(runs[0].truth),
+        "first_look_gain": first_look,
+    }
 
 
 def _share(runs: list[RobotRun], now: float) -> None:
@@ -243,12 +252,12 @@ def _share(runs: list[RobotRun], now: float) -> None:
                 other.store.add_latents(latents, now)
 
 
-def _coordinate(runs: list[RobotRun], unseen_gain: float, samples: int, policy: str) -> None:
+def _coordinate(runs: list[RobotRun], gains: dict[str, SensingGains], policy: str) -> None:
     if policy == "tour":  # the tour reads no beliefs: spare the gain estimates
         return
     targets = {run.robot_id: run.target_in_map() for run in runs}
     for run in runs:
-        run.assess(unseen_gain, samples)
+        run.assess(gains[run.robot_id])
         run.claim([t for robot, t in targets.items() if robot != run.robot_id and t is not None])
 
 

@@ -47,7 +47,7 @@ ROBOT_NODES = ("sim", "spawn", "gz_bridge", *(f"{m}_encoder" for m in MODALITIES
 OVERRIDE_KEYS = ("enabled", "parameters")
 ROBOT_NAMESPACE = re.compile(r"robot[1-9][0-9]*")
 RVIZ_ROBOT = "/robot1"  # config/m2vae.rviz shows this robot's topics
-RVIZ_TOPICS = ("scan", "camera/image_raw", "markers", "latent_image")
+RVIZ_TOPICS = ("scan", "camera/image_raw", "markers", "latent_image", "imagination")
 
 Overrides = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
@@ -330,6 +330,7 @@ def perception_description(
             "camera/image_raw": image_topic or _encoder_default("camera", "image_topic"),
             "markers": "markers",
             "latent_image": "latent_image",
+            "imagination": "imagination",
         }
         remaps = tuple((f"{RVIZ_ROBOT}/{t}", _resolve(ns, shown[t])) for t in RVIZ_TOPICS)
         nodes.append(replace(robot.rviz(), remaps=tuple((a, b) for a, b in remaps if a != b)))

@@ -8,7 +8,9 @@ m2vae_fusion.model.beliefs'; this node converts messages and frames around it.
 Subscribes: encodings (m2vae_msgs/ModalityEncoding, reliable), /tf (map -> odom; not with
   fusion_frame odom), shared_topic (m2vae_msgs/LatentEmbedding of other robots; with fuse_foreign).
 Publishes: beliefs (m2vae_msgs/ObjectBeliefArray, every 1/publish_rate_hz, all current objects,
-  each with the foreign latent it uses fused in), shared_topic (with share_latents: the belief from
+  each with the foreign latent it uses fused in, its class entropy and, unless gain_samples is 0, the
+  class-entropy reduction and KL the model's imagination expects of each sensing in gain_candidates,
+  re-estimated only for beliefs that changed: m2vae_fusion.model.sensing_gains), shared_topic (with share_latents: the belief from
   this robot's own sensing only, contributors [robot_id]; per object when it changed, at once the
   first time and then at most latent_rate_hz; sequence counting per object).
 
@@ -63,7 +65,6 @@ Usage: ros2 run m2vae_fusion fusion --ros-args -r __ns:=/robot1 --params-file co
 from __future__ import annotations
 
 import dataclasses
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,12 @@ from tf2_msgs.msg import TFMessage
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
 from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
 from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.model.sensing_gains import ObjectGains, SensingGains, class_entropy, parse_candidates
 from m2vae_fusion.perception import frames
 from m2vae_fusion.resources import default_model_dir
 from m2vae_fusion.ros_interface import diagnostics, stamps, topics
 from m2vae_fusion.ros_interface.drop_log import DropLog, Dropped
-from m2vae_fusion.ros_interface.parameters import Parameters, flag, integer, number, text
+from m2vae_fusion.ros_interface.parameters import Parameters, default_robot_id, flag, integer, number, strings, text
 from m2vae_fusion.ros_interface.runtime import (
     ParameterError,
     declare,
@@ -92,7 +94,14 @@ from m2vae_fusion.ros_interface.runtime import (
 )
 from m2vae_fusion.ros_interface.topics import BELIEF_QOS, ENCODING_QOS, LATENT_QOS, SHARED_LATENTS, TF_QOS
 from m2vae_fusion.ros_interface.transforms import TransformBuffer, TransformException
-from m2vae_msgs.msg import AttributeProbabilities, LatentEmbedding, ModalityEncoding, ObjectBelief, ObjectBeliefArray
+from m2vae_msgs.msg import (
+    AttributeProbabilities,
+    LatentEmbedding,
+    ModalityEncoding,
+    ObjectBelief,
+    ObjectBeliefArray,
+    SensingGain,
+)
 
 DEFAULT_MODEL = default_model_dir()
 MAP = "map"
@@ -144,12 +153,15 @@ PARAMETERS: Parameters = {
     "diagnostics_period_s": number(
         1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]", positive=True
     ),
+    "gain_candidates": strings(
+        ["camera+lidar+ir"],
+        "sensings whose expected gain each belief carries (modalities joined by '+'): what the active explorer weighs",
+    ),
+    "gain_samples": integer(
+        8, "samples of each belief per gain estimate (the model's imagination, docs/active-perception.md); 0: no gains", minimum=0
+    ),
     "executor": executor_parameter("single_threaded"),
 }
-
-
-def default_robot_id(namespace: str) -> str:
-    return namespace.strip("/") or socket.gethostname()
 
 
 class FusionNode(Node):
@@ -161,15 +173,7 @@ class FusionNode(Node):
             self.model = PerceptionModel.load(model_path)
         except (CheckpointError, ConfigError) as exc:
             raise ParameterError(f"parameter 'model': {exc}") from None
-        try:
-            config = BeliefStoreConfig(
-                gate=self._number("gate"),
-                forget_after_s=self._number("forget_after_s"),
-                latent_rate_hz=self._number("latent_rate_hz"),
-                foreign_rate_hz=self._number("foreign_rate_limit_hz"),
-            )
-        except ConfigError as exc:
-            raise ParameterError(f"parameter {exc}") from None
+        config = self._store_config()
         publish_period = 1.0 / self._number("publish_rate_hz")
         batch_period = self._number("batch_period_s")
         self.robot_id = self._declare("robot_id", default_robot_id(self.get_namespace()))
@@ -187,11 +191,11 @@ class FusionNode(Node):
         self.max_foreign_robots = self._declare("max_foreign_robots")
         diagnostics_period = self._number("diagnostics_period_s")
         declare_executor(self, PARAMETERS)  # run_node spins the node on it
+        self.store = BeliefStore(self.model, self.robot_id, config)
+        self.gains = self._sensing_gains()
         self.add_on_set_parameters_callback(
             lambda _: SetParametersResult(successful=False, reason="fusion reads its parameters at start-up only: restart it")
         )
-
-        self.store = BeliefStore(self.model, self.robot_id, config)
         self.frame = ""  # the store's frame: decided by the first encoding (or foreign latent), map once known
         self.tf = TransformBuffer(
             TF_HISTORY_S, clamp_to_oldest=True
@@ -237,6 +241,27 @@ class FusionNode(Node):
 
     def _declare(self, name: str, default: Any = None) -> Any:
         return declare(self, PARAMETERS, name, default)
+
+    def _store_config(self) -> BeliefStoreConfig:
+        try:
+            return BeliefStoreConfig(
+                gate=self._number("gate"),
+                forget_after_s=self._number("forget_after_s"),
+                latent_rate_hz=self._number("latent_rate_hz"),
+                foreign_rate_hz=self._number("foreign_rate_limit_hz"),
+            )
+        except ConfigError as exc:
+            raise ParameterError(f"parameter {exc}") from None
+
+    def _sensing_gains(self) -> SensingGains | None:
+        samples = self._declare("gain_samples")
+        candidates = self._declare("gain_candidates")
+        if samples == 0:
+            return None
+        try:
+            return SensingGains(self.model, parse_candidates(candidates, self.store.modalities), samples=samples)
+        except ConfigError as exc:
+            raise ParameterError(f"parameter 'gain_candidates': {exc}") from None
 
     def _number(self, name: str) -> float:
         return declare(self, PARAMETERS, name)
@@ -449,10 +474,11 @@ class FusionNode(Node):
         msg = ObjectBeliefArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.frame
-        msg.beliefs = [self._belief(obj) for obj in self.store.objects.values()]
+        gains = self.gains.of(self.store.objects.values()) if self.gains is not None else {}
+        msg.beliefs = [self._belief(obj, gains.get(obj.object_id)) for obj in self.store.objects.values()]
         self.beliefs_pub.publish(msg)
 
-    def _belief(self, obj: TrackedObject) -> ObjectBelief:
+    def _belief(self, obj: TrackedObject, gains: ObjectGains | None) -> ObjectBelief:
         msg = ObjectBelief()
         msg.object_id = obj.object_id
         msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
@@ -464,6 +490,12 @@ class FusionNode(Node):
             AttributeProbabilities(name=name, values=list(values), probabilities=marginals[name].tolist())
             for name, values in self.model.labels.attributes
         ]
+        msg.class_entropy = class_entropy(obj.class_probabilities)
+        if gains is not None:
+            msg.expected_gains = [
+                SensingGain(modalities=list(g.modalities), class_entropy_reduction=g.entropy_reduction, kl=g.kl)
+                for g in gains.gains
+            ]
         msg.model_id = self.model.model_id
         msg.mean = obj.fused.mean.tolist()
         msg.log_var = obj.fused.log_var.tolist()

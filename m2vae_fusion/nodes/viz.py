@@ -1,4 +1,5 @@
-"""viz: the fusion node's beliefs for rviz: object markers and an image of the latent space.
+"""viz: the fusion node's beliefs for rviz: object markers, an image of the latent space and one of what the
+model imagines each object looks like to each sensor.
 
 Subscribes: beliefs (m2vae_msgs/ObjectBeliefArray, reliable; the fusion node's in the same namespace).
 Publishes:
@@ -14,6 +15,12 @@ Publishes:
     (reencode_steps auto re-encodings, `heatmap` variance or drift). The background is computed once
     at start-up; the image is redrawn after each new beliefs message and republished as is otherwise.
     Beliefs of another model (model_id) are left out of the image with a warning: its plane is this model's.
+  imagination (sensor_msgs/Image rgb8, every 1/imagination_rate_hz): the m2vae_fusion.viz.imagination
+    picture: a row per object (the first imagination_max_objects by id) with the camera crop, LiDAR profile
+    and IR readings that the model decodes from the belief's latent mean, each imagination_panel_px square.
+    A sensor that has sensed the object is framed green, "held" (what the belief holds of it), one that
+    has not yet orange, "imagined". Redrawn when the beliefs' ids, means, sensed sensors or classes change,
+    at most once per period, and republished as is otherwise. Beliefs of another model are left out.
 
 Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them).
 
@@ -42,6 +49,7 @@ from m2vae_fusion.ros_interface.parameters import Parameters, integer, number, t
 from m2vae_fusion.ros_interface.runtime import ParameterError, declare, run_node
 from m2vae_fusion.ros_interface.topics import BELIEF_QOS, IMAGE_QOS, MARKER_QOS
 from m2vae_fusion.viz import HEATMAPS
+from m2vae_fusion.viz.imagination import ImaginedObject, draw_imagination, imagination_objects
 from m2vae_fusion.viz.latent_view import LatentView, belief_points, compute_background
 from m2vae_fusion.viz.markers import CAPTION_GAP, HEIGHT, MarkerBook, ObjectMarker
 from m2vae_msgs.msg import ObjectBeliefArray
@@ -62,6 +70,9 @@ PARAMETERS: Parameters = {
     "image_size": integer(480, "latent_image width and height [px]", minimum=MIN_IMAGE_SIZE),
     "heatmap": text("variance", f"latent_image background: one of {list(HEATMAPS)} after the re-encodings (paper Fig. 5d / 5c)"),
     "reencode_steps": integer(10, "auto re-encodings (z -> x' -> z) behind the heatmap", minimum=1),
+    "imagination_rate_hz": number(1.0, "imagination messages per second (and redraws at most)", positive=True),
+    "imagination_max_objects": integer(8, "objects (rows) in the imagination image, the first by id", minimum=1),
+    "imagination_panel_px": integer(128, "width and height of each panel of the imagination image [px]", minimum=32),
 }
 
 
@@ -79,6 +90,9 @@ class VizNode(Node):
         if quantity not in HEATMAPS:
             raise ParameterError(f"parameter 'heatmap' must be one of {list(HEATMAPS)}, got {quantity!r}")
         steps = self._declare("reencode_steps")
+        imagination_period = 1.0 / self._declare("imagination_rate_hz")
+        self.imagination_max = self._declare("imagination_max_objects")
+        self.imagination_panel = self._declare("imagination_panel_px")
         self.add_on_set_parameters_callback(
             lambda _: SetParametersResult(successful=False, reason="viz reads its parameters at start-up only: restart it")
         )
@@ -94,14 +108,18 @@ class VizNode(Node):
         self.latest: ObjectBeliefArray | None = None
         self.image: Image | None = None  # the last rendering, republished while beliefs stay the same
         self._left_out: set[str] = set()  # objects not drawn in the image, warned about once
+        self.imagination: Image | None = None
+        self._imagined: tuple | None = None  # what the last imagination image shows, to redraw only on a change
 
         self.create_subscription(ObjectBeliefArray, topics.BELIEFS.name, self._on_beliefs, BELIEF_QOS)
         self.markers_pub = self.create_publisher(MarkerArray, topics.MARKERS.name, MARKER_QOS)
         self.image_pub = self.create_publisher(Image, topics.LATENT_IMAGE.name, IMAGE_QOS)
+        self.imagination_pub = self.create_publisher(Image, topics.IMAGINATION.name, IMAGE_QOS)
         self.create_timer(period, self._on_image_timer)
+        self.create_timer(imagination_period, self._on_imagination_timer)
         self.get_logger().info(
-            f"drawing {self.resolve_topic_name(topics.BELIEFS.name)} on {self.resolve_topic_name(topics.MARKERS.name)} and "
-            f"{self.resolve_topic_name(topics.LATENT_IMAGE.name)}"
+            f"drawing {self.resolve_topic_name(topics.BELIEFS.name)} on {self.resolve_topic_name(topics.MARKERS.name)}, "
+            f"{self.resolve_topic_name(topics.LATENT_IMAGE.name)} and {self.resolve_topic_name(topics.IMAGINATION.name)}"
         )
 
     def _declare(self, name: str, default: Any = None) -> Any:
@@ -143,11 +161,34 @@ class VizNode(Node):
         self._left_out = set(left_out)
         namespace = self.get_namespace().strip("/")
         title = f"{namespace + ': ' if namespace else ''}{len(points)} object{'s' if len(points) != 1 else ''} in latent space"
-        rgb = self.view.render(points, title)
+        return self._image(self.view.render(points, title))
+
+    def _image(self, rgb) -> Image:
+        """An (H, W, 3) uint8 array as an rgb8 Image stamped with the beliefs it shows."""
         msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0, step=3 * rgb.shape[1])
         msg.header.stamp = self.latest.header.stamp if self.latest is not None else self.get_clock().now().to_msg()
         msg.data = array.array("B", rgb.tobytes())  # rclpy's setter checks a numpy array element by element
         return msg
+
+    # ------------------------------------------------------------ imagination
+
+    def _on_imagination_timer(self) -> None:
+        beliefs = self.latest.beliefs if self.latest is not None else []
+        # Another model's beliefs are warned about by the latent image, which leaves out the same ones.
+        objects, _ = imagination_objects(beliefs, self.model.model_id, self.model.fusion.latent_dim)
+        objects.sort(key=lambda o: o.object_id)  # stable rows: the fusion node's order may change
+        shown = imagination_key(objects)
+        if self.imagination is None or shown != self._imagined:
+            namespace = self.get_namespace().strip("/")
+            title = f"{namespace + ': ' if namespace else ''}what model {self.model.model_id} imagines of {len(objects)} objects"
+            rgb = draw_imagination(self.model, objects, self.imagination_max, self.imagination_panel, title)
+            self.imagination, self._imagined = self._image(rgb), shown
+        self.imagination_pub.publish(self.imagination)
+
+
+def imagination_key(objects: list[ImaginedObject]) -> tuple:
+    """What the imagination image depends on: a new beliefs message with the same key needs no redraw."""
+    return tuple((o.object_id, o.mean.tobytes(), o.sensed, o.label, o.confidence) for o in objects)
 
 
 def body_marker(obj: ObjectMarker, header: Header) -> Marker:

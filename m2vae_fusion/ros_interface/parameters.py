@@ -5,6 +5,7 @@ ParameterDescriptor) and docs/parameters.md is written (m2vae docs parameters)."
 from __future__ import annotations
 
 import math
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -125,3 +126,8 @@ def flag(default: bool, description: str) -> Parameter:
 
 def strings(default: list[str], description: str) -> Parameter:
     return Parameter(default, description, list)
+
+
+def default_robot_id(namespace: str) -> str:
+    """A robot's id where none is set: its namespace without '/', else the host name."""
+    return namespace.strip("/") or socket.gethostname()

@@ -25,8 +25,9 @@ ODOM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 CMD_VEL_QOS = QoSProfile(depth=10)  # rclpy's default profile, what `ros2 topic pub` and teleop use
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # what rclpy's use_sim_time subscribes with
 MARKER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the latent-space image
+IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the latent-space and imagination images
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # diagnostic_updater's
+TARGET_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,11 @@ GROUND_TRUTH = Topic("ground_truth/objects", "m2vae_msgs/msg/LabelledObjectArray
 ENCODINGS = Topic("encodings", "m2vae_msgs/msg/ModalityEncoding", ENCODING_QOS)
 BELIEFS = Topic("beliefs", "m2vae_msgs/msg/ObjectBeliefArray", BELIEF_QOS)
 SHARED_LATENTS = Topic("/shared/latents", "m2vae_msgs/msg/LatentEmbedding", LATENT_QOS)
+# every robot's explorer target, republished once a second (a robot that starts late hears it soon)
+EXPLORER_TARGETS = Topic("/shared/explorer_targets", "m2vae_msgs/msg/ExplorerTarget", TARGET_QOS)
 MARKERS = Topic("markers", "visualization_msgs/msg/MarkerArray", MARKER_QOS)
 LATENT_IMAGE = Topic("latent_image", "sensor_msgs/msg/Image", IMAGE_QOS)
+IMAGINATION = Topic("imagination", "sensor_msgs/msg/Image", IMAGE_QOS)
 DIAGNOSTICS = Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", DIAGNOSTICS_QOS)
 
 TOPICS: tuple[Topic, ...] = (
@@ -76,7 +80,9 @@ TOPICS: tuple[Topic, ...] = (
     ENCODINGS,
     BELIEFS,
     SHARED_LATENTS,
+    EXPLORER_TARGETS,
     MARKERS,
     LATENT_IMAGE,
+    IMAGINATION,
     DIAGNOSTICS,
 )

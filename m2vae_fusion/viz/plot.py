@@ -2,6 +2,7 @@
 
   m2vae plot latent [--model DIR] [--bag BAG] --out PNG    latent-space image (as on latent_image)
   m2vae plot beliefs --bag BAG --out PNG                    top-down map of the objects (as the markers)
+  m2vae plot imagination --bag BAG [--out PNG]              what the model imagines per object (as on imagination)
   m2vae plot training RUN_DIR --out PNG                     loss curves of every metrics.jsonl under RUN_DIR
 
 Beliefs come from the last m2vae_msgs/ObjectBeliefArray on a bag's beliefs topic (recorded with
@@ -65,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     beliefs.add_argument("--out", type=Path, required=True, help="PNG file to write")
     beliefs.set_defaults(plot_run=plot_beliefs)
 
+    _add_imagination(views, default_model_dir())
+
     training = views.add_parser(
         "training",
         help="training curves of every metrics.jsonl under a run folder",
@@ -74,6 +77,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="folder searched recursively for metrics.jsonl")
     training.add_argument("--out", type=Path, required=True, help="PNG file to write")
     training.set_defaults(plot_run=plot_training)
+
+
+def _add_imagination(views: Any, model: Path) -> None:
+    imagination = views.add_parser(
+        "imagination",
+        help="what the model imagines each object of a bag's last beliefs shows to camera, LiDAR and IR",
+        description="Draw the viz node's imagination image to PNG for the last ObjectBeliefArray in a bag: a row per "
+        "object with the camera crop, LiDAR profile and IR readings the model decodes from the belief's latent mean. "
+        "Sensors that sensed the object are framed green (held: what the belief holds), the others orange (imagined). "
+        "When the bag also has the beliefs' robot's camera images, camera_info, scans, IR, /tf and /tf_static (e.g. "
+        "`m2vae record` of the demo's topics), the newest real camera crop of each object (cut as training cuts it, "
+        "the detection within 10 cm of the belief) is drawn beside the imagined one.",
+    )
+    imagination.add_argument("--bag", type=Path, required=True, help="bag (folder or .mcap) whose last beliefs to draw")
+    imagination.add_argument(
+        "--model",
+        type=Path,
+        default=model,
+        help="perception model folder or its perception_model.json (default: the shipped AMiRo model); "
+        "beliefs of another model_id are left out",
+    )
+    imagination.add_argument("--topic", help="beliefs topic in the bag (default: the only ObjectBeliefArray topic)")
+    imagination.add_argument("--objects", type=int, default=8, help="rows at most, the first objects by id (default: 8)")
+    imagination.add_argument("--panel", type=int, default=128, help="width and height of each panel in pixels (default: 128)")
+    imagination.add_argument(
+        "--no-real", action="store_true", help="do not look for real camera crops in the bag (faster for long bags)"
+    )
+    imagination.add_argument(
+        "--out", type=Path, default=Path("imagination.png"), help="PNG file to write (default: imagination.png)"
+    )
+    imagination.set_defaults(plot_run=plot_imagination)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +241,57 @@ def plot_beliefs(args: argparse.Namespace) -> None:
     ax.set_title(f"{topic} at {stamp_seconds(msg.header):.1f} s: {len(objects)} objects (opacity = confidence{note})", fontsize=9)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out)
+
+
+def plot_imagination(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+    import torch
+
+    from m2vae_fusion.data.bag_frames import stamp_seconds
+    from m2vae_fusion.model.perception_model import PerceptionModel
+    from m2vae_fusion.viz.imagination import draw_imagination, imagination_objects
+
+    if args.objects < 1 or args.panel < 32:
+        raise ValueError(f"--objects must be >= 1 and --panel >= 32, got {args.objects} and {args.panel}")
+    torch.set_num_threads(1)
+    model = PerceptionModel.load(args.model)
+    topic, msg = last_beliefs(args.bag, args.topic)
+    objects, left_out = imagination_objects(msg.beliefs, model.model_id, model.fusion.latent_dim)
+    if left_out:
+        print(f"not drawn (another model's or malformed latents): {', '.join(left_out)}")
+    objects = sorted(objects, key=lambda o: o.object_id)
+    if not args.no_real and objects:
+        shown = {o.object_id for o in objects[: args.objects]}
+        positions = {b.object_id: (b.position.x, b.position.y) for b in msg.beliefs if b.object_id in shown}
+        crops = bag_crops(args.bag, topic, msg.header.frame_id, positions, model)
+        objects = [dataclasses.replace(o, real_crop=crops.get(o.object_id)) for o in objects]
+    title = f"{topic} at {stamp_seconds(msg.header):.1f} s: what model {model.model_id} imagines"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    matplotlib.image.imsave(args.out, draw_imagination(model, objects, args.objects, args.panel, title))
+
+
+def bag_crops(bag: Path, topic: str, frame: str, positions: dict[str, tuple[float, float]], model: Any) -> dict[str, Any]:
+    """The newest real camera crop per object from the bag's sensor topics of the beliefs' robot (the
+    namespace of `topic`); none, with a printed reason, where the bag lacks them."""
+    from m2vae_fusion.data.bag_frames import TopicNames, read_frames
+    from m2vae_fusion.viz.imagination import real_crops
+
+    if frame.lstrip("/") != "map":
+        print(f"no real crops: the beliefs are in {frame or 'no frame'!r}, crops are placed in map")
+        return {}
+    try:
+        frames = read_frames([bag], TopicNames.for_namespace(topic.rsplit("/", 1)[0]))
+        crops = real_crops(frames, positions, model.config.perception)
+    except DataError as exc:
+        print(f"no real crops: {exc}")
+        return {}
+    print(f"real camera crops for {len(crops)} of {len(positions)} objects")
+    return crops
 
 
 def _rotate(v: Any, angle: float) -> Any:
