@@ -3,6 +3,7 @@ real DDS ending by itself after its duration with the summary written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ def test_table_and_summary_show_what_is_right_and_wrong() -> None:
     text = table("robot1", matches, 42.0, extra_beliefs=1)
     assert "robot1 at   42.0 s: 1/2 correct, 1 beliefs match no object" in text
     assert "red_cube_matte          0.97  CL" in text and "(not seen yet)" in text
+    with_gain = dataclasses.replace(row("object_1", 0.0, 0.6, "red_cube_matte", 0.97), gain=0.4321)
+    assert "0.97  CL      0.43  robot1" in table("robot1", match(TRUTH, [with_gain], radius=0.1), 42.0)
     result = summary({"robot1": matches}, 180.0, target=0.95)
     assert result["robots"]["robot1"]["correct"] == 1 and result["met"] is False
     assert result["robots"]["robot1"]["wrong"] == [{"object": "green_cube_shiny", "truth": "green_cube_shiny", "belief": None}]

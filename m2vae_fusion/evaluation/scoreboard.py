@@ -29,6 +29,7 @@ class BeliefRow:
     confidence: float  # its probability
     modalities: tuple[str, ...]
     robots: tuple[str, ...]
+    gain: float | None = None  # nats: the largest class-entropy reduction the model expects of one more sensing
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,18 @@ def table(robot: str, matches: Sequence[Match], sim_time: float, extra_beliefs: 
     lines = [
         f"{robot} at {sim_time:6.1f} s: {sum(m.correct for m in matches)}/{len(matches)} correct"
         + (f", {extra_beliefs} beliefs match no object" if extra_beliefs else ""),
-        f"  {'object':10s} {'position':>14s}  {'class':22s} {'conf':>5s}  {'sensed':6s} {'robots':16s} truth",
+        f"  {'object':10s} {'position':>14s}  {'class':22s} {'conf':>5s}  {'sensed':6s} {'gain':>5s}  {'robots':16s} truth",
     ]
     for m in matches:
         b = m.belief
         if b is None:
-            lines.append(f"  {'-':10s} {'':>14s}  {'(not seen yet)':22s} {'':>5s}  {'':6s} {'':16s} {m.truth.label}  ✗")
+            lines.append(f"  {'-':10s} {'':>14s}  {'(not seen yet)':22s} {'':>5s}  {'':6s} {'':>5s}  {'':16s} {m.truth.label}  ✗")
             continue
         sensed = "".join(SENSOR_LETTERS.get(s, s[:1].upper()) for s in b.modalities)
         mark = "✓" if m.correct else "✗"
+        gain = "" if b.gain is None else f"{b.gain:5.2f}"
         lines.append(
-            f"  {b.object_id:10s} ({b.x:5.2f}, {b.y:5.2f})  {b.label:22s} {b.confidence:5.2f}  {sensed:6s} "
+            f"  {b.object_id:10s} ({b.x:5.2f}, {b.y:5.2f})  {b.label:22s} {b.confidence:5.2f}  {sensed:6s} {gain:>5s}  "
             f"{','.join(b.robots):16s} {m.truth.label}  {mark}"
         )
     return "\n".join(lines)

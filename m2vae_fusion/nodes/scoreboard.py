@@ -82,6 +82,7 @@ class ScoreboardNode(Node):
                     float(b.class_probabilities[best]),
                     tuple(b.modalities),
                     tuple(b.contributing_robots),
+                    max((g.class_entropy_reduction for g in b.expected_gains), default=None),
                 )
             )
         self.beliefs[robot] = rows
