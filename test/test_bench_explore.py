@@ -19,6 +19,7 @@ def _episode(*accuracies: list[float], path_step: float = 0.1) -> dict:
             "path_m": [path_step * (i + 1) for i in range(len(a))],
             "encodings": [10 * (i + 1) for i in range(len(a))],
             "views": [i for i in range(len(a))],
+            "misses": [{"object": "red_cube_matte", "belief": None, "confidence": None}] if a[-1] < 1.0 else [],
         }
         for k, a in enumerate(accuracies, start=1)
     }
@@ -39,6 +40,7 @@ def test_an_episode_that_never_gets_there_counts_as_the_budget():
     flat = summarise(_episode([0.5] * 60), 60.0)
     assert flat["time_to_target_s"] is None and flat["path_to_target_m"] is None
     assert flat["accuracy_at"] == {"60": 0.5}  # the longer budgets lie beyond the episode
+    assert (flat["never_found"], flat["wrong_class"]) == (1, 0)
     fast = summarise(_episode([0.0] * 19 + [1.0] * 41), 60.0)
     rows = compare({"tour": [flat, flat], "active": [fast, flat]})
     assert rows["tour"]["median_time_ratio_to_tour"] == 1.0

@@ -50,6 +50,9 @@ def summarise(episode: dict[str, Any], budget_s: float) -> dict[str, Any]:
         "encodings": sum(t["encodings"][-1] for t in traces),
         "views": sum(t["views"][-1] for t in traces),
         "path_m": sum(t["path_m"][-1] for t in traces),
+        # at the end, over the robots: objects no belief matched, and objects whose belief names another class
+        "never_found": sum(1 for t in traces for m in t["misses"] if m["belief"] is None),
+        "wrong_class": sum(1 for t in traces for m in t["misses"] if m["belief"] is not None),
         "budget_s": budget_s,
     }
 
@@ -73,6 +76,8 @@ def compare(episodes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "mean_final_accuracy": statistics.fmean(r["final_accuracy"] for r in runs),
             "median_encodings": statistics.median(r["encodings"] for r in runs),
             "median_views": statistics.median(r["views"] for r in runs),
+            "never_found": sum(r["never_found"] for r in runs),
+            "wrong_class": sum(r["wrong_class"] for r in runs),
         }
         if tour is not None:
             tour_times = [r["time_to_target_s"] or r["budget_s"] for r in tour]
@@ -124,7 +129,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{'policy':<9}{'reached':>8}{'median t95 s':>13}{'vs tour':>9}{'median of':>10}{'path m':>8}"
             + "".join(f"{'acc@' + str(b):>8}" for b in BUDGETS_S)
-            + f"{'final':>7}{'encodings':>10}{'views':>7}"
+            + f"{'final':>7}{'encodings':>10}{'views':>7}{'unfound':>8}{'wrong':>6}"
         )
         for policy, row in block["policies"].items():
             acc = "".join(
@@ -135,10 +140,12 @@ def table(results: dict[str, Any]) -> str:
                 f"{policy:<9}{row['reached']:>4}/{row['worlds']:<3}{row['median_time_s']:>13.0f}"
                 f"{row.get('ratio_of_median_times_to_tour', float('nan')):>8.2f}x{row.get('median_time_ratio_to_tour', float('nan')):>9.2f}x"
                 f"{row['median_path_m']:>8.1f}{acc}{row['mean_final_accuracy']:>7.2f}{row['median_encodings']:>10.0f}{row['median_views']:>7.0f}"
+                f"{row['never_found']:>8}{row['wrong_class']:>6}"
             )
     lines.append(
         f"vs tour: ratio of the median times; median of: the median over worlds of each world's ratio (target for active: "
-        f"<= {TARGET_TIME_RATIO}x). A world that never reaches {TARGET_ACCURACY:.0%} counts as the budget."
+        f"<= {TARGET_TIME_RATIO}x). A world that never reaches {TARGET_ACCURACY:.0%} counts as the budget. unfound / wrong: at the "
+        f"end, summed over worlds and robots, objects no belief matched / objects whose belief names another class."
     )
     return "\n".join(lines)
 

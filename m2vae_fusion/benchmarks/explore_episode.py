@@ -72,6 +72,7 @@ class Trace:
     path_m: list[float] = field(default_factory=list)
     encodings: list[int] = field(default_factory=list)
     views: list[int] = field(default_factory=list)
+    misses: list[dict[str, Any]] = field(default_factory=list)  # at the last record: objects not classified right
 
 
 class RobotRun:
@@ -191,7 +192,18 @@ class RobotRun:
             )  # fmt: skip
             for o in self.store.objects.values()
         ]
-        self.trace.accuracy.append(accuracy(match(self.truth, rows, MATCH_RADIUS)))
+        matches = match(self.truth, rows, MATCH_RADIUS)
+        self.trace.accuracy.append(accuracy(matches))
+        # the newest second's misses, to tell objects never found from objects classified wrong
+        self.trace.misses = [
+            {
+                "object": m.truth.label,
+                "belief": m.belief.label if m.belief else None,
+                "confidence": m.belief.confidence if m.belief else None,
+            }
+            for m in matches
+            if not m.correct
+        ]
         self.trace.path_m.append(self.path_m)
         self.trace.encodings.append(self.encodings)
         self.trace.views.append(self.explorer.views_taken)

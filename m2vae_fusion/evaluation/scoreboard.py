@@ -75,7 +75,7 @@ def table(robot: str, matches: Sequence[Match], sim_time: float, extra_beliefs: 
             continue
         sensed = "".join(SENSOR_LETTERS.get(s, s[:1].upper()) for s in b.modalities)
         mark = "✓" if m.correct else "✗"
-        gain = "" if b.gain is None else f"{b.gain:5.2f}"
+        gain = "" if b.gain is None else f"{max(b.gain, 0.0):5.2f}"  # an estimate a hair below 0 is no gain
         lines.append(
             f"  {b.object_id:10s} ({b.x:5.2f}, {b.y:5.2f})  {b.label:22s} {b.confidence:5.2f}  {sensed:6s} {gain:>5s}  "
             f"{','.join(b.robots):16s} {m.truth.label}  {mark}"
