@@ -246,3 +246,14 @@ def test_target_is_the_object_being_visited() -> None:
     assert explorer.target is None
     explorer.step(0.0, 0.0, 0.0, 0.0)
     np.testing.assert_allclose(explorer.target, [0.5, 0.0])
+
+
+def test_non_finite_beliefs_and_claims_are_ignored() -> None:
+    explorer = _known("active", (0.5, 0.0), (1.0, 0.5))
+    nan = float("nan")
+    explorer.claim([np.array([nan, nan]), np.array([1.0, 0.5])])  # a broken robot's target blocks nothing
+    explorer.assess(
+        [_assessment(0.5, 0.0, nan, 0.5), Assessment(np.array([nan, 0.0]), 0.5, 0.5), _assessment(0.5, 0.0, 0.4, math.inf)], 8
+    )
+    assert len(explorer.claims) == 1 and explorer.landmarks[0].assessment is None
+    assert _chosen(explorer) == (0, "unseen")

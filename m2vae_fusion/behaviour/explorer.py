@@ -181,6 +181,10 @@ class Explorer:
         """The newest fused beliefs (odom) over a label space of `classes` classes; each landmark takes
         the nearest within 1.5 merge distances. An object with none is valued at first_look_gain."""
         self.unseen_gain = self.config.first_look_gain or math.log(max(classes, 1))
+        # a belief with a non-finite field (a broken or hostile publisher) says nothing usable
+        assessments = [
+            a for a in assessments if np.all(np.isfinite(a.position)) and math.isfinite(a.class_entropy) and math.isfinite(a.gain)
+        ]
         radius = 1.5 * self.config.merge_distance
         for lm in self.landmarks:
             distances = [float(np.linalg.norm(a.position - lm.position)) for a in assessments]
@@ -189,7 +193,8 @@ class Explorer:
 
     def claim(self, positions: list[np.ndarray]) -> None:
         """Odom positions of the objects other robots are heading to; the belief-driven policies leave them."""
-        self.claims = [np.asarray(p, float)[:2] for p in positions]
+        claims = [np.asarray(p, float)[:2] for p in positions]
+        self.claims = [c for c in claims if np.all(np.isfinite(c))]  # a NaN claim would block every object
 
     @property
     def target(self) -> np.ndarray | None:
