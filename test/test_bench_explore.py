@@ -48,6 +48,7 @@ def test_an_episode_that_never_gets_there_counts_as_the_budget():
     assert rows["active"]["median_time_ratio_to_tour"] == pytest.approx((20 / 60 + 1) / 2)
     assert rows["active"]["ratio_of_median_times_to_tour"] == pytest.approx(40 / 60)
     assert rows["active"]["reached"] == 1 and rows["tour"]["reached"] == 0
+    assert rows["active"]["met_at_budget"] == 1 and rows["tour"]["met_at_budget"] == 0  # fast ends at 1.0
     text = table({"seeds": [0, 1], "budget_s": 60.0, "by_robots": {"1": {"policies": rows}}})
     assert "active" in text and "1/2" in text and "0.67x" in text
 
@@ -75,3 +76,16 @@ def test_a_short_episode_of_each_policy_senses_and_scores(tmp_path):
         assert row["worlds"] == 1 and episode["objects"] == world_objects(0) and "median_time_ratio_to_tour" in row
         assert episode["encodings"] > 0 and episode["path_m"] > 0.2, policy
         assert 0.0 < episode["final_accuracy"] <= 1.0, policy
+
+
+@pytest.mark.slow
+def test_demo_arena_runs_the_demos_world_with_seeded_noise(tmp_path):
+    out = tmp_path / "demo.json"
+    subprocess.run(
+        [sys.executable, "-m", "m2vae_fusion.cli", "bench", "explore", "--demo-arena", "--worlds", "1", "--robots", "1",
+         "--policies", "tour", "--budget", "4", "--jobs", "1", "--json", str(out)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    results = json.loads(out.read_text())
+    assert results["worlds"].startswith("the demo's arena")
+    assert results["by_robots"]["1"]["episodes"]["tour"]["0"]["objects"] == 8  # worlds/arena.sdf
