@@ -101,6 +101,9 @@ def test_eq10_to_15_against_hand_computation():
 
 
 def test_gradients_reach_every_encoder_and_decoder():
+    # Seeded: with 5 ReLU units, some initialisations leave a subset encoder's joint layer dead for the 6
+    # samples, and the global RNG state depended on which tests ran before (it failed in a full run).
+    torch.manual_seed(0)
     cfg = config(m=3, reencode=ReencodeConfig(alpha=1.0))
     model = build_model(cfg)
     model(batch(cfg)).loss.backward()
