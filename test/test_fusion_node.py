@@ -103,6 +103,10 @@ def peer(ros_env):
     peer.close()
 
 
+def lidar_only_beliefs(peer: Peer) -> list:
+    return [m.beliefs[0] for m in peer.beliefs if m.beliefs and list(m.beliefs[0].modalities) == ["lidar"]]
+
+
 def fusion_argv(*ros_args: str) -> list[str]:
     return [
         sys.executable,
@@ -144,6 +148,8 @@ def test_fusion_node_fuses_one_object_and_drops_bad_encodings(processes, peer: P
         sent.append(time.perf_counter())
         peer.encodings.publish(modality_encoding(modality, model_id, object_odom, 5.0 + 0.1 * k, seed=k))
         assert peer.spin_until(lambda: len(peer.latents) > count, 10, proc), f"no latent after the {modality} encoding"
+        if modality == "lidar":  # a beliefs message of the LiDAR-only belief, before the next sensing changes it
+            assert peer.spin_until(lambda: bool(lidar_only_beliefs(peer)), 5, proc), "no beliefs message of the LiDAR-only belief"
     latents = [m for _, m in peer.latents]
     assert [m.sequence for m in latents] == [1, 2, 3]
     assert [list(m.modalities) for m in latents] == [["lidar"], ["camera", "lidar"], ["camera", "lidar", "ir"]]
@@ -181,7 +187,7 @@ def test_fusion_node_fuses_one_object_and_drops_bad_encodings(processes, peer: P
     # belief, something for the belief of the LiDAR alone that came before it
     (gain,) = belief.expected_gains
     assert list(gain.modalities) == ["camera", "lidar", "ir"] and gain.kl == 0.0
-    (lidar_only, *_) = [m.beliefs[0] for m in peer.beliefs if m.beliefs and list(m.beliefs[0].modalities) == ["lidar"]]
+    (lidar_only, *_) = lidar_only_beliefs(peer)
     assert lidar_only.expected_gains[0].kl > 0.1, lidar_only.expected_gains
 
     # another model's encoding and a NaN one, each where no object is yet: no object, no latent
