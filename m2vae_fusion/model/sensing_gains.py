@@ -10,8 +10,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from m2vae_fusion.core.errors import ConfigError
+from m2vae_fusion.core.information_gain import class_entropy as core_class_entropy
 from m2vae_fusion.model.beliefs import TrackedObject
 from m2vae_fusion.model.perception_model import Belief, PerceptionModel
 
@@ -34,8 +36,8 @@ class ObjectGains:
 
 
 def class_entropy(probabilities: np.ndarray) -> float:
-    p = np.asarray(probabilities, np.float64)
-    return float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
+    """core.information_gain's class entropy (nats) of one belief's class probabilities."""
+    return float(core_class_entropy(torch.from_numpy(np.asarray(probabilities, np.float64))))
 
 
 def parse_candidates(texts: Sequence[str], modalities: Sequence[str]) -> list[tuple[str, ...]]:
