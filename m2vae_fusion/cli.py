@@ -138,8 +138,10 @@ def _add_sim_experiment_arguments(experiments: argparse._SubParsersAction) -> No
     )
     sim.add_argument("--config", type=Path, help="perception model YAML (default: config/perception.yaml)")
     sim.add_argument("--seed", type=int, default=0, help="seed of the training bag; the test bag uses seed + 1000 (default: 0)")
-    sim.add_argument("--train-samples", type=int, default=4000, help="training observations to collect (default: 4000)")
-    sim.add_argument("--test-samples", type=int, default=1000, help="test observations to collect (default: 1000)")
+    sim.add_argument(
+        "--train-samples", type=int, help="training observations to collect, half of them beyond the IR's reach (default: 8000)"
+    )
+    sim.add_argument("--test-samples", type=int, help="test observations to collect, as the training ones (default: 2000)")
     sim.add_argument("--epochs-preprocessors", type=int, help="override the beta-VAEs' epochs (quick runs)")
     sim.add_argument("--epochs-fusion", type=int, help="override the M2VAEs' epochs (quick runs)")
     sim.add_argument("--jobs", type=int, default=2, help="processes for the beta-VAEs (default: 2)")
@@ -167,12 +169,12 @@ def reproduce_sim(args: argparse.Namespace) -> int:
     from m2vae_fusion.model.config import load_stack_config
     from m2vae_fusion.reproductions import sim
 
-    if args.train_samples < 1 or args.test_samples < 1:
-        raise ValueError(f"--train-samples and --test-samples must be >= 1, got {args.train_samples}, {args.test_samples}")
+    train_samples = sim.TRAIN_SAMPLES if args.train_samples is None else args.train_samples
+    test_samples = sim.TEST_SAMPLES if args.test_samples is None else args.test_samples
+    if train_samples < 1 or test_samples < 1:
+        raise ValueError(f"--train-samples and --test-samples must be >= 1, got {train_samples}, {test_samples}")
     config = load_stack_config(args.config).with_epochs(args.epochs_preprocessors, args.epochs_fusion)
-    results = sim.reproduce_sim(
-        config, args.out, args.seed, args.train_samples, args.test_samples, args.jobs, resume=not args.no_resume
-    )
+    results = sim.reproduce_sim(config, args.out, args.seed, train_samples, test_samples, args.jobs, resume=not args.no_resume)
     print(sim.table(results))
     print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
     save_results(results, args)

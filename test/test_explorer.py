@@ -82,6 +82,30 @@ def test_a_candidate_on_a_wall_is_not_visited() -> None:
     assert free.landmarks[0].wall is False and free.plan
 
 
+@pytest.mark.parametrize("gap", [0.08, 0.09, 0.1])
+@pytest.mark.parametrize("along", [0.0, 0.01, 0.017])
+def test_an_object_next_to_a_wall_is_still_visited(gap: float, along: float) -> None:
+    # world_gen leaves 5-9 cm between an object's centre estimate and a wall's inner face (the demo's red
+    # cube: 9 cm); that wall crosses the ring on one side only, unlike a piece of the wall itself
+    explorer = Explorer()
+    wall = np.stack([np.full(121, 0.6 + gap), np.linspace(-0.6, 0.6, 121) + along], axis=1)
+    surface = 0.6 - 0.03 * np.stack([np.cos(np.linspace(-1, 1, 9)), -np.sin(np.linspace(-1, 1, 9))], axis=1)
+    for _ in range(5):
+        explorer.observe(0.0, 0.0, 0.0, np.array([[0.6, along]]), np.concatenate([wall, surface + (0, along)]))
+    explorer.step(0.0, 0.0, 0.0, 0.0)
+    assert explorer.landmarks[0].wall is False and explorer.plan
+
+
+@pytest.mark.parametrize("behind", [0.02, 0.03, 0.04])
+def test_a_piece_of_wall_is_a_wall_however_far_behind_it_the_centre_is_put(behind: float) -> None:
+    explorer = Explorer()
+    wall = np.stack([np.full(121, 0.8), np.linspace(-0.6, 0.6, 121)], axis=1)
+    for _ in range(5):
+        explorer.observe(0.0, 0.0, 0.0, np.array([[0.8 + behind, 0.013]]), wall)
+    explorer.step(0.0, 0.0, 0.0, 0.0)
+    assert explorer.landmarks[0].wall is True and not explorer.plan
+
+
 def test_waits_and_turns_while_nothing_is_known() -> None:
     explorer = Explorer()
     assert explorer.step(0.0, 0.0, 0.0, 0.0) == (0.0, pytest.approx(0.5))
@@ -152,6 +176,28 @@ def test_yaml_holds_known_valid_overrides() -> None:
         PARAMETERS[name].validate(name, value)
 
 
+def test_the_explorers_views_yield_what_it_expects_of_them() -> None:
+    # the demo's encoders (config/encoders.yaml) must see an object from view_distance with every sensor,
+    # and from far_view_distance with far_view_modalities alone; and the fusion node must estimate both
+    from m2vae_fusion.benchmarks.explore_episode import EncoderGates
+    from m2vae_fusion.model.config import MODALITIES
+    from m2vae_fusion.nodes.fusion import PARAMETERS as FUSION
+    from m2vae_fusion.perception.lidar_objects import Candidate
+
+    params = yaml.safe_load(config_path("explorer.yaml").read_text())["/**"]["ros__parameters"]
+    config = ExplorerConfig(**params)
+    gates = {m: EncoderGates.of(m) for m in MODALITIES}
+
+    def seen_from(distance: float) -> frozenset[str]:
+        ahead = Candidate(0.0, distance, distance, 0.0, 0.06, 0, 8, 9, 0.5)
+        return frozenset(m for m, gate in gates.items() if gate.admits(ahead))
+
+    assert seen_from(config.view_distance) == frozenset(MODALITIES)
+    assert seen_from(config.far_view_distance) == config.far_modalities == {"camera"}
+    candidates = {frozenset(c.split("+")) for c in FUSION["gain_candidates"].default}
+    assert {frozenset(MODALITIES), config.far_modalities} <= candidates
+
+
 def test_table_takes_defaults_and_ranges_from_explorer_config() -> None:
     from m2vae_fusion.nodes.explorer import PARAMETERS
 
@@ -206,8 +252,9 @@ def test_active_takes_the_largest_gain_per_second_and_leaves_objects_with_none()
     explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 0.6)], classes=8)
     assert _chosen(explorer) == (0, "gain")  # a little less gain, much less travel
     choice = explorer.choices[-1]
-    expected = 0.5 / (0.5 / explorer.config.linear_speed + explorer.config.dwell_s)
+    expected = 0.5 / ((0.5 - explorer.config.view_distance) / explorer.config.linear_speed + explorer.config.dwell_s)
     assert choice.gain == 0.5 and choice.score == pytest.approx(expected) and choice.class_entropy == 0.7
+    assert choice.distance == explorer.config.view_distance  # these beliefs name no far sensing: no far look
     explorer.plan.clear()
     explorer.assess([_assessment(0.5, 0.0, 0.7, 0.5), _assessment(1.5, 0.0, 0.7, 3.0)], classes=8)
     assert _chosen(explorer) == (1, "gain")  # worth the trip
@@ -226,6 +273,46 @@ def test_active_values_an_unseen_object_by_the_first_look_gain() -> None:
     explorer = _known("active", (0.5, 0.0), (1.0, 0.0), first_look_gain=0.1)
     explorer.assess([_assessment(0.5, 0.0, 0.9, 0.2)], classes=8)
     assert _chosen(explorer) == (0, "gain")  # a first look is set to be worth less than what is left to learn here
+
+
+def _far(x: float, y: float, entropy: float, near: float, far: float) -> Assessment:
+    """A belief with the gains of a look by every sensor (near) and by the camera alone (far)."""
+    gains = {frozenset({"camera", "lidar", "ir"}): near, frozenset({"camera"}): far}
+    return Assessment(np.array([x, y]), entropy, max(near, far), gains)
+
+
+def test_active_looks_from_afar_when_the_camera_is_expected_to_do_and_goes_near_when_only_the_lidar_can_tell() -> None:
+    explorer = _known("active", (1.0, 0.0))
+    config = explorer.config
+    # the colour is what the belief is unsure of: the camera from afar tells it nearly as well
+    explorer.assess([_far(1.0, 0.0, 0.7, near=0.65, far=0.6)], classes=8)
+    assert _chosen(explorer) == (0, "gain") and explorer.choices[-1].distance == config.far_view_distance
+    np.testing.assert_allclose(explorer.plan[0].position, [1.0 - config.far_view_distance, 0.0], atol=1e-12)
+    explorer.plan.clear()
+    # colour known, the shape (cube or cylinder) not: only the LiDAR, close up, can tell
+    explorer.assess([_far(1.0, 0.0, 0.69, near=0.6, far=0.01)], classes=8)
+    assert _chosen(explorer) == (0, "gain") and explorer.choices[-1].distance == config.view_distance
+    # from the next side round the object (the tour's rule: new sides first)
+    assert np.linalg.norm(explorer.plan[0].position - [1.0, 0.0]) == pytest.approx(config.view_distance)
+
+
+def test_active_takes_a_first_look_from_near_and_no_far_look_past_another_object() -> None:
+    explorer = _known("active", (1.0, 0.0))
+    explorer.assess([], classes=8)
+    assert _chosen(explorer) == (0, "unseen") and explorer.choices[-1].distance == explorer.config.view_distance
+    # another object in the far viewpoint's line of sight: from the near side then, and no failure counted
+    hidden = _known("active", (1.0, 0.0), (0.75, 0.0))
+    hidden.assess([_far(1.0, 0.0, 0.7, near=0.65, far=0.6), _assessment(0.75, 0.0, 0.0, 0.0)], classes=8)
+    assert _chosen(hidden) == (0, "gain") and hidden.choices[-1].distance == hidden.config.view_distance
+    assert hidden.landmarks[0].failed_rounds == 0
+
+
+def test_far_views_are_validated() -> None:
+    with pytest.raises(ConfigError, match="far_view_distance"):
+        ExplorerConfig(far_view_distance=0.1)
+    with pytest.raises(ConfigError, match="far_view_modalities"):
+        ExplorerConfig(far_view_modalities=" + ")
+    assert ExplorerConfig(far_view_distance=0.0, far_view_modalities="").far_view_distance == 0
 
 
 def test_belief_driven_policies_leave_claimed_and_just_viewed_objects() -> None:

@@ -300,16 +300,31 @@ def test_camera_alone_is_ambiguous_on_surface_from_some_views(tmp_path: Path) ->
 def test_viewpoints_face_the_target_and_keep_it_nearest(arena: Simulator) -> None:
     rng = np.random.default_rng(0)
     spec = ViewpointRange()
-    for target in arena.objects:
+    distances = []
+    for target in [*arena.objects, *arena.objects]:
         pose = sample_viewpoint(arena, target, rng, spec)
         distance = math.hypot(target.x - pose.x, target.y - pose.y)
-        assert spec.min_distance <= distance <= spec.max_distance
+        distances.append(distance)
+        assert spec.min_distance <= distance <= spec.far_distance
         bearing = math.atan2(target.y - pose.y, target.x - pose.x)
         assert abs((bearing - pose.yaw + math.pi) % (2 * math.pi) - math.pi) <= spec.heading_jitter + 1e-9
         assert not arena.collides(pose)
         others = [math.hypot(o.x - pose.x, o.y - pose.y) for o in arena.objects if o.name != target.name]
         assert min(others) > distance
     arena.set_robot_pose(0.0, 0.0, 0.0)
+    near = sum(d <= spec.max_distance for d in distances)
+    assert 0 < near < len(distances)  # near views (every sensor) and far ones (beyond the IR's reach), about half each
+
+
+def test_near_only_viewpoints_keep_their_seeds_draws() -> None:
+    # without far views no coin is drawn: a near-only collection's viewpoints are those it had before far views existed
+    near = ViewpointRange(far_fraction=0.0)
+    rng, plain = np.random.default_rng(3), np.random.default_rng(3)
+    assert [near.distance(rng) for _ in range(5)] == [float(plain.uniform(0.16, 0.25)) for _ in range(5)]
+    with pytest.raises(ValueError, match="far_distance"):
+        ViewpointRange(far_distance=0.2)
+    with pytest.raises(ValueError, match="far_fraction"):
+        ViewpointRange(far_fraction=1.5)
 
 
 def test_look_at_places_the_robot_on_the_bearing() -> None:

@@ -107,7 +107,7 @@ def test_the_observed_object_is_in_front_of_the_robot(bag: Path) -> None:
         bearing = np.arctan2(target.y - y, target.x - x) - (yaw_mo + yaw_ob)
         bearing = (bearing + np.pi) % (2 * np.pi) - np.pi
         beam = int(round((bearing - scan.angle_min) / scan.angle_increment))
-        assert 0.16 <= distance <= 0.25
+        assert 0.16 <= distance <= 0.5  # near views and, by default, half from beyond the IR's reach
         assert abs(scan.ranges[beam] - distance) < 0.045, (distance, scan.ranges[beam])
 
 

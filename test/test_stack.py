@@ -231,6 +231,11 @@ def test_reproduce_sim_tiny(tmp_path: Path) -> None:
     for name, rates in results["meta_sensor_runs"].items():  # the figure is the mean over the MLP seeds
         assert len(rates) == 5 and results["meta_sensor"][name] == pytest.approx(sum(rates) / len(rates))
     assert "5 MLP seeds" in proc.stdout
+    # the collection's far views (beyond the IR's reach) are scored per band of distance
+    bands = results["by_distance"]
+    assert list(bands) == ["0.00-0.25", "0.25-0.35", "0.35-0.50"] and "by distance from the LiDAR" in proc.stdout
+    assert bands["0.35-0.50"]["camera"][1] > 0 and bands["0.35-0.50"]["camera+lidar+ir"][1] == 0  # the IR reaches 0.28 m
+    assert all(0 <= rate <= 1 for band in bands.values() for rate, n in band.values() if n)
 
 
 @pytest.mark.slow

@@ -8,10 +8,15 @@ Which object to look at next is the policy's choice (`ExplorerConfig.policy`):
   however sure its belief already is (the demo's behaviour before active perception).
 - entropy: no model needed beyond the belief's class probabilities: objects not sensed yet first, then
   those whose class entropy is above `entropy_threshold`, nearest first, one side per visit.
-- active: the model's own imagination (core.information_gain): among the known objects, the one whose
-  next look is expected to reduce the class entropy most per second of travel and dwell; an object is
-  left alone once that gain falls below `gain_threshold`. Unsure objects with no gain left are then
-  revisited as by `entropy`.
+- active: the model's own imagination (core.information_gain): among the known objects and the two
+  distances a look can be taken from, the (object, distance) whose look is expected to reduce the class
+  entropy most per second of travel and dwell; an object is left alone once that gain falls below
+  `gain_threshold`. Where the robot stands decides what a look yields: from `view_distance` every
+  sensor sees the object, from `far_view_distance` only `far_view_modalities` (the camera: the LiDAR
+  reads shape and the IR ring reaches only close up, config/encoders.yaml), and the fused belief
+  carries the gain of each (the fusion node's gain_candidates). A first look is always taken from
+  near: what a far one would add to no belief at all is not estimated. Unsure objects with no gain
+  left are then revisited as by `entropy`.
 The two belief-driven policies read `Assessment`s given to `Explorer.assess` (the fused beliefs moved
 into odom) and fall back to the tour once nothing is left to learn, so the robot never stands idle.
 Objects another robot is heading to (`Explorer.claim`) are left to it.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +45,9 @@ POLICIES = ("tour", "entropy", "active")
 
 @dataclass
 class ExplorerConfig:
-    view_distance: float = 0.2  # m, robot centre to object centre when looking (training views: 0.16-0.25)
+    view_distance: float = 0.2  # m, robot centre to object centre when looking with every sensor (training views: 0.16-0.25)
+    far_view_distance: float = 0.4  # m, active's other distance, beyond the IR's reach; 0: none
+    far_view_modalities: str = "camera"  # the sensors that see an object from far_view_distance (config/encoders.yaml)
     views_per_object: int = 3  # sides looked from per round
     view_spacing: float = 1.0472  # rad between neighbouring sides (60 degrees)
     dwell_s: float = 1.5  # standing still at each side, so every sensor sends a few views
@@ -79,6 +87,14 @@ class ExplorerConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"explorer.{name} must be a finite number > 0, got {value!r}")
+        if self.far_view_distance != 0 and not (
+            math.isfinite(self.far_view_distance) and self.far_view_distance > self.view_distance
+        ):
+            raise ConfigError(
+                f"explorer.far_view_distance must be 0 (none) or farther than view_distance ({self.view_distance}), got {self.far_view_distance!r}"
+            )
+        if self.far_view_distance and not self.far_modalities:
+            raise ConfigError(f"explorer.far_view_modalities must name sensors joined by '+', got {self.far_view_modalities!r}")
         if not math.isfinite(self.first_look_gain) or self.first_look_gain < 0:
             raise ConfigError(f"explorer.first_look_gain must be a finite number >= 0, got {self.first_look_gain!r}")
         if not math.isfinite(self.dwell_s) or self.dwell_s < 0:
@@ -97,6 +113,10 @@ class ExplorerConfig:
             raise ConfigError(
                 f"explorer.clearance ({self.clearance}) must be smaller than explorer.view_distance ({self.view_distance})"
             )
+
+    @property
+    def far_modalities(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.far_view_modalities.split("+") if n.strip())
 
 
 @dataclass
@@ -119,11 +139,13 @@ class Landmark:
 @dataclass(frozen=True)
 class Assessment:
     """What the fused belief says about one object, position in odom: how unsure its class is, and how
-    much one more look (every sensor at view_distance) is expected to reduce that (nats)."""
+    much one more look is expected to reduce that (nats): `gain` the best of any sensing (every sensor,
+    at view_distance), `gains` per set of sensors (as the fusion node's gain_candidates name them)."""
 
     position: np.ndarray  # (2,)
     class_entropy: float
     gain: float
+    gains: Mapping[frozenset[str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,7 @@ class Choice:
     gain: float | None  # None: no beliefs had come yet
     class_entropy: float | None
     score: float | None = None  # active: expected gain per second of travel and dwell
+    distance: float | None = None  # m the look is taken from; None: view_distance
 
 
 @dataclass
@@ -147,10 +170,18 @@ class Goal:
 
 
 CELL = 0.02  # m, occupancy grid resolution
+SIGHT_CLEARANCE = 0.06  # m, another object's centre this close to a line of sight hides the object behind it
 MAX_FAILED_ROUNDS = 2  # an object that failed to get a view this many times in a row is left alone
 # A free-standing object leaves this ring around its centre estimate empty (its surface is within 4 cm,
-# a neighbour's beyond 11 cm at the closest spacing of world_gen); a piece of wall or clutter does not.
+# a neighbour's beyond 11 cm at the closest spacing of world_gen). A piece of wall is a short stretch of
+# a line that passes about an object radius from its centre estimate, so the line crosses the ring on
+# both sides of it: occupied directions at least WALL_SPREAD apart (120-140 degrees for a line 3-4 cm
+# out). An object next to a wall sees that wall in the ring on one side only (within +-35 degrees of
+# the direction to the wall: world_gen keeps object centres 9 cm from a wall's inner face, and the
+# wall enters the ring through the grid's cells and a centre estimate off by a centimetre), and is
+# still an object.
 RING = (0.065, 0.085)
+WALL_SPREAD = math.radians(90)
 OCCUPIED_HITS = 3  # returns in a cell over the remembered scans before it counts as occupied
 REMEMBERED_SCANS = 30  # the grid holds the newest scans only (3 s at 10 Hz): odometry drifts, old hits smear
 
@@ -183,7 +214,12 @@ class Explorer:
         self.unseen_gain = self.config.first_look_gain or math.log(max(classes, 1))
         # a belief with a non-finite field (a broken or hostile publisher) says nothing usable
         assessments = [
-            a for a in assessments if np.all(np.isfinite(a.position)) and math.isfinite(a.class_entropy) and math.isfinite(a.gain)
+            a
+            for a in assessments
+            if np.all(np.isfinite(a.position))
+            and math.isfinite(a.class_entropy)
+            and math.isfinite(a.gain)
+            and all(math.isfinite(g) for g in a.gains.values())
         ]
         radius = 1.5 * self.config.merge_distance
         for lm in self.landmarks:
@@ -232,18 +268,31 @@ class Explorer:
             else:
                 self.landmarks.append(Landmark(p))
 
-    def occupied(self, position: np.ndarray, radius: float, inner: float = 0.0) -> bool:
-        """Is there an occupied cell between `inner` and `radius` from `position` (odom)?"""
+    def occupied_cells(self, position: np.ndarray, radius: float, inner: float = 0.0) -> np.ndarray:
+        """Centres (K, 2) of the occupied cells between `inner` and `radius` from `position` (odom)."""
         reach = int(math.ceil(radius / CELL))
         ci, cj = (int(math.floor(v / CELL)) for v in position)
-        for i in range(ci - reach, ci + reach + 1):
-            for j in range(cj - reach, cj + reach + 1):
-                if (
-                    self.hits.get((i, j), 0) >= OCCUPIED_HITS
-                    and inner <= math.hypot((i + 0.5) * CELL - position[0], (j + 0.5) * CELL - position[1]) <= radius
-                ):
-                    return True
-        return False
+        cells = [
+            ((i + 0.5) * CELL, (j + 0.5) * CELL)
+            for i in range(ci - reach, ci + reach + 1)
+            for j in range(cj - reach, cj + reach + 1)
+            if self.hits.get((i, j), 0) >= OCCUPIED_HITS
+        ]
+        centres = np.array(cells, float).reshape(-1, 2)
+        distance = np.hypot(*(centres - position).T)
+        return centres[(inner <= distance) & (distance <= radius)]
+
+    def occupied(self, position: np.ndarray, radius: float, inner: float = 0.0) -> bool:
+        """Is there an occupied cell between `inner` and `radius` from `position` (odom)?"""
+        return len(self.occupied_cells(position, radius, inner)) > 0
+
+    def _on_a_wall(self, position: np.ndarray) -> bool:
+        """Is the candidate at `position` a piece of wall (occupied ring directions WALL_SPREAD apart)?"""
+        offsets = self.occupied_cells(position, RING[1], inner=RING[0]) - position
+        if len(offsets) < 2:
+            return False
+        directions = offsets / np.linalg.norm(offsets, axis=1, keepdims=True)
+        return float(np.min(directions @ directions.T)) < math.cos(WALL_SPREAD)
 
     # ------------------------------------------------------------ control
 
@@ -307,7 +356,7 @@ class Explorer:
         """Plan the next object's sides: the policy's choice (one side), else a round of the tour."""
         if self.config.policy != "tour":
             for choice in self._ranked(here, now):
-                if self._plan_object(choice.landmark, here, sides=1):
+                if self._plan_object(choice.landmark, here, sides=1, distance=choice.distance):
                     self.choices.append(choice)
                     return True
         return self._plan_tour(here)
@@ -343,14 +392,33 @@ class Explorer:
             *unseen,
             *(Choice(i, "gain", a.gain, a.class_entropy) for i in open_ if (a := self.landmarks[i].assessment)),
         ]:
-            gain = 1.0 if choice.gain is None else choice.gain  # no beliefs yet: all unseen, the nearest first
-            if gain < config.gain_threshold:
-                continue
-            seconds = distance[choice.landmark] / config.linear_speed + config.dwell_s
-            scored.append(dataclasses.replace(choice, score=gain / seconds))
+            for view, gain in self._looks(choice):
+                if gain < config.gain_threshold:
+                    continue
+                seconds = max(distance[choice.landmark] - view, 0.0) / config.linear_speed + config.dwell_s
+                scored.append(
+                    dataclasses.replace(
+                        choice, gain=gain if choice.gain is not None else None, score=gain / seconds, distance=view
+                    )
+                )
         scored.sort(key=lambda c: -c.score)
         chosen = {c.landmark for c in scored}
         return scored + sorted((c for c in unsure if c.landmark not in chosen), key=lambda c: distance[c.landmark])
+
+    def _looks(self, choice: Choice) -> list[tuple[float, float]]:
+        """(distance, expected gain) of each look active can take at the choice's object: every sensor
+        from view_distance, and where the belief carries the gain of far_view_modalities, those from
+        far_view_distance. An unseen object (no belief: nothing to imagine from) gets a near look worth
+        unseen_gain, or 1 while no beliefs have come at all, so the nearest comes first."""
+        config = self.config
+        if choice.gain is None:
+            return [(config.view_distance, 1.0)]
+        looks = [(config.view_distance, choice.gain)]
+        assessment = self.landmarks[choice.landmark].assessment
+        far = assessment.gains.get(config.far_modalities) if assessment is not None else None
+        if config.far_view_distance and far is not None:
+            looks.append((config.far_view_distance, far))
+        return looks
 
     def _plan_tour(self, here: np.ndarray) -> bool:
         """A round of the tour: the fewest rounds so far, then the nearest. Left out: pieces of wall or
@@ -365,12 +433,13 @@ class Explorer:
                 return True
         return False
 
-    def _plan_object(self, index: int, here: np.ndarray, sides: int) -> bool:
-        """Plan `sides` reachable sides of one object, starting where the last round left off (else
-        facing the robot); False for a piece of wall or when no side is reachable."""
+    def _plan_object(self, index: int, here: np.ndarray, sides: int, distance: float | None = None) -> bool:
+        """Plan `sides` reachable sides of one object from `distance` (default view_distance), starting
+        where the last round left off (else facing the robot); False for a piece of wall or when no side
+        is reachable. A side from which another object stands in the line of sight is skipped."""
         lm = self.landmarks[index]
         if lm.wall is None:
-            lm.wall = self.occupied(lm.position, RING[1], inner=RING[0])
+            lm.wall = self._on_a_wall(lm.position)
         if lm.wall:
             return False
         lm.rounds += 1
@@ -379,26 +448,35 @@ class Explorer:
         # the next round starts half a spacing past this one's last side, so rounds fill in new sides
         lm.next_side = first + (sides + 0.5) * self.config.view_spacing
         start = here
+        reach = distance or self.config.view_distance
         for k in range(sides):
             side = first + k * self.config.view_spacing
-            position = lm.position + self.config.view_distance * np.array([math.cos(side), math.sin(side)])
+            position = lm.position + reach * np.array([math.cos(side), math.sin(side)])
             waypoints = self._detours(start, position)
             legs = zip([start, *waypoints], [*waypoints, position])
             # a side inside or behind a wall or another obstacle is skipped
-            if self._blocked(position, index) or not all(self._path_free(a, b) for a, b in legs):
+            if self._blocked(position, index) or self._hidden(position, index) or not all(self._path_free(a, b) for a, b in legs):
                 continue
             self.plan.append(Goal(index, position, waypoints))
             start = position
         if self.plan:
             self._best = (math.inf, 0.0)
             return True
-        lm.failed_rounds += 1
+        if reach == self.config.view_distance:  # no far side free is no reason to give the object up
+            lm.failed_rounds += 1
         return False
 
     def _blocked(self, position: np.ndarray, own: int) -> bool:
         return self.occupied(position, self.config.robot_radius) or any(
             i != own and float(np.linalg.norm(lm.position - position)) < self.config.clearance
             for i, lm in enumerate(self.landmarks)
+        )
+
+    def _hidden(self, position: np.ndarray, own: int) -> bool:
+        """Does another known object stand in the line of sight from `position` to object `own`?"""
+        target = self.landmarks[own].position
+        return any(
+            i != own and _segment_distance(lm.position, position, target) < SIGHT_CLEARANCE for i, lm in enumerate(self.landmarks)
         )
 
     def _path_free(self, start: np.ndarray, end: np.ndarray) -> bool:

@@ -3,11 +3,12 @@ demo's perception path and behaviour in one process, without DDS.
 
 Per robot, as the demo's nodes do it: the sensors fire at 10 Hz (the SDF's rates); the LiDAR's object
 candidates and returns go to the explorer; perception.observe cuts every sensor's view of each object,
-each encoder's gates (nodes.encoder PARAMETERS: distance, bearing, nearest N) pick what it encodes,
-and the encodings, positioned in map (the simulator's true map -> odom, as the sim node publishes it),
-are fused by a BeliefStore. Once a second the belief-driven policies get their Assessments (class
-entropy of each fused belief, and the class-entropy reduction one more look with every sensor is
-expected to bring, PerceptionModel.expected_gains) and, with several robots, the objects the others
+each encoder's gates (nodes.encoder PARAMETERS with config/encoders.yaml's values: distance, bearing,
+nearest N) pick what it encodes, and the encodings, positioned in map (the simulator's true map -> odom,
+as the sim node publishes it), are fused by a BeliefStore. Once a second the belief-driven policies get
+their Assessments (class entropy of each fused belief, and the class-entropy reduction each of the
+fusion node's default gain_candidates is expected to bring, PerceptionModel.expected_gains) and, with
+several robots, the objects the others
 are heading to (the plan they would share on a topic); the gains come from model.sensing_gains, as
 in the fusion node. Own latents go to the other robots' stores at
 the stores' rate limit, as over /shared/latents. Each simulated second every robot's fused beliefs are
@@ -32,7 +33,7 @@ from m2vae_fusion.evaluation.scoreboard import BeliefRow, TrueObject, accuracy, 
 from m2vae_fusion.model.beliefs import BeliefStore, Encoding, Latent
 from m2vae_fusion.model.config import MODALITIES
 from m2vae_fusion.model.perception_model import PerceptionModel
-from m2vae_fusion.model.sensing_gains import SensingGains
+from m2vae_fusion.model.sensing_gains import SensingGains, parse_candidates
 from m2vae_fusion.model.views import view_vector
 from m2vae_fusion.perception import frames
 from m2vae_fusion.perception.features import observe
@@ -58,10 +59,16 @@ class EncoderGates:
         return self.min_distance <= candidate.distance <= self.max_distance and abs(candidate.bearing) <= self.max_bearing
 
     @classmethod
-    def defaults(cls) -> EncoderGates:
-        from m2vae_fusion.nodes.encoder import PARAMETERS
+    def of(cls, modality: str) -> EncoderGates:
+        """The demo's gates of one modality's encoder: the node's defaults with config/encoders.yaml's values."""
+        import yaml
 
-        return cls(*(PARAMETERS[n].default for n in ("min_distance", "max_distance", "max_bearing", "max_objects")))
+        from m2vae_fusion.nodes.encoder import PARAMETERS
+        from m2vae_fusion.resources import config_path
+
+        names = ("min_distance", "max_distance", "max_bearing", "max_objects")
+        overrides = yaml.safe_load(config_path("encoders.yaml").read_text())[f"/**/{modality}_encoder"]["ros__parameters"]
+        return cls(*(overrides.get(n, PARAMETERS[n].default) for n in names))
 
 
 @dataclass
@@ -97,7 +104,7 @@ class RobotRun:
         offset = self.sim.map_to_odom()
         return frames.pose_matrix(offset.x, offset.y, 0.0, 0.0, 0.0, offset.yaw)
 
-    def sense(self, now_s: float, gates: EncoderGates) -> None:
+    def sense(self, now_s: float, gates: dict[str, EncoderGates]) -> None:
         """One firing of every sensor: the explorer's scan, then the three encoders into the store."""
         from m2vae_fusion.nodes.explorer import scan_returns
 
@@ -108,14 +115,15 @@ class RobotRun:
         self.explorer.observe(
             odom.x, odom.y, odom.yaw, np.array(candidates).reshape(-1, 2), scan_returns(scan, self.mount["lidar"])
         )
-        if not any(gates.admits(c) for c in detected):
+        if not any(g.admits(c) for c in detected for g in gates.values()):
             return  # no encoder would encode anything: spare the renders (only the noise draws that follow shift)
         image, ir = self.sim.camera(), self.sim.ir()
         seen = observe(image, scan, ir, self.mount["lidar"], self.mount["ir"], self.mount["camera"], self.model.config.perception)
         map_from_base = self.map_from_odom() @ frames.pose_matrix(odom.x, odom.y, 0.0, 0.0, 0.0, odom.yaw)
         encodings = []
         for modality in MODALITIES:
-            chosen = [o for o in seen if getattr(o, modality) is not None and gates.admits(o.candidate)][: gates.max_objects]
+            gate = gates[modality]
+            chosen = [o for o in seen if getattr(o, modality) is not None and gate.admits(o.candidate)][: gate.max_objects]
             if not chosen:
                 continue
             features = self.model.features(modality, np.stack([view_vector(modality, getattr(o, modality)) for o in chosen]))
@@ -138,6 +146,7 @@ class RobotRun:
                 frames.apply(odom_from_map, o.position)[:2],
                 estimates[o.object_id].class_entropy,
                 max(estimates[o.object_id].best.entropy_reduction, 0.0),
+                {frozenset(g.modalities): g.entropy_reduction for g in estimates[o.object_id].gains},
             )
             for o in objects
         ]
@@ -223,14 +232,16 @@ def run_episode(
     import torch
 
     from m2vae_fusion.bringup.worlds import world_robots
+    from m2vae_fusion.nodes.fusion import PARAMETERS as FUSION_PARAMETERS
 
     torch.set_num_threads(1)
     model = PerceptionModel.load(model_dir)
-    gates = EncoderGates.defaults()
+    gates = {m: EncoderGates.of(m) for m in MODALITIES}
     _, placements = world_robots(world, robots)
     config = ExplorerConfig(policy=policy, **_explorer_overrides())
     runs = [RobotRun(world, p.instance, p.namespace, model, config, seed + k) for k, p in enumerate(placements)]
-    gains = {run.robot_id: SensingGains(model, [MODALITIES], samples=samples) for run in runs}
+    candidates = parse_candidates(FUSION_PARAMETERS["gain_candidates"].default, MODALITIES)
+    gains = {run.robot_id: SensingGains(model, candidates, samples=samples) for run in runs}
     try:
         for k in range(round(budget_s / DT)):
             now = k * DT

@@ -120,8 +120,8 @@ PARAMETERS: Parameters = {
     "max_objects": integer(3, "encode the nearest N object candidates the sensor sees in one scan", minimum=1),
     "min_distance": number(0.1, "encode only objects at least this far from the LiDAR [m]"),
     "max_distance": number(
-        0.3,
-        "encode only objects at most this far from the LiDAR [m]: keep it near the distances the model was trained at (0.16-0.25 m for the shipped one); farther views are out of its distribution",
+        0.5,
+        "encode only objects at most this far from the LiDAR [m]: keep it within the distances the model was trained at (the shipped one: 0.16-0.5 m) and where the sensor still tells something (config/encoders.yaml: LiDAR and IR 0.3 m); farther views are out of its distribution",
     ),
     "max_bearing": number(
         0.35,

@@ -52,7 +52,9 @@ POSE_HISTORY = 100  # odometry samples kept to find the pose at a scan's stamp (
 STALE_ODOM_S = 1.0  # wall seconds without odometry after which the node stops commanding
 
 _DESCRIPTIONS = {
-    "view_distance": "robot centre to object centre when looking [m]; keep it in the model's training range (0.16-0.25 m)",
+    "view_distance": "robot centre to object centre when looking with every sensor [m]; keep it in the model's training range (0.16-0.25 m) and every encoder's min/max_distance",
+    "far_view_distance": "the other distance active looks from, where only far_view_modalities see the object [m]; within those encoders' max_distance and beyond the others'; 0: none",
+    "far_view_modalities": "the sensors that see an object from far_view_distance, joined by '+' as the fusion node's gain_candidates name them",
     "views_per_object": "sides each object is looked at from per round",
     "view_spacing": "angle between neighbouring sides [rad]",
     "dwell_s": "seconds standing still at each side so every sensor sends a few views",
@@ -72,7 +74,8 @@ _DESCRIPTIONS = {
     "revisit_after_s": "entropy and active wait this long before choosing a just-viewed object again [s]",
     "first_look_gain": "the class-entropy reduction active expects of a first look at an object no belief covers [nats]; 0: ln(number of classes), from knowing nothing to sure",
 }
-ZERO_ALLOWED = {"dwell_s", "first_look_gain"}  # ExplorerConfig's other numbers must be > 0, its integers >= 1
+# ExplorerConfig's other numbers must be > 0, its integers >= 1
+ZERO_ALLOWED = {"dwell_s", "first_look_gain", "far_view_distance"}
 
 
 def config_parameter(field: dataclasses.Field) -> Parameter:
@@ -222,6 +225,7 @@ class ExplorerNode(Node):
                 frames.apply(odom_from, [b.position.x, b.position.y, 0.0])[:2],
                 float(b.class_entropy),
                 max((float(g.class_entropy_reduction) for g in b.expected_gains), default=0.0),
+                {frozenset(g.modalities): float(g.class_entropy_reduction) for g in b.expected_gains},
             )
             for b in msg.beliefs
         ]
@@ -268,8 +272,9 @@ class ExplorerNode(Node):
         gain = "" if choice.gain is None else f", expected gain {choice.gain:.2f} nats"
         entropy = "" if choice.class_entropy is None else f", class entropy {choice.class_entropy:.2f} nats"
         score = "" if choice.score is None else f", {choice.score:.3f} nats/s"
+        looks = "" if choice.distance is None else f", from {choice.distance:.2f} m"
         self.get_logger().info(
-            f"next: object at ({position[0]:.2f}, {position[1]:.2f}) in odom, {choice.reason}{gain}{entropy}{score}"
+            f"next: object at ({position[0]:.2f}, {position[1]:.2f}) in odom, {choice.reason}{gain}{entropy}{score}{looks}"
         )
         if self.explorer.config.policy != "tour":
             self._publish_target()

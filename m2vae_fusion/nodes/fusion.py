@@ -154,8 +154,8 @@ PARAMETERS: Parameters = {
         1.0, "publish the counts of messages taken and dropped (by reason) on /diagnostics this often [s]", positive=True
     ),
     "gain_candidates": strings(
-        ["camera+lidar+ir"],
-        "sensings whose expected gain each belief carries (modalities joined by '+'): what the active explorer weighs",
+        ["camera+lidar+ir", "camera"],
+        "sensings whose expected gain each belief carries (modalities joined by '+'): what the active explorer weighs (its looks from near, every sensor, and from afar, the camera)",
     ),
     "gain_samples": integer(
         8, "samples of each belief per gain estimate (the model's imagination, docs/active-perception.md); 0: no gains", minimum=0

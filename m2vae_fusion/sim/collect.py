@@ -1,6 +1,6 @@
 """`m2vae sim collect`: a labelled tri-modal data set as a ROS 2 bag, recorded like the paper's
 (Sec. IV): each observation shows one object from a random distance and bearing, classes in equal
-numbers. The robot is placed (teleported) for each observation; every sensor fires at that instant.
+numbers; half of them (by default) from beyond the IR's reach, where only camera and LiDAR see it. The robot is placed (teleported) for each observation; every sensor fires at that instant.
 
 Topics (all stamped with the simulated time of the observation):
   /camera/image_raw, /camera/camera_info, /scan, /ir/scan, /odom, /tf (map->odom, odom->base_link),
@@ -143,11 +143,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=ViewpointRange.heading_jitter,
         help="largest turn off the line of sight in rad (default: %(default)s)",
     )
+    parser.add_argument(
+        "--far-distance",
+        type=float,
+        default=ViewpointRange.far_distance,
+        help="farthest distance of the far views in m, beyond the IR's reach: camera and LiDAR only (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--far-fraction",
+        type=float,
+        default=ViewpointRange.far_fraction,
+        help="fraction of the observations taken from beyond --max-distance out to --far-distance; 0: near views only (default: %(default)s)",
+    )
     parser.add_argument("--noise-scale", type=float, default=1.0, help="scale every sensor's noise (0 = noise-free; default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:
-    views = ViewpointRange(args.min_distance, args.max_distance, args.heading_jitter)
+    views = ViewpointRange(args.min_distance, args.max_distance, args.heading_jitter, args.far_distance, args.far_fraction)
     report = collect(
         args.out, args.samples, args.seed, args.world, views, noise_scale=args.noise_scale, progress=sys.stderr.isatty()
     )

@@ -25,20 +25,26 @@ from m2vae_fusion.perception.labels import Labelling, default_labels
 from m2vae_fusion.perception.readings import ObjectState
 
 MODALITIES = ("camera", "lidar", "ir")
-CACHE_FORMAT = 2  # 2: only the views each sensor has (1 stored NaN rows for the others)
+CACHE_FORMAT = 3  # 3: with distances; 2: only the views each sensor has (1 stored NaN rows for the others)
 
 
 @dataclass
 class Observations:
-    """Labels (class ids, -1 unlabelled), object positions in the map and stamps, one per observed
-    object; and per sensor only the views it has: flat float32 `views[m]` of the observations
-    `rows[m]` (most candidates are seen by the LiDAR alone, so dense camera rows would be mostly empty)."""
+    """Labels (class ids, -1 unlabelled), object positions in the map, stamps and distances from the
+    LiDAR (m; NaN: unknown), one per observed object; and per sensor only the views it has: flat
+    float32 `views[m]` of the observations `rows[m]` (most candidates are seen by the LiDAR alone, so
+    dense camera rows would be mostly empty)."""
 
     views: dict[str, np.ndarray]
     rows: dict[str, np.ndarray]
     labels: np.ndarray
     positions: np.ndarray
     stamps: np.ndarray
+    distances: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.distances is None:
+            self.distances = np.full(len(self.labels), np.nan)
 
     @classmethod
     def seen_by_all(
@@ -77,6 +83,7 @@ class Observations:
             self.labels[mask],
             self.positions[mask],
             self.stamps[mask],
+            self.distances[mask],
         )
 
     def fingerprint(self) -> str:
@@ -116,7 +123,7 @@ def extract(
         raise DataError(f"/tf_static: {exc.args[0]}; the sensors' mounting transforms are needed") from None
     views: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
     rows: dict[str, list[int]] = {m: [] for m in MODALITIES}
-    label_rows, positions, stamps = [], [], []
+    label_rows, positions, stamps, distances = [], [], [], []
     sizes = {"camera": 3 * config.features.crop_pixels**2, "lidar": 2 * config.features.lidar_samples, "ir": 6}
     for frame in bag.frames:
         for seen in observe(frame.image, frame.scan, frame.ir, base_to_lidar, base_to_ir, base_to_optical, config):
@@ -128,6 +135,7 @@ def extract(
             label_rows.append(label_of(position, objects, gate, labelling) if frame.base_in_map is not None else -1)
             positions.append(position)
             stamps.append(frame.stamp)
+            distances.append(seen.candidate.distance)
     if not label_rows:
         raise DataError("no objects detected in any LiDAR scan of the bag(s)")
     return Observations(
@@ -136,6 +144,7 @@ def extract(
         np.asarray(label_rows, np.int64),
         np.asarray(positions, np.float64),
         np.asarray(stamps),
+        np.asarray(distances, np.float64),
     )
 
 
@@ -178,6 +187,7 @@ def load_observations(
                 data["labels"],
                 data["positions"],
                 data["stamps"],
+                data["distances"],
             )
     observations = extract(read_frames(list(bags), topics), config, labels, labelling=labelling)
     if cache is not None:
@@ -186,7 +196,12 @@ def load_observations(
         write_atomic(
             cache,
             lambda f: np.savez(
-                f, labels=observations.labels, positions=observations.positions, stamps=observations.stamps, **arrays
+                f,
+                labels=observations.labels,
+                positions=observations.positions,
+                stamps=observations.stamps,
+                distances=observations.distances,
+                **arrays,
             ),
         )
     return observations
