@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from m2vae_fusion.behaviour.explorer import Assessment, Explorer, ExplorerConfig
+from m2vae_fusion.behaviour.explorer import REMEMBERED_SCANS, Assessment, Explorer, ExplorerConfig
 from m2vae_fusion.core.errors import ConfigError
 from m2vae_fusion.nodes.explorer import scan_returns
 from m2vae_fusion.perception import frames
@@ -97,9 +97,13 @@ def test_an_object_next_to_a_wall_is_still_visited(gap: float, along: float) -> 
 
 
 @pytest.mark.parametrize("behind", [0.02, 0.03, 0.04])
-def test_a_piece_of_wall_is_a_wall_however_far_behind_it_the_centre_is_put(behind: float) -> None:
+@pytest.mark.parametrize("seen", ["both sides", "one side"])
+def test_a_piece_of_wall_is_a_wall_however_far_behind_it_the_centre_is_put(behind: float, seen: str) -> None:
+    # the grid holds the newest scans only: they may have seen the wall on one side of the candidate
     explorer = Explorer()
     wall = np.stack([np.full(121, 0.8), np.linspace(-0.6, 0.6, 121)], axis=1)
+    if seen == "one side":
+        wall = wall[wall[:, 1] > 0.03]
     for _ in range(5):
         explorer.observe(0.0, 0.0, 0.0, np.array([[0.8 + behind, 0.013]]), wall)
     explorer.step(0.0, 0.0, 0.0, 0.0)
@@ -216,8 +220,13 @@ def test_table_takes_defaults_and_ranges_from_explorer_config() -> None:
 def _known(policy: str, *objects: tuple[float, float], **config) -> Explorer:
     """An explorer that has seen each object (odom x, y) often enough to visit it, in an empty room."""
     explorer = Explorer(ExplorerConfig(policy=policy, **config))
+    centres = np.array(objects, float).reshape(-1, 2)
+    # the LiDAR's returns of each object's face toward the robot at the origin, 3 cm before its centre
+    toward = -centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    across = np.stack([-toward[:, 1], toward[:, 0]], axis=1)
+    surface = np.concatenate([centres + 0.03 * toward + k * 0.01 * across for k in (-1, 0, 1)])
     for _ in range(3):
-        explorer.observe(0.0, 0.0, 0.0, np.array(objects, float).reshape(-1, 2))
+        explorer.observe(0.0, 0.0, 0.0, centres, surface)
     return explorer
 
 
@@ -326,6 +335,32 @@ def test_belief_driven_policies_leave_claimed_and_just_viewed_objects() -> None:
         assert _chosen(explorer, now=10.0)[0] == 1, policy  # viewed a second ago
         explorer.plan.clear()
         assert _chosen(explorer, now=9.0 + explorer.config.revisit_after_s)[0] == 0, policy
+
+
+def test_belief_driven_policies_stop_looking_at_what_never_gets_a_belief() -> None:
+    # another robot standing still, say: the LiDAR takes it for an object, the encoders never send a belief
+    for policy in ("entropy", "active"):
+        explorer = _known(policy, (0.5, 0.0), (1.5, 0.0))
+        explorer.assess([], classes=8)
+        explorer.landmarks[0].looks = 1
+        assert _chosen(explorer) == (1, "unseen"), policy
+        explorer.plan.clear()
+        explorer.landmarks[1].looks = 1
+        assert _chosen(explorer)[1] == "tour", policy  # nothing left but the tour
+
+
+def test_belief_driven_policies_skip_an_unseen_object_the_scans_no_longer_show_where_it_should_be() -> None:
+    surface = np.array([[0.47, 0.0], [0.475, 0.01], [0.475, -0.01]])
+    for policy in ("entropy", "active"):
+        explorer = _known(policy, (0.5, 0.0), (0.9, 0.0))
+        for _ in range(REMEMBERED_SCANS):  # the newest scans show the far one's surface, nothing at the near one
+            explorer.observe(0.0, 0.0, 0.0, np.zeros((0, 2)), surface + (0.4, 0.0))
+        explorer.assess([], classes=8)
+        assert _chosen(explorer) == (1, "unseen"), policy
+        explorer.plan.clear()
+        for _ in range(3):
+            explorer.observe(0.0, 0.0, 0.0, np.zeros((0, 2)), np.concatenate([surface, surface + (0.4, 0.0)]))
+        assert _chosen(explorer) == (0, "unseen"), policy  # there again: the nearer first
 
 
 def test_target_is_the_object_being_visited() -> None:

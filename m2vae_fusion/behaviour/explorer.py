@@ -133,6 +133,7 @@ class Landmark:
     failed_rounds: int = 0
     wall: bool | None = None  # a piece of wall or clutter, not an object: decided when first planned
     viewed_at: float = -math.inf  # time the last view of it ended
+    looks: int = 0  # views of it taken (dwells ended)
     assessment: Assessment | None = None  # the nearest fused belief, if any
 
 
@@ -172,16 +173,19 @@ class Goal:
 CELL = 0.02  # m, occupancy grid resolution
 SIGHT_CLEARANCE = 0.06  # m, another object's centre this close to a line of sight hides the object behind it
 MAX_FAILED_ROUNDS = 2  # an object that failed to get a view this many times in a row is left alone
+MAX_BLIND_LOOKS = 1  # the belief-driven policies leave an object no belief covers after this many looks
+IN_VIEW = 1.0  # m: the newest scans show the surface of an object this close, unless something hides it
 # A free-standing object leaves this ring around its centre estimate empty (its surface is within 4 cm,
 # a neighbour's beyond 11 cm at the closest spacing of world_gen). A piece of wall is a short stretch of
-# a line that passes about an object radius from its centre estimate, so the line crosses the ring on
-# both sides of it: occupied directions at least WALL_SPREAD apart (120-140 degrees for a line 3-4 cm
-# out). An object next to a wall sees that wall in the ring on one side only (within +-35 degrees of
-# the direction to the wall: world_gen keeps object centres 9 cm from a wall's inner face, and the
-# wall enters the ring through the grid's cells and a centre estimate off by a centimetre), and is
-# still an object.
+# a line that passes about an object radius (3 cm) from its centre estimate; the occupied cells from the
+# ring out to WALL_REACH lie along that line, on one side or both (the grid holds only the newest
+# scans, which may have seen one side). An object next to a wall sees that wall there too, but along a
+# line at least 8 cm out (world_gen keeps object centres 9 cm from a wall's inner face, less a grid
+# cell). So a candidate is a piece of wall when the line through those cells passes within
+# WALL_LINE of it.
 RING = (0.065, 0.085)
-WALL_SPREAD = math.radians(90)
+WALL_REACH = 0.11
+WALL_LINE = 0.055
 OCCUPIED_HITS = 3  # returns in a cell over the remembered scans before it counts as occupied
 REMEMBERED_SCANS = 30  # the grid holds the newest scans only (3 s at 10 Hz): odometry drifts, old hits smear
 
@@ -287,12 +291,15 @@ class Explorer:
         return len(self.occupied_cells(position, radius, inner)) > 0
 
     def _on_a_wall(self, position: np.ndarray) -> bool:
-        """Is the candidate at `position` a piece of wall (occupied ring directions WALL_SPREAD apart)?"""
-        offsets = self.occupied_cells(position, RING[1], inner=RING[0]) - position
-        if len(offsets) < 2:
+        """Is the candidate at `position` a piece of wall: something in the ring, on a line that passes
+        within WALL_LINE of it (fitted to the occupied cells out to WALL_REACH)?"""
+        if not self.occupied(position, RING[1], inner=RING[0]):
             return False
-        directions = offsets / np.linalg.norm(offsets, axis=1, keepdims=True)
-        return float(np.min(directions @ directions.T)) < math.cos(WALL_SPREAD)
+        cells = self.occupied_cells(position, WALL_REACH, inner=RING[0])
+        centred = cells - cells.mean(axis=0)
+        direction = np.linalg.svd(centred, full_matrices=False)[2][0]  # the cells' principal axis
+        offset = position - cells.mean(axis=0)
+        return abs(float(offset[0] * direction[1] - offset[1] * direction[0])) < WALL_LINE
 
     # ------------------------------------------------------------ control
 
@@ -307,6 +314,7 @@ class Explorer:
             viewed = self.landmarks[self.plan.pop(0).landmark]
             viewed.failed_rounds = 0
             viewed.viewed_at = now
+            viewed.looks += 1
             self._best = (math.inf, now)
         if not self.plan and not self._plan_next(here, now):
             return 0.0, self.config.angular_speed / 3  # nothing known yet: turn slowly so the scans cover the room
@@ -379,7 +387,11 @@ class Explorer:
             and all(float(np.linalg.norm(c - self.landmarks[i].position)) > config.merge_distance for c in self.claims)
         ]
         distance = {i: float(np.linalg.norm(self.landmarks[i].position - here)) for i in open_}
-        unseen = [Choice(i, "unseen", self.unseen_gain, None) for i in open_ if self.landmarks[i].assessment is None]
+        unseen = [
+            Choice(i, "unseen", self.unseen_gain, None)
+            for i in open_
+            if self.landmarks[i].assessment is None and (self.unseen_gain is None or self._worth_a_first_look(i, distance[i]))
+        ]
         unsure = [
             Choice(i, "unsure", a.gain, a.class_entropy)
             for i in open_
@@ -404,6 +416,14 @@ class Explorer:
         scored.sort(key=lambda c: -c.score)
         chosen = {c.landmark for c in scored}
         return scored + sorted((c for c in unsure if c.landmark not in chosen), key=lambda c: distance[c.landmark])
+
+    def _worth_a_first_look(self, index: int, distance: float) -> bool:
+        """An object no belief covers is left alone after MAX_BLIND_LOOKS looks (the perception does not see
+        it as an object: another robot, a piece of clutter the encoders reject), and while it is in view
+        but the newest scans show nothing where it should be (a stray candidate, or one that drifted with
+        the odometry; it may be hidden, and is looked at once it shows again)."""
+        lm = self.landmarks[index]
+        return lm.looks < MAX_BLIND_LOOKS and (distance > IN_VIEW or self.occupied(lm.position, RING[0]))
 
     def _looks(self, choice: Choice) -> list[tuple[float, float]]:
         """(distance, expected gain) of each look active can take at the choice's object: every sensor
