@@ -110,6 +110,19 @@ def test_a_piece_of_wall_is_a_wall_however_far_behind_it_the_centre_is_put(behin
     assert explorer.landmarks[0].wall is True and not explorer.plan
 
 
+def test_a_jammed_robot_backs_off_and_gives_no_object_up() -> None:
+    # pushed against a wall 4 cm ahead, with the only object behind that wall: no path starts from here
+    explorer = Explorer()
+    wall = np.stack([np.full(41, 0.04), np.linspace(-0.4, 0.4, 41)], axis=1)
+    for _ in range(5):
+        explorer.observe(0.0, 0.0, 0.0, np.array([[0.5, 0.0]]), wall)
+    linear, angular = explorer.step(0.0, 0.0, 0.0, 0.0)
+    assert not explorer.plan and explorer.landmarks[0].failed_rounds == 0
+    assert linear == 0.0 and abs(angular) == pytest.approx(explorer.config.angular_speed)  # turning away first
+    linear, angular = explorer.step(0.0, 0.0, math.pi, 0.1)
+    assert linear > 0 and abs(angular) < 0.5  # then off, away from the wall
+
+
 def test_waits_and_turns_while_nothing_is_known() -> None:
     explorer = Explorer()
     assert explorer.step(0.0, 0.0, 0.0, 0.0) == (0.0, pytest.approx(0.5))

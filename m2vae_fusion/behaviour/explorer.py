@@ -317,6 +317,8 @@ class Explorer:
             viewed.looks += 1
             self._best = (math.inf, now)
         if not self.plan and not self._plan_next(here, now):
+            if self._jammed(here):
+                return self._back_off(here, yaw)
             return 0.0, self.config.angular_speed / 3  # nothing known yet: turn slowly so the scans cover the room
         goal = self.plan[0]
         target = goal.waypoints[0] if goal.waypoints else goal.position
@@ -337,6 +339,17 @@ class Explorer:
             return 0.0, self._turn(error)
         self.dwell_until = now + self.config.dwell_s
         return 0.0, 0.0
+
+    def _jammed(self, here: np.ndarray) -> bool:
+        """Is something within the robot's radius (pushed against a wall, another robot, an object)?"""
+        return self.occupied(here, self.config.robot_radius)
+
+    def _back_off(self, here: np.ndarray, yaw: float) -> tuple[float, float]:
+        """Turn away from what is within the robot's radius and drive off it: no path starts from here."""
+        away = here - self.occupied_cells(here, self.config.robot_radius).mean(axis=0)
+        norm = float(np.linalg.norm(away))
+        direction = away / norm if norm > 1e-9 else np.array([math.cos(yaw + math.pi), math.sin(yaw + math.pi)])
+        return self._drive(here, yaw, here + self.config.robot_radius * direction, self.config.robot_radius)
 
     def _drive(self, here: np.ndarray, yaw: float, target: np.ndarray, distance: float) -> tuple[float, float]:
         heading = math.atan2(target[1] - here[1], target[0] - here[0])
@@ -482,7 +495,8 @@ class Explorer:
         if self.plan:
             self._best = (math.inf, 0.0)
             return True
-        if reach == self.config.view_distance:  # no far side free is no reason to give the object up
+        # neither no free far side nor being jammed where the robot stands is the object's fault
+        if reach == self.config.view_distance and not self._jammed(here):
             lm.failed_rounds += 1
         return False
 

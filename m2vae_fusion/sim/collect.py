@@ -125,36 +125,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, required=True, help="number of labelled observations")
     parser.add_argument("--seed", type=int, default=0, help="seed for viewpoints and sensor noise (default: 0)")
     parser.add_argument("--world", type=Path, help="world SDF with every class in it (default: the package's worlds/arena.sdf)")
-    parser.add_argument(
-        "--min-distance",
-        type=float,
-        default=ViewpointRange.min_distance,
-        help="nearest robot-to-object distance in m (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-distance",
-        type=float,
-        default=ViewpointRange.max_distance,
-        help="farthest robot-to-object distance in m (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--heading-jitter",
-        type=float,
-        default=ViewpointRange.heading_jitter,
-        help="largest turn off the line of sight in rad (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--far-distance",
-        type=float,
-        default=ViewpointRange.far_distance,
-        help="farthest distance of the far views in m, beyond the IR's reach: camera and LiDAR only (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--far-fraction",
-        type=float,
-        default=ViewpointRange.far_fraction,
-        help="fraction of the observations taken from beyond --max-distance out to --far-distance; 0: near views only (default: %(default)s)",
-    )
+    for name, text in (
+        ("min_distance", "nearest robot-to-object distance in m"),
+        ("max_distance", "farthest robot-to-object distance in m of the near views, which every sensor sees"),
+        ("heading_jitter", "largest turn off the line of sight in rad"),
+        ("far_distance", "farthest distance of the far views in m, beyond the IR's reach: camera and LiDAR only"),
+        (
+            "far_fraction",
+            "fraction of the observations taken from beyond --max-distance out to --far-distance; 0: near views only",
+        ),
+    ):
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=float, default=getattr(ViewpointRange, name), help=f"{text} (default: %(default)s)")
     parser.add_argument("--noise-scale", type=float, default=1.0, help="scale every sensor's noise (0 = noise-free; default: 1)")
 
 
