@@ -83,13 +83,16 @@ def test_bag_frames_pair_every_scan_with_image_ir_and_pose(bag: Path) -> None:
 @pytest.mark.slow
 def test_observations_carry_the_observed_label(bag: Path) -> None:
     observations = load_observations([bag], PerceptionConfig())
+    # the target of every view is seen by camera and LiDAR; of the near half (the collection's default)
+    # by the IR too
+    targets = (observations.labels >= 0) & observations.seen("camera") & observations.seen("lidar")
     complete = observations.complete()
-    assert complete.sum() >= 0.9 * SAMPLES  # the target of every view is seen by all three sensors
+    assert targets.sum() >= 0.9 * SAMPLES and complete.sum() >= 0.3 * SAMPLES
     assert observations.views["camera"].shape[1] == 3 * 64 * 64 and observations.views["lidar"].shape[1] == 64
     for m in ("camera", "lidar", "ir"):
         seen = observations.views[m]
         assert len(seen) == observations.seen(m).sum() and seen.min() >= 0 and seen.max() <= 1
-    # the complete views are the targets: their labels are the ones /ground_truth/observed names, in order
+    # the views camera and LiDAR have are the targets: their labels are the ones /ground_truth/observed names, in order
     from rosbags.highlevel import AnyReader
 
     from m2vae_fusion.data.rosbag_types import typestore
@@ -99,8 +102,8 @@ def test_observations_carry_the_observed_label(bag: Path) -> None:
         observed = [
             reader.deserialize(raw, c.msgtype).objects[0].class_id for c, _, raw in reader.messages(connections=connections)
         ]
-    stamps = np.unique(observations.stamps[complete])
-    by_stamp = {s: observations.labels[complete][observations.stamps[complete] == s] for s in stamps}
+    stamps = np.unique(observations.stamps[targets])
+    by_stamp = {s: observations.labels[targets][observations.stamps[targets] == s] for s in stamps}
     matches = sum(int(observed[k] in by_stamp.get(s, [])) for k, s in enumerate(sorted(set(observations.stamps))))
     assert matches >= 0.9 * SAMPLES
 
