@@ -18,9 +18,9 @@ class ViewpointRange:
     line of sight (rad) so the object is not always in the image centre. The near range keeps the
     object within reach of the IR sensor facing it (25 cm from the robot's centre, one ray each) and
     the whole object within the camera's crop (nearer, a 16 cm crop overflows the 320x240 image).
-    `far_fraction` of the observations are taken from beyond that, out to `far_distance`, where only
-    the camera and the LiDAR see the object: the ranges the encoders accept those two sensors at
-    (config/encoders.yaml), so a model trained on such a collection has seen what they will send."""
+    `far_fraction` of the observations are taken from beyond that, out to `far_distance`, where the IR
+    ring does not reach: the camera encoder takes objects out to 0.5 m (config/encoders.yaml), so a
+    model trained on such a collection has seen what it will send."""
 
     min_distance: float = 0.16
     max_distance: float = 0.25
