@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -272,23 +272,25 @@ class Explorer:
             else:
                 self.landmarks.append(Landmark(p))
 
-    def occupied_cells(self, position: np.ndarray, radius: float, inner: float = 0.0) -> np.ndarray:
-        """Centres (K, 2) of the occupied cells between `inner` and `radius` from `position` (odom)."""
+    def _cells(self, position: np.ndarray, radius: float, inner: float) -> Iterator[tuple[float, float]]:
+        """Centres of the occupied cells between `inner` and `radius` from `position` (odom), lazily."""
         reach = int(math.ceil(radius / CELL))
         ci, cj = (int(math.floor(v / CELL)) for v in position)
-        cells = [
-            ((i + 0.5) * CELL, (j + 0.5) * CELL)
-            for i in range(ci - reach, ci + reach + 1)
-            for j in range(cj - reach, cj + reach + 1)
-            if self.hits.get((i, j), 0) >= OCCUPIED_HITS
-        ]
-        centres = np.array(cells, float).reshape(-1, 2)
-        distance = np.hypot(*(centres - position).T)
-        return centres[(inner <= distance) & (distance <= radius)]
+        for i in range(ci - reach, ci + reach + 1):
+            for j in range(cj - reach, cj + reach + 1):
+                if self.hits.get((i, j), 0) >= OCCUPIED_HITS:
+                    centre = ((i + 0.5) * CELL, (j + 0.5) * CELL)
+                    if inner <= math.hypot(centre[0] - position[0], centre[1] - position[1]) <= radius:
+                        yield centre
+
+    def occupied_cells(self, position: np.ndarray, radius: float, inner: float = 0.0) -> np.ndarray:
+        """Centres (K, 2) of the occupied cells between `inner` and `radius` from `position` (odom)."""
+        return np.array(list(self._cells(position, radius, inner)), float).reshape(-1, 2)
 
     def occupied(self, position: np.ndarray, radius: float, inner: float = 0.0) -> bool:
         """Is there an occupied cell between `inner` and `radius` from `position` (odom)?"""
-        return len(self.occupied_cells(position, radius, inner)) > 0
+        # the planner asks this for every step of every path it tries: stop at the first cell
+        return next(self._cells(position, radius, inner), None) is not None
 
     def _on_a_wall(self, position: np.ndarray) -> bool:
         """Is the candidate at `position` a piece of wall: something in the ring, on a line that passes
