@@ -244,7 +244,8 @@ def _known(policy: str, *objects: tuple[float, float], **config) -> Explorer:
 
 
 def _assessment(x: float, y: float, entropy: float, gain: float) -> Assessment:
-    return Assessment(np.array([x, y]), entropy, gain)
+    """A belief whose look with every sensor is expected to gain `gain`."""
+    return Assessment(np.array([x, y]), entropy, {frozenset({"camera", "lidar", "ir"}): gain})
 
 
 def _chosen(explorer: Explorer, now: float = 0.0) -> tuple[int, str]:
@@ -300,7 +301,7 @@ def test_active_values_an_unseen_object_by_the_first_look_gain() -> None:
 def _far(x: float, y: float, entropy: float, near: float, far: float) -> Assessment:
     """A belief with the gains of a look by every sensor (near) and by the camera alone (far)."""
     gains = {frozenset({"camera", "lidar", "ir"}): near, frozenset({"camera"}): far}
-    return Assessment(np.array([x, y]), entropy, max(near, far), gains)
+    return Assessment(np.array([x, y]), entropy, gains)
 
 
 def test_active_looks_from_afar_when_the_camera_is_expected_to_do_and_goes_near_when_only_the_lidar_can_tell() -> None:
@@ -387,8 +388,6 @@ def test_non_finite_beliefs_and_claims_are_ignored() -> None:
     explorer = _known("active", (0.5, 0.0), (1.0, 0.5))
     nan = float("nan")
     explorer.claim([np.array([nan, nan]), np.array([1.0, 0.5])])  # a broken robot's target blocks nothing
-    explorer.assess(
-        [_assessment(0.5, 0.0, nan, 0.5), Assessment(np.array([nan, 0.0]), 0.5, 0.5), _assessment(0.5, 0.0, 0.4, math.inf)], 8
-    )
+    explorer.assess([_assessment(0.5, 0.0, nan, 0.5), _assessment(nan, 0.0, 0.5, 0.5), _assessment(0.5, 0.0, 0.4, math.inf)], 8)
     assert len(explorer.claims) == 1 and explorer.landmarks[0].assessment is None
     assert _chosen(explorer) == (0, "unseen")

@@ -140,13 +140,17 @@ class Landmark:
 @dataclass(frozen=True)
 class Assessment:
     """What the fused belief says about one object, position in odom: how unsure its class is, and how
-    much one more look is expected to reduce that (nats): `gain` the best of any sensing (every sensor,
-    at view_distance), `gains` per set of sensors (as the fusion node's gain_candidates name them)."""
+    much one more look is expected to reduce that (nats), per set of sensors a look may yield (as the
+    fusion node's gain_candidates name them)."""
 
     position: np.ndarray  # (2,)
     class_entropy: float
-    gain: float
     gains: Mapping[frozenset[str], float] = field(default_factory=dict)
+
+    @property
+    def gain(self) -> float:
+        """The best of any sensing (a look with every sensor, at view_distance); 0 without gains."""
+        return max(self.gains.values(), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,6 @@ class Explorer:
             for a in assessments
             if np.all(np.isfinite(a.position))
             and math.isfinite(a.class_entropy)
-            and math.isfinite(a.gain)
             and all(math.isfinite(g) for g in a.gains.values())
         ]
         radius = 1.5 * self.config.merge_distance

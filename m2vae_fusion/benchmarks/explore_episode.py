@@ -145,7 +145,6 @@ class RobotRun:
             Assessment(
                 frames.apply(odom_from_map, o.position)[:2],
                 estimates[o.object_id].class_entropy,
-                max(estimates[o.object_id].best.entropy_reduction, 0.0),
                 {frozenset(g.modalities): g.entropy_reduction for g in estimates[o.object_id].gains},
             )
             for o in objects

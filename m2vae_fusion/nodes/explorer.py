@@ -224,7 +224,6 @@ class ExplorerNode(Node):
             Assessment(
                 frames.apply(odom_from, [b.position.x, b.position.y, 0.0])[:2],
                 float(b.class_entropy),
-                max((float(g.class_entropy_reduction) for g in b.expected_gains), default=0.0),
                 {frozenset(g.modalities): float(g.class_entropy_reduction) for g in b.expected_gains},
             )
             for b in msg.beliefs
