@@ -2,9 +2,10 @@
 
 Collects a training bag in worlds/arena.sdf and a test bag in another world with other seeds (both
 with the collection's default viewpoints: half near, where every sensor sees the object, half
-beyond the IR's reach), trains the perception model (beta-VAEs, then the M2VAE with the re-encoding loss, and a second
-M2VAE without it on the same features), and reports the accuracies of m2vae_fusion.evaluation.classification
-beside the paper's figures.
+beyond the IR's reach), trains the perception model (beta-VAEs, then the M2VAE with the re-encoding
+loss, and a second M2VAE without it on the same features), and reports the accuracies of
+m2vae_fusion.evaluation.classification beside the paper's figures, then the model's accuracy by
+distance (`by_distance`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`m2vae sim collect`: a labelled tri-modal data set as a ROS 2 bag, recorded like the paper's
 (Sec. IV): each observation shows one object from a random distance and bearing, classes in equal
-numbers; half of them (by default) from beyond the IR's reach, where only camera and LiDAR see it. The robot is placed (teleported) for each observation; every sensor fires at that instant.
+numbers; half of them (by default) from beyond the IR's reach, where only camera and LiDAR see it.
+The robot is placed (teleported) for each observation; every sensor fires at that instant.
 
 Topics (all stamped with the simulated time of the observation):
   /camera/image_raw, /camera/camera_info, /scan, /ir/scan, /odom, /tf (map->odom, odom->base_link),
