@@ -569,6 +569,113 @@ class BeliefStore:
         )
         return stale
 
+    # ------------------------------------------------------------ persistence (model.belief_snapshot)
+
+    def state(self) -> dict:
+        """Everything the table knows, as plain JSON types: each object's own belief, evidence,
+        position and sharing sequence, the foreign latents it holds, and the records that refuse
+        replays (accepted sequences and stamps, links, the forgetting horizon). Fused beliefs and
+        classes are not stored: `from_state` recomputes them. Not stored either: rate buckets and
+        what is due for sharing (a restored store shares every own belief once more)."""
+        return {
+            "next_id": self._next_id,
+            "horizon_ns": self._horizon_ns,
+            "accepted": [[*key, sequence, stamp] for key, (sequence, stamp) in self._accepted.items()],
+            "links": [[*key, object_id] for key, object_id in self._links.items()],
+            "objects": [_object_state(obj) for obj in self.objects.values()],
+        }
+
+    @classmethod
+    def from_state(cls, model: PerceptionModel, robot_id: str, config: BeliefStoreConfig | None, state: dict) -> BeliefStore:
+        """A store holding `state` (from `state()`), fused beliefs and classes recomputed. Raises
+        ValueError (or KeyError / TypeError) naming the first part that does not fit the model."""
+        store = cls(model, robot_id, config)
+        store._next_id = int(state["next_id"])
+        store._horizon_ns = int(state["horizon_ns"])
+        store._accepted = {(str(r), str(o)): (int(seq), int(stamp)) for r, o, seq, stamp in state["accepted"]}
+        store._links = {(str(r), str(o)): str(object_id) for r, o, object_id in state["links"]}
+        for item in state["objects"]:
+            obj = store._object_from_state(item)
+            store.objects[obj.object_id] = obj
+            store._index.place(obj.object_id, obj.position)
+            if obj.belief is not None:
+                obj.unshared = True
+                store._unshared[obj.object_id] = None
+        stamps = [obj.own_update_ns for obj in store.objects.values() if obj.belief is not None]
+        stamps += [x.stamp_ns for obj in store.objects.values() for x in obj.foreign.values()]
+        store._oldest_ns = min([*stamps, *(stamp for _, stamp in store._accepted.values())], default=math.inf)
+        store._refuse(list(store.objects.values()))
+        return store
+
+    def skip_ahead(self, ids: int, sequences: int) -> None:
+        """After a restore from a snapshot: the lost time since it may have given out up to `ids`
+        object ids and `sequences` latents per object, which other robots hold on to (they link a
+        (robot, object id) to their object and refuse sequence numbers not above the last they
+        took), so none of them is given out again."""
+        self._next_id += ids
+        for obj in self.objects.values():
+            if obj.belief is not None:
+                obj.sequence += sequences
+
+    def _object_from_state(self, item: dict) -> TrackedObject:
+        own = item["belief"]
+        belief = None if own is None else self._checked_belief(own["mean"], own["log_var"], own["sensed"])
+        evidence = {}
+        for modality, e in item["evidence"].items():
+            if modality not in self.modalities:
+                raise ValueError(f"object {item['id']}: unknown modality {modality!r}")
+            last, mean = np.asarray(e["last"], np.float32), np.asarray(e["mean"], np.float64)
+            if last.shape != (self.feature_dim,) or mean.shape != (self.feature_dim,):
+                raise ValueError(f"object {item['id']}: {modality} features do not have the model's {self.feature_dim} values")
+            evidence[modality] = Evidence(last, mean, int(e["count"]))
+        foreign = {}
+        for x in item["foreign"]:
+            latent = Latent(
+                str(x["robot_id"]),
+                str(x["object_id"]),
+                self.model.model_id,
+                int(x["sequence"]),
+                tuple(x["modalities"]),
+                tuple(x["contributors"]),
+                np.asarray(x["mean"], np.float32),
+                np.asarray(x["log_var"], np.float32),
+                np.asarray(x["position"], np.float64),
+                int(x["stamp_ns"]),
+            )
+            self._checked_belief(latent.mean, latent.log_var, latent.modalities)
+            foreign[latent.key] = latent
+        if belief is None and not foreign:
+            raise ValueError(f"object {item['id']}: neither own sensing nor a foreign latent")
+        position = np.asarray(item["position"], np.float64)
+        if position.shape != (3,) or not np.all(np.isfinite(position)):
+            raise ValueError(f"object {item['id']}: position {item['position']!r} is not 3 finite numbers")
+        return TrackedObject(
+            str(item["id"]),
+            position,
+            belief,
+            belief or Belief(np.zeros(self.latent_dim, np.float32), np.zeros(self.latent_dim, np.float32), ()),
+            np.zeros(len(self.model.labels.classes)),
+            0,
+            int(item["own_update_ns"]),
+            tuple(item["contributors"]),
+            evidence,
+            position_count=int(item["position_count"]),
+            sequence=int(item["sequence"]),
+            foreign=foreign,
+        )
+
+    def _checked_belief(self, mean: list | np.ndarray, log_var: list | np.ndarray, sensed: Iterable[str]) -> Belief:
+        belief = Belief(np.asarray(mean, np.float32), np.asarray(log_var, np.float32), tuple(sensed))
+        if belief.mean.shape != (self.latent_dim,) or belief.log_var.shape != (self.latent_dim,):
+            raise ValueError(
+                f"a belief of shapes {belief.mean.shape}, {belief.log_var.shape}: the model's latent is ({self.latent_dim},)"
+            )
+        if not (np.all(np.isfinite(belief.mean)) and np.all(np.isfinite(belief.log_var))):
+            raise ValueError("a belief holds NaN or inf")
+        if not belief.sensed or any(m not in self.modalities for m in belief.sensed):
+            raise ValueError(f"a belief's modalities {list(belief.sensed)} are not ones of {list(self.modalities)}")
+        return belief
+
     def transform(self, parent_to_frame: np.ndarray) -> None:
         """Re-express every position in a parent frame (4x4 parent_to_frame, tf convention), e.g. when
         the node switches from odom to map."""
@@ -582,3 +689,33 @@ class BeliefStore:
             if obj.used is not None:
                 obj.used = obj.foreign[obj.used.key]
             self._index.place(obj.object_id, obj.position)
+
+
+def _object_state(obj: TrackedObject) -> dict:
+    own = obj.belief
+    return {
+        "id": obj.object_id,
+        "position": obj.position.tolist(),
+        "belief": None
+        if own is None
+        else {"mean": own.mean.tolist(), "log_var": own.log_var.tolist(), "sensed": list(own.sensed)},
+        "own_update_ns": obj.own_update_ns,
+        "contributors": list(obj.contributors),
+        "evidence": {m: {"last": e.last.tolist(), "mean": e.mean.tolist(), "count": e.count} for m, e in obj.evidence.items()},
+        "position_count": obj.position_count,
+        "sequence": obj.sequence,
+        "foreign": [
+            {
+                "robot_id": x.robot_id,
+                "object_id": x.object_id,
+                "sequence": x.sequence,
+                "modalities": list(x.modalities),
+                "contributors": list(x.contributors),
+                "mean": np.asarray(x.mean).tolist(),
+                "log_var": np.asarray(x.log_var).tolist(),
+                "position": np.asarray(x.position, np.float64).tolist(),
+                "stamp_ns": x.stamp_ns,
+            }
+            for x in obj.foreign.values()
+        ],
+    }
