@@ -1,8 +1,10 @@
 """Several robots sharing latents: sim.launch.py with robots:=2 by default.
 
   ros2 launch m2vae_fusion multi_robot.launch.py [robots:=N] [simulator:=...] [world:=...] [rviz:=...]
+      [fleet_key:=FILE]
 
-Every other argument of sim.launch.py passes through. Each robot runs in its namespace robotK with its
+Every other argument of sim.launch.py passes through (fleet_key:=FILE: every robot signs and verifies
+the latents it shares with that fleet key file). Each robot runs in its namespace robotK with its
 own sensors, encoders and fusion node; the fusion nodes exchange latents on /shared/latents.
 """
 

@@ -4,7 +4,8 @@ simulator, a bag being played):
   ros2 launch m2vae_fusion perception.launch.py namespace:=robot1 model:=models/mine
       [image_topic:=camera/image_raw] [image_transport:=raw|compressed] [camera_info_topic:=...]
       [scan_topic:=scan] [ir_topic:=ir/scan] [frame_prefix:=robot1/] [robot_id:=robot1]
-      [share_latents:=true|false] [headless:=true|false] [rviz:=true|false] [use_sim_time:=false]
+      [share_latents:=true|false] [fleet_key:=FILE] [headless:=true|false] [rviz:=true|false]
+      [use_sim_time:=false]
 
 Starts the camera, LiDAR and IR encoders and the fusion node in `namespace`, plus viz and rviz2
 (when installed) unless headless; the graph is m2vae_fusion.bringup.graph.perception_description.
@@ -30,6 +31,7 @@ ARGUMENTS = {  # name -> description; "" = the node's config file decides
     "frame_prefix": "prefix of the robot's tf frames (robot1/ for robot1/base_link); empty: the namespace plus '/'",
     "robot_id": "this robot's id in shared latents and beliefs; empty: the namespace, else the host name",
     "share_latents": "true: publish own latents on /shared/latents and fuse the other robots'; false: keep to itself; empty: the fusion node's default (true)",
+    "fleet_key": "fleet key file (docs/robustness.md): sign the latents shared and drop those not signed with one of its keys; empty: off",
     "headless": "true: no viz node, no rviz2",
     "rviz": "start rviz2 with config/m2vae.rviz pointed at this robot's topics (when installed)",
     "use_sim_time": "nodes follow /clock (a simulator or `ros2 bag play --clock`)",
@@ -55,6 +57,7 @@ def launch_setup(context):
             model=given["model"],
             robot_id=given["robot_id"],
             share_latents=None if not value["share_latents"] else flag("share_latents", value["share_latents"]),
+            fleet_key=given["fleet_key"],
             headless=flag("headless", value["headless"]),
             rviz=flag("rviz", value["rviz"]),
             use_sim_time=flag("use_sim_time", value["use_sim_time"]),

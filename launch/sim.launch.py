@@ -2,6 +2,7 @@
 
   ros2 launch m2vae_fusion sim.launch.py [simulator:=gazebo|embedded] [world:=FILE] [robots:=N]
       [rviz:=true|false] [use_sim_time:=true|false] [headless:=true|false] [duration:=SECONDS]
+      [fleet_key:=FILE]
 
 The nodes, their parameters and remaps come from m2vae_fusion.bringup.graph.sim_description: the same
 graph `m2vae launch sim` runs on machines without ros2 launch. This file only declares the arguments
@@ -24,6 +25,7 @@ ARGUMENTS = {  # name -> description; defaults are worked out in generate_launch
     "use_sim_time": "nodes follow /clock from the simulator",
     "headless": "no viz nodes, no rviz2, Gazebo without its GUI",
     "duration": "simulated seconds until the scoreboard ends the demo; 0 = until stopped",
+    "fleet_key": "fleet key file (docs/robustness.md): every robot's fusion node signs the latents it shares and drops those not signed with one of its keys; empty: off",
 }
 
 
@@ -48,6 +50,7 @@ def launch_setup(context):
             rviz=flag("rviz", value["rviz"]),
             use_sim_time=flag("use_sim_time", value["use_sim_time"]),
             duration_s=duration,
+            fleet_key=value["fleet_key"] or None,
         )
     )
 
@@ -67,6 +70,7 @@ def generate_launch_description():
         "use_sim_time": "true",
         "headless": "false",
         "duration": "0",
+        "fleet_key": "",
     }
     return LaunchDescription(
         [*declare(ARGUMENTS, defaults, {"simulator": list(SIMULATORS)}), OpaqueFunction(function=launch_setup)]

@@ -370,6 +370,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return fuzz.run(args)
 
 
+def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
+    from m2vae_fusion.robustness import chaos_command
+
+    chaos_command.add_arguments(parser)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from m2vae_fusion.robustness import chaos_command
+
+    return chaos_command.run(args)
+
+
 def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
     from m2vae_fusion.viz import plot
 
@@ -440,6 +452,12 @@ COMMANDS: tuple[Command, ...] = (
         "adversarial messages against the running node graph: no crash, finite beliefs, every rejection counted",
         add_fuzz_arguments,
         cmd_fuzz,
+    ),
+    (
+        "chaos",
+        "the 2-robot graph under seeded faults (nodes killed and restarted, a robot cut off the shared latents): crashes, beliefs lost, recovery",
+        add_chaos_arguments,
+        cmd_chaos,
     ),
     (
         "docs",

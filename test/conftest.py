@@ -45,6 +45,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.dds if on_dds else pytest.mark.unit)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_ros_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads or writes the user's ~/.ros (belief snapshots, generated worlds, logs)."""
+    os.environ["ROS_HOME"] = str(tmp_path_factory.mktemp("session_ros_home"))
+
+
 @pytest.fixture(autouse=True)
 def package_logs_reach_caplog() -> None:
     """Importing `launch` (launch_testing's pytest plugin does, at start-up) makes every logger created
@@ -56,13 +62,22 @@ def package_logs_reach_caplog() -> None:
 
 
 @pytest.fixture(scope="module")
-def ros_env() -> dict[str, str]:
+def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A fresh ROS_DOMAIN_ID for each test module, DDS discovery on localhost only. Per module, not
     per run: a process that a module had to SIGKILL leaves Fast DDS shared-memory ports behind that
-    stall data (not discovery) on that domain for a while, and the next module must not inherit that."""
+    stall data (not discovery) on that domain for a while, and the next module must not inherit that.
+    A ROS_HOME of its own too: fusion nodes snapshot their beliefs under it by default (ROS_HOME/
+    m2vae_fusion/beliefs), and a test must not restore another's, nor the user's."""
     env = isolated_ros_env(domain_id=next(_DOMAINS) % MAX_SAFE_DOMAIN_ID + 1)
+    env["ROS_HOME"] = str(tmp_path_factory.mktemp("ros_home"))
     # The in-process rclpy context must see the same settings as the child processes.
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
+    for key in (
+        "ROS_DOMAIN_ID",
+        "ROS_AUTOMATIC_DISCOVERY_RANGE",
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        "RMW_IMPLEMENTATION",
+        "ROS_HOME",
+    ):
         os.environ[key] = env[key]
     return env
 
@@ -87,7 +102,9 @@ class Processes:
 
 
 @pytest.fixture
-def processes(ros_env):
-    group = Processes(ros_env)
+def processes(ros_env, tmp_path_factory: pytest.TempPathFactory):
+    """Each test's processes get a ROS_HOME of their own: two tests of one module that both start a
+    robot1 fusion node must not restore each other's belief snapshots."""
+    group = Processes({**ros_env, "ROS_HOME": str(tmp_path_factory.mktemp("ros_home"))})
     yield group
     group.stop_all()

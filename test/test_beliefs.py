@@ -251,7 +251,14 @@ def test_transform_reexpresses_positions(store: BeliefStore, model: PerceptionMo
 
 @pytest.mark.parametrize(
     "values",
-    [{"gate": 0.0}, {"gate": float("nan")}, {"forget_after_s": -1.0}, {"latent_rate_hz": 0}, {"foreign_rate_hz": float("inf")}],
+    [
+        {"gate": 0.0},
+        {"gate": float("nan")},
+        {"forget_after_s": -1.0},
+        {"latent_rate_hz": 0},
+        {"foreign_rate_hz": float("inf")},
+        {"reshare_after_s": 0.0},
+    ],
 )
 def test_config_is_checked(values) -> None:
     with pytest.raises(ConfigError, match=next(iter(values))):
@@ -474,6 +481,22 @@ def test_own_latents_are_shared_at_once_then_at_most_at_the_rate(model: Percepti
     assert store.due_latents(60.0) == []
     store.add_latents([latent(model, robot_id="robot2", modalities=("camera",))], 60.0)
     assert store.due_latents(60.0) == []  # foreign information does not change what is shared
+
+
+def test_unchanged_beliefs_are_shared_again_oldest_first_within_a_budget(model: PerceptionModel) -> None:
+    """A robot that missed a latent (cut off, restarted) gets it again within reshare_after_s."""
+    store = BeliefStore(model, "robot1", BeliefStoreConfig(reshare_after_s=30.0))
+    for k in range(3):
+        store.update([encoding(model, "lidar", seed=k, position=(float(k), 0.0, 0.03))])
+        store.due_latents(10.0 + k)
+    sequences = [obj.sequence for obj in store.objects.values()]
+    assert store.reshare(35.0, budget=5) == 0 and store.due_latents(35.0) == []  # none is 30 s old yet
+    assert store.reshare(41.5, budget=1) == 1
+    assert [obj.object_id for obj in store.due_latents(41.5)] == ["object_1"]  # the longest unshared
+    assert store.reshare(41.8, budget=5) == 1 and [o.object_id for o in store.due_latents(41.8)] == ["object_2"]
+    assert [obj.sequence for obj in store.objects.values()] == [sequences[0] + 1, sequences[1] + 1, sequences[2]]
+    store.add_latents([latent(model, robot_id="robot2", position=(9.0, 9.0, 0.03))], 42.0)
+    assert store.reshare(100.0, budget=5) == 3, "an object known only from another robot is never shared"
 
 
 def test_forgetting_drops_old_foreign_latents(store: BeliefStore, model: PerceptionModel) -> None:

@@ -5,6 +5,7 @@ launch system in test_launch_files.py, test_ros2_launch.py and test_launch_graph
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from m2vae_fusion.bringup.description import BringupError, NodeSpec, gazebo_avai
 from m2vae_fusion.bringup.graph import ROBOT_NODES as OVERRIDABLE
 from m2vae_fusion.bringup.graph import load_overrides, perception_description, sim_description
 from m2vae_fusion.nodes import encoder, fusion, viz
+from m2vae_fusion.ros_interface.latent_signing import write_key_file
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
@@ -163,11 +165,49 @@ def test_overrides_switch_nodes_off_and_merge_parameters(tmp_path) -> None:
     )
     d = sim_description(2, simulator="embedded", overrides=load_overrides(path))
     assert "robot1/camera_encoder" in keys(d) and "robot2/camera_encoder" not in keys(d)
-    assert d.node("robot2/fusion").parameters == {"use_sim_time": True, "gate": 0.05}
+    snapshot = d.node("robot2/fusion").parameters["snapshot_path"]
+    assert d.node("robot2/fusion").parameters == {"use_sim_time": True, "snapshot_path": snapshot, "gate": 0.05}
     assert "gate" not in d.node("robot1/fusion").parameters
     assert d.node("robot2/fusion").remaps == (("/clock", "/robot2/clock"),)  # the rest of the node is unchanged
     # a robot the run does not have (robot7) is no error: one file serves runs with any number of robots
     assert len(d.nodes) == len(sim_description(2, simulator="embedded").nodes) - 1
+
+
+def test_each_simulated_run_keeps_its_belief_snapshots_apart(tmp_path) -> None:
+    """A fusion node restarted within a run finds its robot's snapshot; the next run starts empty."""
+    first = sim_description(2, simulator="embedded", cache_dir=tmp_path)
+    paths = [Path(first.node(f"robot{k}/fusion").parameters["snapshot_path"]) for k in (1, 2)]
+    assert [p.name for p in paths] == ["robot1.beliefs", "robot2.beliefs"] and paths[0].parent == paths[1].parent
+    assert paths[0].parent.parent == tmp_path / "beliefs" / "sim"
+    old = tmp_path / "beliefs" / "sim" / "20260101-000000-1"
+    old.mkdir()
+    os.utime(old, (0, 0))
+    second = sim_description(2, simulator="embedded", cache_dir=tmp_path)
+    assert Path(second.node("robot1/fusion").parameters["snapshot_path"]).parent != paths[0].parent
+    assert not old.exists(), "a week-old run's snapshots stayed"
+
+
+def test_one_fleet_key_reaches_every_robots_fusion_node(tmp_path, monkeypatch) -> None:
+    """fleet_key:=FILE once (launch argument, `m2vae launch --fleet-key`) signs for the whole fleet:
+    every fusion node gets the file's absolute path, no other node does; a file the nodes would refuse
+    stops the graph before anything starts, naming the file."""
+    monkeypatch.chdir(tmp_path)
+    write_key_file(tmp_path / "fleet.yaml", {"fleet-1": bytes(range(32))}, "fleet-1")
+    d = sim_description(2, simulator="embedded", headless=True, fleet_key="fleet.yaml")
+    assert {n.key: n.parameters["fleet_key"] for n in d.nodes if "fleet_key" in n.parameters} == {
+        "robot1/fusion": str(tmp_path / "fleet.yaml"),
+        "robot2/fusion": str(tmp_path / "fleet.yaml"),
+    }
+    assert "-p fleet_key:=" + str(tmp_path / "fleet.yaml") in " ".join(d.node("robot2/fusion").command())
+    assert not any("fleet_key" in n.parameters for n in sim_description(2, simulator="embedded", fleet_key="").nodes)
+    real = perception_description("robot1", fleet_key=tmp_path / "fleet.yaml", headless=True)
+    assert real.node("robot1/fusion").parameters["fleet_key"] == str(tmp_path / "fleet.yaml")
+    assert not any("fleet_key" in n.parameters for n in real.nodes if n.name != "fusion")
+    (tmp_path / "fleet.yaml").chmod(0o644)
+    with pytest.raises(BringupError, match=f"fleet key {tmp_path / 'fleet.yaml'}: permissions 0644"):
+        sim_description(2, simulator="embedded", fleet_key=tmp_path / "fleet.yaml")
+    with pytest.raises(BringupError, match=f"fleet key {tmp_path / 'none.yaml'}: No such file"):
+        perception_description("robot1", fleet_key="none.yaml")
 
 
 @pytest.mark.parametrize(

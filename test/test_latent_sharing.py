@@ -2,15 +2,22 @@
 size of a shared latent on the wire, and two robots as real processes over real DDS - robot1 with
 camera, LiDAR and IR, robot2 without a camera, each with its own sim, encoders and fusion node in its
 own namespace, both facing the same red cube. robot2 has no sensor that sees colour; with robot1's
-latent fused in place it knows the colour, and so the class, while what it shares stays its own."""
+latent fused in place it knows the colour, and so the class, while what it shares stays its own.
+Signed latents (issue 21): the size of a signed latent, and a fusion node with a fleet key that takes
+only validly signed latents and counts the others by reason on /diagnostics."""
 
 from __future__ import annotations
 
+import copy
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from dds_probe import DdsProbe
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from test_sim import one_object_world
 
@@ -18,9 +25,14 @@ from m2vae_fusion.model.beliefs import BeliefStore, Encoding
 from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.nodes.fusion import latent_message
 from m2vae_fusion.resources import config_path, default_model_dir
+from m2vae_fusion.ros_interface import diagnostics
+from m2vae_fusion.ros_interface.latent_signing import MAX_KEY_ID_CHARS, FleetKey, write_key_file
+from m2vae_fusion.ros_interface.stamps import from_ns
+from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding
 
 LABEL = "red_cube_shiny"  # its colour is only in the camera; from LiDAR + IR alone the model guesses green
 MAX_LATENT_BYTES = 256  # issue 8's goal per shared latent message
+MAX_SIGNED_LATENT_BYTES = 300  # issue 21's, signed with a fleet key
 SENSORS = {"robot1": ("camera", "lidar", "ir"), "robot2": ("lidar", "ir")}
 OBJECT_IN_MAP = (0.2, 0.0)  # one_object_world's object at distance 0.2, both robots at the origin
 
@@ -30,8 +42,8 @@ def model() -> PerceptionModel:
     return PerceptionModel.load(default_model_dir())
 
 
-def test_a_shared_latent_fits_in_256_bytes(model: PerceptionModel) -> None:
-    """CDR size as the node sends it: D_z = 10, every modality, realistic ids."""
+def shared_latent(model: PerceptionModel):
+    """A latent as the node shares it: D_z = 10, every modality, realistic ids."""
     store = BeliefStore(model, "robot1")
     encodings = [
         Encoding(
@@ -47,11 +59,28 @@ def test_a_shared_latent_fits_in_256_bytes(model: PerceptionModel) -> None:
     (obj,) = store.update(encodings).updated
     obj.object_id = "object_123"
     obj.sequence = 4567
-    msg = latent_message(obj, "robot1", model.model_id, "map")
+    return latent_message(obj, "robot1", model.model_id, "map")
+
+
+def test_a_shared_latent_fits_in_256_bytes(model: PerceptionModel) -> None:
+    """CDR size as the node sends it."""
+    msg = shared_latent(model)
     size = len(serialize_message(msg))
     print(f"LatentEmbedding with D_z = {len(msg.mean)}, {len(msg.modalities)} modalities, model {msg.model_id}: {size} bytes")
     assert len(msg.mean) == model.config.fusion.latent_dim == 10
     assert size <= MAX_LATENT_BYTES
+
+
+def test_a_signed_latent_fits_in_300_bytes(model: PerceptionModel, tmp_path: Path) -> None:
+    """Signed with the longest key id a fleet key file may name: 32 bytes of HMAC-SHA256 and the id
+    (issue 21's goal: at most 300 bytes per shared latent)."""
+    longest = "k" * MAX_KEY_ID_CHARS
+    fleet = FleetKey.load(write_key_file(tmp_path / "fleet.yaml", {longest: bytes(range(32))}, longest))
+    unsigned = len(serialize_message(shared_latent(model)))
+    msg = fleet.sign(shared_latent(model))
+    size = len(serialize_message(msg))
+    print(f"LatentEmbedding signed with a {len(msg.key_id)}-character key id: {size} bytes ({unsigned} unsigned)")
+    assert len(msg.signature) == 32 and size <= MAX_SIGNED_LATENT_BYTES
 
 
 def colour_red(model: PerceptionModel, mean) -> float:
@@ -142,3 +171,121 @@ def test_a_robot_without_camera_learns_the_colour_from_another(model: Perception
     sizes = [len(serialize_message(m)) for _, m in latents]
     print(f"{len(latents)} latents shared in the run: {min(sizes)}-{max(sizes)} bytes each")
     assert max(sizes) <= MAX_LATENT_BYTES
+
+
+# ---------------------------------------------------------------- signed latents (issue 21), real fusion process over DDS
+
+FLEET = {"fleet-a": bytes(range(32)), "fleet-b": bytes(range(64, 96))}  # the node's key file: signs with a, accepts both
+
+
+def foreign_latent(model: PerceptionModel, robot_id: str, object_id: str, x: float):
+    """A latent of another robot that every check of the fusion node passes (in map, far apart)."""
+    msg = LatentEmbedding()
+    msg.header.stamp, msg.header.frame_id = from_ns(5_000_000_000), "map"
+    msg.robot_id, msg.object_id, msg.model_id, msg.sequence = robot_id, object_id, model.model_id, 1
+    msg.modalities, msg.contributors = ["camera"], [robot_id]
+    msg.mean = np.linspace(-1.0, 1.0, model.config.fusion.latent_dim, dtype=np.float32).tolist()
+    msg.log_var = [-2.0] * model.config.fusion.latent_dim
+    msg.position.x, msg.position.y = x, 3.0
+    return msg
+
+
+def test_a_fusion_node_with_a_fleet_key_takes_only_validly_signed_latents(
+    model: PerceptionModel, processes, ros_env, tmp_path: Path
+) -> None:
+    """A real fusion node started with a fleet key file gets, over DDS, a latent signed with its
+    signing key and one with its second key (rotation): both accepted; an unsigned one, a forged one
+    (one bit of the mean flipped after signing), one signed with a key not in its file, an exact
+    replay of the first (signature valid: the store's duplicate check) and a replay with a bumped
+    sequence (signature broken): each dropped and counted on /diagnostics under its reason. What the
+    node shares of its own sensing is signed with its key."""
+    node_key = write_key_file(tmp_path / "fleet.yaml", FLEET, "fleet-a")
+    rotated = FleetKey.load(write_key_file(tmp_path / "rotated.yaml", FLEET, "fleet-b"))  # a robot already on key b
+    intruder = FleetKey.load(write_key_file(tmp_path / "intruder.yaml", {"intruder": bytes(32)}, "intruder"))
+    fleet = FleetKey.load(node_key)
+    proc = processes.start(
+        sys.executable, "-m", "m2vae_fusion.nodes.fusion", "--ros-args", "-r", "__ns:=/robot1",
+        "--params-file", str(config_path("fusion.yaml")), "-p", "fusion_frame:=map", "-p", f"fleet_key:={node_key}",
+        "-p", "diagnostics_period_s:=0.2", "-p", "gain_samples:=0",
+        env={**ros_env, "ROS_HOME": str(tmp_path / "ros_home")},  # nothing another test's robot1 left behind
+    )  # fmt: skip
+    probe = DdsProbe(int(ros_env["ROS_DOMAIN_ID"]), "signing_peer", "fusion")
+    try:
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        shared = probe.node.create_publisher(LatentEmbedding, "/shared/latents", reliable)
+        encodings = probe.node.create_publisher(ModalityEncoding, "/robot1/encodings", reliable)
+        counts: dict[str, int] = {}
+        heard: list = []
+        probe.node.create_subscription(
+            DiagnosticArray,
+            diagnostics.TOPIC,
+            lambda m: counts.update(diagnostics.read(m.status).get("/robot1/fusion", {})),
+            reliable,
+        )
+        probe.node.create_subscription(LatentEmbedding, "/shared/latents", heard.append, reliable)
+        # the probe's own subscription is one; the node's is the second
+        assert probe.spin_until(
+            lambda: shared.get_subscription_count() >= 2 and encodings.get_subscription_count() >= 1, 30, proc
+        )
+
+        valid = fleet.sign(foreign_latent(model, "robot2", "object_1", 3.0))
+        forged = fleet.sign(foreign_latent(model, "robot2", "object_3", 4.0))
+        raw = bytearray(np.asarray(forged.mean, np.float32).tobytes())
+        raw[0] ^= 0x01
+        forged.mean = np.frombuffer(bytes(raw), np.float32).tolist()
+        resequenced = copy.deepcopy(valid)
+        resequenced.sequence += 1
+        sent = [
+            valid,
+            rotated.sign(foreign_latent(model, "robot4", "object_1", 5.0)),
+            foreign_latent(model, "robot2", "object_2", 6.0),  # unsigned
+            forged,
+            intruder.sign(foreign_latent(model, "robot3", "object_1", 7.0)),
+            copy.deepcopy(valid),  # an exact replay
+            resequenced,
+        ]
+        for msg in sent:
+            shared.publish(msg)
+        own = ModalityEncoding(modality="lidar", model_id=model.model_id, confidence=0.9)
+        own.header.stamp, own.header.frame_id = from_ns(5_000_000_000), "map"
+        own.mean = [0.0] * model.config.feature_dim
+        own.log_var = [-2.0] * model.config.feature_dim
+        encodings.publish(own)
+
+        expected = {
+            "dropped latent: unsigned": 1,
+            "dropped latent: unknown_key": 1,
+            "dropped latent: signature": 2,
+            "dropped latent: duplicate": 1,
+        }
+
+        def done() -> bool:
+            return counts.get("accepted latents", 0) >= 2 and all(counts.get(k, 0) >= n for k, n in expected.items())
+
+        def own_latents() -> list:
+            return [m for m in heard if m.robot_id == "robot1"]
+
+        assert probe.spin_until(lambda: done() and bool(own_latents()), 20, proc), f"counters {counts}, heard {len(heard)}"
+        probe.spin_until(lambda: False, 0.5, proc)  # one more status: nothing else counted late
+    finally:
+        probe.close()
+    assert {k: n for k, n in counts.items() if k.startswith("dropped ")} == expected, counts
+    assert counts["accepted latents"] == 2 and counts["fused lidar"] == 1, counts
+    (shared_own, *_) = own_latents()
+    assert shared_own.key_id == "fleet-a" and fleet.verify(shared_own) is None and rotated.verify(shared_own) is None
+    assert intruder.verify(shared_own).kind == "unknown_key"
+    processes.stop_all()
+    log = proc.stdout.read()
+    assert "latents signed and verified: signing with key 'fleet-a'" in log and "also accepting 'fleet-b'" in log, log
+    assert "dropped latent robot2/object_2 #1 (stamp 5.000 s): it is not signed" in log, log
+    assert "key id 'intruder' is not one of the fleet key's (fleet-a, fleet-b)" in log, log
+    assert all(secret.hex() not in log for secret in FLEET.values()) and "Traceback" not in log, log
+
+
+def test_a_fleet_key_file_others_can_read_stops_the_node_naming_the_parameter(processes, tmp_path: Path) -> None:
+    path = write_key_file(tmp_path / "fleet.yaml", FLEET, "fleet-a")
+    path.chmod(0o644)
+    proc = processes.start(sys.executable, "-m", "m2vae_fusion.nodes.fusion", "--ros-args", "-p", f"fleet_key:={path}")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert f"parameter 'fleet_key': fleet key {path}: permissions 0644 open it to other users; chmod 600 {path}" in out, out

@@ -91,6 +91,7 @@ def test_sim_launch_arguments_and_embedded_actions():
         "use_sim_time": "true",
         "headless": "false",
         "duration": "0",
+        "fleet_key": "",
     }
     _, actions, _ = sim_actions(robots="3", headless="true", duration="60")
     nodes = [a for a in actions if isinstance(a, Node)]
@@ -99,6 +100,40 @@ def test_sim_launch_arguments_and_embedded_actions():
         ("m2vae_fusion", e) for e in ("sim", "encoder", "fusion", "explorer", "scoreboard")
     }
     assert all(len([h for h in handlers(actions) if h.matches(exited(n, 0))]) == 1 for n in nodes)  # each exit is looked at
+
+
+def node_parameters(node, context) -> dict:
+    """The parameters a launch_ros Node sets by name, as the node reads them (its parameter files left out)."""
+    import yaml
+
+    values = {}
+    for entry in node._Node__parameters:  # launch_ros keeps them normalised, as substitutions
+        if isinstance(entry, dict):
+            for name, value in entry.items():
+                text = "".join(s.perform(context) for s in name)
+                substitutions = isinstance(value, tuple) and all(hasattr(s, "perform") for s in value)
+                # a string parameter is kept as the YAML text launch_ros writes into its params file
+                values[text] = yaml.safe_load("".join(s.perform(context) for s in value)) if substitutions else value
+    return values
+
+
+def test_fleet_key_reaches_every_fusion_node(tmp_path):
+    from launch_ros.actions import Node
+
+    from m2vae_fusion.ros_interface.latent_signing import write_key_file
+
+    path = write_key_file(tmp_path / "fleet.yaml", {"fleet-1": bytes(range(32))}, "fleet-1")
+    _, actions, context = sim_actions(robots="2", headless="true", fleet_key=str(path))
+    signed = {
+        "".join(s.perform(context) for s in n.name): node_parameters(n, context).get("fleet_key")
+        for n in actions
+        if isinstance(n, Node)
+    }
+    assert {label: key for label, key in signed.items() if key} == {"robot1.fusion": str(path), "robot2.fusion": str(path)}
+    _, actions, context = sim_actions(robots="2", headless="true")
+    assert not any("fleet_key" in node_parameters(n, context) for n in actions if isinstance(n, Node))
+    perception = load("perception.launch.py").generate_launch_description()
+    assert declared(perception)["fleet_key"] == ""
 
 
 def test_what_each_exit_does():

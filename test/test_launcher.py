@@ -17,6 +17,7 @@ from pathlib import Path
 
 from m2vae_fusion.bringup.description import Description, NodeSpec
 from m2vae_fusion.bringup.launcher import Echo, LaunchOptions, launch
+from m2vae_fusion.ros_interface.latent_signing import write_key_file
 
 PYTHON = sys.executable
 
@@ -200,6 +201,17 @@ def test_launch_sim_dry_run_with_overrides(tmp_path: Path) -> None:
     assert "[robot1/camera_encoder]" in lines and "[robot2/camera_encoder]" not in lines
     assert "-p gate:=0.05" in lines["[robot2/fusion]"] and "gate" not in lines["[robot1/fusion]"]
     assert "-r /clock:=/robot2/clock" in lines["[robot2/fusion]"]
+
+    key = write_key_file(tmp_path / "fleet.yaml", {"fleet-1": bytes(range(32))}, "fleet-1")
+    run = subprocess.run(
+        ["m2vae", "launch", "sim", "--robots", "2", "--headless", "--dry-run", "--fleet-key", str(key)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    signed = [line.split(" ", 1)[0] for line in run.stdout.splitlines() if f"-p fleet_key:={key}" in line]
+    assert signed == ["[robot1/fusion]", "[robot2/fusion]"], run.stdout
 
     overrides.write_text("robot2: {camera: {enabled: false}}\n")
     run = subprocess.run(

@@ -60,6 +60,7 @@ def test_fusion_takes_the_store_defaults_from_belief_store_config(tables) -> Non
         "forget_after_s": "forget_after_s",
         "latent_rate_hz": "latent_rate_hz",
         "foreign_rate_limit_hz": "foreign_rate_hz",
+        "reshare_after_s": "reshare_after_s",
     }
     assert {f.name for f in dataclasses.fields(BeliefStoreConfig)} == set(names.values())
     for parameter, field in names.items():

@@ -11,7 +11,8 @@ config/*.yaml (each node's params file) and only what a graph decides is set her
   world (its sensors see them there, not where they have driven to). Robot 1's sim publishes /clock;
   robots 2..N remap /clock to /robotK/clock for all their nodes, so every node follows the simulator
   that stamps its robot's sensor data. Per-robot overrides (NAMESPACE -> NODE -> {enabled,
-  parameters}) switch nodes off or merge parameters over the node's.
+  parameters}) switch nodes off or merge parameters over the node's. A fleet key file, given once,
+  goes to every robot's fusion node: all of them sign what they share and verify what they take.
 - `perception_description`: a real robot's perception, attached to its existing sensor topics: the
   three encoders and fusion, and (not headless) viz and rviz2.
 """
@@ -21,6 +22,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
+import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,12 +44,14 @@ from m2vae_fusion.bringup.description import (
 from m2vae_fusion.bringup.gazebo import CLOCK, GazeboRobot, gazebo_files
 from m2vae_fusion.bringup.worlds import cache_folder, resolve_world, world_robots
 from m2vae_fusion.resources import share_dir
+from m2vae_fusion.ros_interface.latent_signing import FleetKey, FleetKeyError
 
 MODALITIES = ("camera", "lidar", "ir")
 # every node a robot can have in the simulated graph, for checking overrides whatever the options
 ROBOT_NODES = ("sim", "spawn", "gz_bridge", *(f"{m}_encoder" for m in MODALITIES), "fusion", "explorer", "viz")
 OVERRIDE_KEYS = ("enabled", "parameters")
 ROBOT_NAMESPACE = re.compile(r"robot[1-9][0-9]*")
+SNAPSHOT_RUNS_KEPT_S = 7 * 24 * 3600.0
 RVIZ_ROBOT = "/robot1"  # config/m2vae.rviz shows this robot's topics
 RVIZ_TOPICS = ("scan", "camera/image_raw", "markers", "latent_image", "imagination")
 
@@ -112,6 +118,19 @@ def _argument(value: float) -> str:
     return f"{value:.6g}"
 
 
+def fleet_key_parameters(fleet_key: str | Path | None) -> dict[str, str]:
+    """The fusion node's fleet_key parameter for a key file (checked now, so a bad file stops the
+    launch before any node starts, with the same message the node would give), or none for None / ""."""
+    if not fleet_key:
+        return {}
+    path = Path(fleet_key).expanduser().absolute()  # the nodes may run in another folder
+    try:
+        FleetKey.load(path)
+    except FleetKeyError as exc:
+        raise BringupError(str(exc)) from None
+    return {"fleet_key": str(path)}
+
+
 # ---------------------------------------------------------------- the simulated demo
 
 
@@ -126,16 +145,20 @@ def sim_description(
     duration_s: float = 0.0,
     cache_dir: Path | None = None,
     overrides: Overrides | None = None,
+    fleet_key: str | Path | None = None,
 ) -> Description:
     """The node graph of the simulated demo for `robots` robots in `world` (default: by the number of
     robots), with the `embedded` or `gazebo` simulator (default: gazebo when ros_gz_sim is installed).
     `headless` leaves out viz and rviz2; rviz2 also needs `rviz` and an installed rviz2. `duration_s`:
-    simulated seconds until the scoreboard ends the run, 0 = forever. `overrides`: see check_overrides."""
+    simulated seconds until the scoreboard ends the run, 0 = forever. `overrides`: see check_overrides.
+    `fleet_key`: a fleet key file every fusion node signs and verifies latents with (None / "": off)."""
     simulator = _checked_simulator(robots, simulator, duration_s)
     overrides = check_overrides(overrides or {}, "overrides")
+    fusion = fleet_key_parameters(fleet_key)
     cache = Path(cache_dir) if cache_dir is not None else cache_folder()
     world_path = resolve_world(world, robots, cache)
     world_name, placements = world_robots(world_path, robots)
+    snapshots = sim_snapshot_folder(cache)
     show_rviz, notes = _rviz_wanted(rviz and not headless)
     gazebo = gazebo_files(world_path, placements, cache) if simulator == "gazebo" else None
 
@@ -145,37 +168,18 @@ def sim_description(
         own_clock = gazebo is None and k > 1
         robot = _Namespace(f"/{ns}", use_sim_time, remaps=((CLOCK, f"/{ns}{CLOCK}"),) if own_clock else ())
         if gazebo is None:
-            simulation = [
-                robot.node(
-                    "sim",
-                    "sim",
-                    "sim.yaml",
-                    {"world": str(world_path), "robot": placement.instance, "real_time_factor": 1.0},
-                    clock_source=True,
-                )
-            ]
+            simulation = [_embedded_sim_node(robot, world_path, placement)]
         else:
             simulation = _gazebo_robot_nodes(robot, gazebo.robots[ns], world_name, placement)
-        robot_nodes = [*simulation, *robot.perception({}, {}), robot.node("explorer", "explorer", "explorer.yaml")]
+        beliefs = {**fusion, "snapshot_path": str(snapshots / f"{ns}.beliefs")}
+        robot_nodes = [*simulation, *robot.perception({}, beliefs), robot.node("explorer", "explorer", "explorer.yaml")]
         if not headless:
             robot_nodes.append(robot.viz())
         nodes += _overridden(robot_nodes, overrides.get(ns, {}))
 
     root = _Namespace("", use_sim_time)
     if gazebo is not None:
-        models = str(share_dir() / "models")
-        # a search path keeps what the user already has on it
-        resource_path = os.pathsep.join(filter(None, (models, os.environ.get("GZ_SIM_RESOURCE_PATH"))))
-        nodes.append(
-            NodeSpec(
-                name="gz_sim",
-                executable="gz",
-                ros=False,
-                ends_launch=True,  # closing Gazebo ends the launch
-                arguments=("sim", "-r", *(("-s",) if headless else ()), str(gazebo.world)),
-                env={"GZ_SIM_RESOURCE_PATH": resource_path},
-            )
-        )
+        nodes.append(_gz_sim_node(gazebo.world, headless))
     nodes.append(
         root.node(
             "scoreboard",
@@ -191,6 +195,40 @@ def sim_description(
     if gazebo is not None:
         nodes += [replace(t, parameters={"use_sim_time": use_sim_time}) for r in gazebo.robots.values() for t in r.transforms]
     return Description(tuple(nodes), notes, simulator=simulator, world=world_path, robots=placements)
+
+
+def _embedded_sim_node(robot: _Namespace, world: Path, placement: RobotPlacement) -> NodeSpec:
+    """The embedded simulator of one robot: the whole world, driving only `placement`'s robot."""
+    parameters = {"world": str(world), "robot": placement.instance, "real_time_factor": 1.0}
+    return robot.node("sim", "sim", "sim.yaml", parameters, clock_source=True)
+
+
+def sim_snapshot_folder(cache: Path) -> Path:
+    """Where this launch's fusion nodes keep their belief snapshots: a folder per launch, so a node
+    restarted within the run resumes and the next run (another world, perhaps) starts empty. Folders
+    of runs more than a week old go."""
+    runs = cache / "beliefs" / "sim"
+    if runs.is_dir():
+        for old in runs.iterdir():
+            if old.is_dir() and time.time() - old.stat().st_mtime > SNAPSHOT_RUNS_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True)
+    runs.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=runs))
+
+
+def _gz_sim_node(world: Path, headless: bool) -> NodeSpec:
+    """Gazebo itself (`gz sim`, not a ROS node), finding the package's models; closing it ends the launch."""
+    models = str(share_dir() / "models")
+    # a search path keeps what the user already has on it
+    resource_path = os.pathsep.join(filter(None, (models, os.environ.get("GZ_SIM_RESOURCE_PATH"))))
+    return NodeSpec(
+        name="gz_sim",
+        executable="gz",
+        ros=False,
+        ends_launch=True,  # closing Gazebo ends the launch
+        arguments=("sim", "-r", *(("-s",) if headless else ()), str(world)),
+        env={"GZ_SIM_RESOURCE_PATH": resource_path},
+    )
 
 
 def _checked_simulator(robots: int, simulator: str | None, duration_s: float) -> str:
@@ -292,6 +330,7 @@ def perception_description(
     model: str | Path | None = None,
     robot_id: str | None = None,
     share_latents: bool | None = None,
+    fleet_key: str | Path | None = None,
     headless: bool = False,
     rviz: bool = True,
     use_sim_time: bool = False,
@@ -302,8 +341,9 @@ def perception_description(
     image_topic/compressed), fusion, and unless `headless` viz and (`rviz`, installed) rviz2
     showing this namespace's topics. `frame_prefix`: the robot's frames' prefix (default: the
     namespace plus '/'). `model`: a perception model folder for all of them. `share_latents`: exchange
-    latents with other robots on the shared topic, publishing own and fusing theirs. None / "" leaves
-    a parameter at its params file's value."""
+    latents with other robots on the shared topic, publishing own and fusing theirs. `fleet_key`: a
+    fleet key file to sign and verify latents with. None / "" leaves a parameter at its params file's
+    value."""
     ns = f"/{namespace.strip('/')}" if namespace.strip("/") else ""
     model = str(Path(model).expanduser()) if model else None
     chosen = {"scan_topic": scan_topic, "frame_prefix": frame_prefix, "model": model}
@@ -318,7 +358,7 @@ def perception_description(
         "ir": {**chosen, "ir_topic": ir_topic},
     }
     sharing = {} if share_latents is None else {"share_latents": share_latents, "fuse_foreign": share_latents}
-    fusion = {"model": model, "robot_id": robot_id, **sharing}
+    fusion = {"model": model, "robot_id": robot_id, **sharing, **fleet_key_parameters(fleet_key)}
     robot = _Namespace(ns, use_sim_time)
     nodes = robot.perception({m: _given(p) for m, p in encoders.items()}, _given(fusion))
     show_rviz, notes = _rviz_wanted(rviz and not headless)

@@ -261,6 +261,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "e.g. `robot2: {camera_encoder: {enabled: false}}` for a robot without a camera",
     )
     parser.add_argument(
+        "--fleet-key",
+        type=Path,
+        metavar="FILE",
+        help="fleet key file (docs/robustness.md): every robot's fusion node signs the latents it shares and drops "
+        "those not signed with one of its keys (as ros2 launch ... fleet_key:=FILE; default: off)",
+    )
+    parser.add_argument(
         "--verbose",
         action="store_true",
         help="echo every line of every node (default: the scoreboard's, and WARN/ERROR/FATAL of the rest)",
@@ -292,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
         rviz=not args.headless,
         duration_s=args.duration,
         overrides=load_overrides(args.overrides) if args.overrides else None,
+        fleet_key=args.fleet_key,
     )
     options = LaunchOptions(log_dir=args.log_dir, verbose=args.verbose, dry_run=args.dry_run, grace_s=args.grace)
     return launch(description, options)

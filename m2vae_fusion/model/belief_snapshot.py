@@ -94,3 +94,16 @@ def load(path: str | Path, model: PerceptionModel, robot_id: str, config: Belief
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"{path}: its content does not fit the model ({type(exc).__name__}: {exc})") from None
+
+
+def snapshot_object_ids(path: str | Path) -> set[str]:
+    """The object ids in the snapshot at `path` without loading a model (for checks from outside the
+    node, as `m2vae chaos` makes); empty when there is none or it is damaged."""
+    try:
+        first, _, body = Path(path).read_bytes().partition(b"\n")
+        header = json.loads(first)
+        if len(body) != header.get("bytes") or hashlib.sha256(body).hexdigest() != header.get("sha256"):
+            return set()
+        return {str(item["id"]) for item in json.loads(body)["store"]["objects"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()

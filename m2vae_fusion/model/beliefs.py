@@ -109,9 +109,12 @@ class BeliefStoreConfig:
     forget_after_s: float = 600.0  # objects stay put: a robot's round of the room may take minutes
     latent_rate_hz: float = 2.0  # own latents shared per object per second, at most
     foreign_rate_hz: float = 20.0  # foreign latents accepted per foreign robot per second, at most
+    # An unchanged own belief is shared again after this long: what a robot missed (cut off the network,
+    # its fusion node restarted from an older snapshot, a lost message) reaches it within this period.
+    reshare_after_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("gate", "forget_after_s", "latent_rate_hz", "foreign_rate_hz"):
+        for name in ("gate", "forget_after_s", "latent_rate_hz", "foreign_rate_hz", "reshare_after_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
@@ -533,6 +536,22 @@ class BeliefStore:
             obj.shared_at_s, obj.unshared = now_s, False
             del self._unshared[obj.object_id]
         return due
+
+    def reshare(self, now_s: float, budget: int) -> int:
+        """Mark for sharing (`due_latents`) the own beliefs last shared more than reshare_after_s before
+        `now_s`, longest unshared first, at most `budget` of them (the receivers' rate limit is per
+        robot: re-sharing many objects at once would crowd out the changed ones); returns how many."""
+        horizon = now_s - self.config.reshare_after_s
+        old = [
+            obj
+            for obj in self.objects.values()
+            if obj.belief is not None and not obj.unshared and (obj.shared_at_s or 0.0) <= horizon
+        ]
+        old.sort(key=lambda obj: obj.shared_at_s or 0.0)
+        for obj in old[:budget]:
+            obj.unshared = True
+            self._unshared[obj.object_id] = None
+        return min(len(old), budget)
 
     def forget(self, now_ns: int) -> list[str]:
         """Drop foreign latents stamped more than forget_after_s before `now_ns`, then objects with

@@ -57,6 +57,23 @@ from a foreign latent, so a robot learns objects it has never sensed. Robots are
 in one time base (synchronised clocks or one simulation); the forgetting clock follows own
 sensings, and foreign stamps only while there has been no own sensing.
 
+Fleet key (fleet_key, off by default; m2vae_fusion.ros_interface.latent_signing): every latent the
+node shares is signed (HMAC-SHA256 under the key file's sign_with key, over every field that matters,
+sequence and stamp included), and every latent it receives is verified first, before even its robot
+id is looked at: one unsigned, signed with a key the file does not list, or whose signature does not
+match is dropped as `unsigned`, `unknown_key` or `signature` (counted like the other drops); a
+verified one then goes through the checks above, where a replayed copy is a `duplicate` or `stale`.
+
+Snapshots (issue 21): every snapshot_period_s, when they changed, and at shutdown the beliefs are
+written atomically to snapshot_path (m2vae_fusion.model.belief_snapshot); on start a snapshot of
+this model and robot id is restored, whole or not at all, with object ids and sequence numbers
+skipping what the time since it may have given out (SKIPPED_IDS, two periods of latents). Its
+beliefs are published and shared only once the node's clock has reached the snapshot's newest
+sensing; the first own encodings stamped well before it mean the clock started again (another run),
+and the restored objects are dropped. An own belief unchanged for reshare_after_s is shared again
+(at most a quarter of foreign_rate_limit_hz such latents per second), so a robot that missed it -
+cut off for a while, or restarted from an older snapshot - gets it within that time.
+
 Parameters: PARAMETERS below (defaults, types and ranges; docs/parameters.md lists them).
 
 Usage: ros2 run m2vae_fusion fusion --ros-args -r __ns:=/robot1 --params-file config/fusion.yaml
@@ -65,6 +82,8 @@ Usage: ros2 run m2vae_fusion fusion --ros-args -r __ns:=/robot1 --params-file co
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -77,6 +96,7 @@ from rclpy.time import Time
 from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.core.errors import CheckpointError, ConfigError
+from m2vae_fusion.model import belief_snapshot
 from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig, Encoding, Latent, TrackedObject
 from m2vae_fusion.model.perception_model import PerceptionModel
 from m2vae_fusion.model.sensing_gains import ObjectGains, SensingGains, class_entropy, parse_candidates
@@ -84,6 +104,7 @@ from m2vae_fusion.perception import frames
 from m2vae_fusion.resources import default_model_dir
 from m2vae_fusion.ros_interface import diagnostics, stamps, topics
 from m2vae_fusion.ros_interface.drop_log import DropLog, Dropped
+from m2vae_fusion.ros_interface.latent_signing import FleetKey, FleetKeyError
 from m2vae_fusion.ros_interface.parameters import Parameters, default_robot_id, flag, integer, number, strings, text
 from m2vae_fusion.ros_interface.runtime import (
     ParameterError,
@@ -139,7 +160,17 @@ PARAMETERS: Parameters = {
         "foreign latents accepted per foreign robot per second, at most (one second's burst)",
         positive=True,
     ),
+    "reshare_after_s": number(
+        STORE_DEFAULTS["reshare_after_s"],
+        "share an unchanged own belief again after this long, so a robot that missed it (cut off, restarted) gets it; at most a quarter of foreign_rate_limit_hz such latents per second",
+        positive=True,
+    ),
     "shared_topic": text(SHARED_LATENTS.name, "the topic all robots share latents on"),
+    "fleet_key": text(
+        "",
+        "fleet key file (YAML: sign_with, keys {id: hex secret}; docs/robustness.md): sign every shared latent and drop "
+        "foreign ones not signed with one of its keys; empty: latents go unsigned and none is verified",
+    ),
     "future_tolerance_s": number(
         1.0,
         "drop encodings and latents stamped more than this many seconds ahead of the data clock and the node's clock",
@@ -160,8 +191,20 @@ PARAMETERS: Parameters = {
     "gain_samples": integer(
         8, "samples of each belief per gain estimate (the model's imagination, docs/active-perception.md); 0: no gains", minimum=0
     ),
+    "snapshot_path": text(
+        "",
+        "file the beliefs are snapshotted to and restored from at start-up (default: $ROS_HOME/m2vae_fusion/beliefs/<robot_id>.beliefs, ROS_HOME defaulting to ~/.ros)",
+    ),
+    "snapshot_period_s": number(
+        5.0,
+        "write the beliefs to snapshot_path this often when they changed, and at shutdown [s]; 0: neither snapshots nor restoring",
+    ),
     "executor": executor_parameter("single_threaded"),
 }
+# After a restore, object ids and latent sequence numbers skip what the lost time since the snapshot
+# may have given out (other robots keep both): ids, far more objects than a period ever creates;
+# sequences, two periods' worth at the share rate (a late timer stretches a period).
+SKIPPED_IDS = 1000
 
 
 class FusionNode(Node):
@@ -169,10 +212,7 @@ class FusionNode(Node):
         """`node_options`: rclpy Node keyword arguments (context, parameter_overrides, ...)."""
         super().__init__("fusion", **node_options)
         model_path = Path(self._declare("model", str(DEFAULT_MODEL))).expanduser()
-        try:
-            self.model = PerceptionModel.load(model_path)
-        except (CheckpointError, ConfigError) as exc:
-            raise ParameterError(f"parameter 'model': {exc}") from None
+        self.model = self._load_model(model_path)
         config = self._store_config()
         publish_period = 1.0 / self._number("publish_rate_hz")
         batch_period = self._number("batch_period_s")
@@ -187,16 +227,18 @@ class FusionNode(Node):
         shared_topic = self._declare("shared_topic")
         if not shared_topic:
             raise ParameterError("parameter 'shared_topic' must not be empty")
+        self.fleet_key = self._fleet_key()
         self.future_tolerance_ns = round(self._number("future_tolerance_s") * 1e9)
         self.max_foreign_robots = self._declare("max_foreign_robots")
         diagnostics_period = self._number("diagnostics_period_s")
         declare_executor(self, PARAMETERS)  # run_node spins the node on it
         self.store = BeliefStore(self.model, self.robot_id, config)
+        self.frame = ""  # the store's frame: decided by the first encoding (or foreign latent), map once known
+        self._start_snapshots(config)
         self.gains = self._sensing_gains()
         self.add_on_set_parameters_callback(
             lambda _: SetParametersResult(successful=False, reason="fusion reads its parameters at start-up only: restart it")
         )
-        self.frame = ""  # the store's frame: decided by the first encoding (or foreign latent), map once known
         self.tf = TransformBuffer(
             TF_HISTORY_S, clamp_to_oldest=True
         )  # an encoding just before the first map -> odom is placed, not dropped
@@ -204,6 +246,7 @@ class FusionNode(Node):
         self.pending_latents: list[LatentEmbedding] = []
         self._data_time: tuple[int, int] | None = None  # (newest stamp fused, monotonic ns when it came)
         self._own_data = False  # whether _data_time comes from an own sensing
+        self._next_reshare_s = 0.0  # monotonic s of the next look for beliefs to share again
         self._robots: dict[str, float] = {}  # foreign robot id -> monotonic s of its last latent that passed the checks
         self.counters = diagnostics.Counters()
         self.drops = DropLog(self.get_logger().warning, self.get_logger().info, counters=self.counters)
@@ -231,13 +274,109 @@ class FusionNode(Node):
             if fuse_foreign
             else "not fusing other robots' latents"
         )
+        signing = (
+            f"latents signed and verified: {self.fleet_key.describe()}"
+            if self.fleet_key is not None
+            else "latents not signed (no fleet_key)"
+        )
         self.get_logger().info(
             f"fusing {', '.join(self.store.modalities)} encodings from {self.resolve_topic_name(topics.ENCODINGS.name)} with model "
             f"{self.model.model_id} ({model_path}) as robot {self.robot_id!r}: gate {config.gate:g} m, forget after "
-            f"{config.forget_after_s:g} s, fusion frame {self.fusion_frame_mode}; {sharing}; {foreign}"
+            f"{config.forget_after_s:g} s, fusion frame {self.fusion_frame_mode}; {sharing}; {foreign}; {signing}"
         )
 
+    # ------------------------------------------------------------ snapshots
+
+    def _start_snapshots(self, config: BeliefStoreConfig) -> None:
+        """Restore the beliefs of the last snapshot (if it fits) and write one every snapshot_period_s."""
+        self.snapshot_period = self._number("snapshot_period_s")
+        self.snapshot_path = Path(self._declare("snapshot_path") or default_snapshot_path(self.robot_id)).expanduser()
+        self._snapshot_dirty = False  # the beliefs changed since the last snapshot
+        # While a restored snapshot's time base is unconfirmed: its newest stamp (see _confirm_restored)
+        self._restored_newest_ns: int | None = None
+        if self.snapshot_period > 0:
+            self._restore(config)
+            self.create_timer(self.snapshot_period, self._snapshot)
+
+    def _restore(self, config: BeliefStoreConfig) -> None:
+        """Take the beliefs of the snapshot at snapshot_path if it is this model's and this robot's,
+        whole and in a frame this node can use; else say why and start empty."""
+        try:
+            snapshot = belief_snapshot.load(self.snapshot_path, self.model, self.robot_id, config)
+        except belief_snapshot.SnapshotError as exc:
+            missing = not self.snapshot_path.exists()
+            (self.get_logger().info if missing else self.get_logger().warning)(f"starting with no beliefs: {exc}")
+            return
+        if self.fusion_frame_mode == "odom" and snapshot.frame == MAP:
+            self.get_logger().warning(
+                f"starting with no beliefs: the snapshot {self.snapshot_path} holds them in map, this node fuses in odom"
+            )
+            return
+        snapshot.store.skip_ahead(SKIPPED_IDS, max(2, 2 * math.ceil(self.snapshot_period * config.latent_rate_hz)))
+        self.store, self.frame = snapshot.store, snapshot.frame
+        self._restored_newest_ns = snapshot.newest_ns
+        own = sum(obj.belief is not None for obj in self.store.objects.values())
+        self.get_logger().info(
+            f"restored {len(self.store.objects)} objects ({own} with own sensing) in {self.frame or '(no frame yet)'} from "
+            f"{self.snapshot_path}, written {time.time() - snapshot.saved_unix_s:.1f} s ago"
+        )
+
+    def _confirm_restored(self, messages: list[ModalityEncoding]) -> None:
+        """Whether a restored snapshot belongs to this run, decided before its beliefs are published or
+        shared: yes once the node's clock has reached its newest sensing (a restart within a run, on
+        wall time or with the simulation going on), no when the first own encodings are stamped well
+        before it: their clock started again (a new simulation, a bag played once more), and the
+        snapshot knows nothing about its objects."""
+        restored_ns = self._restored_newest_ns
+        if restored_ns is None:
+            return
+        if messages:
+            newest_ns = max(stamps.to_ns(msg.header.stamp) for msg in messages)
+        else:
+            newest_ns = self.get_clock().now().nanoseconds
+            if newest_ns + self.future_tolerance_ns < restored_ns:
+                return  # undecided: wait for the clock or the first encodings
+        self._restored_newest_ns = None
+        if newest_ns + self.future_tolerance_ns >= restored_ns:
+            return
+        self.get_logger().warning(
+            f"dropping the {len(self.store.objects)} restored objects: the first encodings are stamped {newest_ns * 1e-9:.3f} s, "
+            f"before the snapshot's newest sensing at {restored_ns * 1e-9:.3f} s (the clock started again: another run)"
+        )
+        self.store = BeliefStore(self.model, self.robot_id, self.store.config)
+        self.frame = ""
+        self._snapshot_dirty = True
+
+    def _snapshot(self) -> None:
+        """Write the beliefs if they changed since the last snapshot."""
+        if not self._snapshot_dirty:
+            return
+        start = time.perf_counter()
+        try:
+            belief_snapshot.save(self.snapshot_path, self.store, self.frame)
+        except OSError as exc:
+            self.drops.report(Dropped("snapshot", f"cannot write {self.snapshot_path}: {exc}", kind="write"))
+            return
+        self._snapshot_dirty = False
+        self.counters.add("snapshots written")
+        self.get_logger().debug(
+            f"snapshot of {len(self.store.objects)} objects to {self.snapshot_path} in {(time.perf_counter() - start) * 1e3:.1f} ms"
+        )
+
+    def close(self) -> None:
+        """A last snapshot, then the node goes (run_node's close)."""
+        if self.snapshot_period > 0:
+            self._snapshot()
+        self.destroy_node()
+
     # ------------------------------------------------------------ parameters
+
+    @staticmethod
+    def _load_model(path: Path) -> PerceptionModel:
+        try:
+            return PerceptionModel.load(path)
+        except (CheckpointError, ConfigError) as exc:
+            raise ParameterError(f"parameter 'model': {exc}") from None
 
     def _declare(self, name: str, default: Any = None) -> Any:
         return declare(self, PARAMETERS, name, default)
@@ -249,9 +388,20 @@ class FusionNode(Node):
                 forget_after_s=self._number("forget_after_s"),
                 latent_rate_hz=self._number("latent_rate_hz"),
                 foreign_rate_hz=self._number("foreign_rate_limit_hz"),
+                reshare_after_s=self._number("reshare_after_s"),
             )
         except ConfigError as exc:
             raise ParameterError(f"parameter {exc}") from None
+
+    def _fleet_key(self) -> FleetKey | None:
+        """The fleet key the fleet_key parameter names, or None (signing off)."""
+        path = self._declare("fleet_key")
+        if not path:
+            return None
+        try:
+            return FleetKey.load(path)
+        except FleetKeyError as exc:
+            raise ParameterError(f"parameter 'fleet_key': {exc}") from None
 
     def _sensing_gains(self) -> SensingGains | None:
         samples = self._declare("gain_samples")
@@ -290,19 +440,33 @@ class FusionNode(Node):
 
     def _on_latent(self, msg: LatentEmbedding) -> None:
         self.counters.add("received latents")
-        if msg.robot_id == self.robot_id:  # its own, back from the shared topic: not even a rejection
+        # before anything else: nothing of an unauthenticated message, not even its robot id, is believed
+        refusal = self.fleet_key.verify(msg) if self.fleet_key is not None else None
+        if refusal is not None:
+            self.store.latent_rejections[refusal.kind] += 1
+            at_ns = stamps.to_ns(msg.header.stamp)
+            self._drop("latent", refusal.kind, latent_name(msg.robot_id, msg.object_id, msg.sequence), at_ns, refusal.reason)
+        elif msg.robot_id == self.robot_id:  # its own, back from the shared topic: not even a rejection
             self.counters.add("ignored own latents")
         else:
             self.pending_latents.append(msg)
 
     def _on_batch(self) -> None:
+        self._confirm_restored(self.pending)
         if self.pending:
             self._fuse_encodings()
         if self.pending_latents:
             self._fuse_latents()
-        if self.latents_pub is not None:
+        if self.latents_pub is not None and self._restored_newest_ns is None:
+            now = time.monotonic()
+            if now >= self._next_reshare_s:
+                # once a second, a quarter of what a receiver takes from one robot: the changed beliefs keep the rest
+                self._next_reshare_s = now + 1.0
+                self.store.reshare(now, max(1, int(self.store.config.foreign_rate_hz / 4)))
             for obj in self.store.due_latents(time.monotonic()):
-                self.latents_pub.publish(latent_message(obj, self.robot_id, self.model.model_id, self.frame))
+                self._snapshot_dirty = True  # its sequence advanced
+                msg = latent_message(obj, self.robot_id, self.model.model_id, self.frame)
+                self.latents_pub.publish(msg if self.fleet_key is None else self.fleet_key.sign(msg))
 
     def _fuse_encodings(self) -> None:
         messages = self.pending[:]
@@ -332,6 +496,7 @@ class FusionNode(Node):
                 f"new object {object_id} at {np.round(self.store.objects[object_id].position, 3).tolist()} in {self.frame}"
             )
         if result.updated:
+            self._snapshot_dirty = True
             self._advance_data_time(max(obj.own_update_ns for obj in result.updated), own=True)
             fused = len(encodings) - len(result.rejected)
             self.get_logger().debug(f"fused {fused} encodings into {len(result.updated)} objects in {elapsed_ms:.1f} ms")
@@ -372,6 +537,7 @@ class FusionNode(Node):
                 f"{obj.used.object_id} ({', '.join(obj.sensed)})"
             )
         if result.updated:
+            self._snapshot_dirty = True
             self._advance_data_time(max(obj.last_update_ns for obj in result.updated), own=False)
 
     def _future(self, at_ns: int) -> str:
@@ -455,6 +621,7 @@ class FusionNode(Node):
         if to_map is None:
             return
         self.store.transform(to_map)
+        self._snapshot_dirty = True
         self.get_logger().info(f"map -> {self.frame} known: {len(self.store.objects)} objects move from {self.frame} to map")
         self.frame = MAP
 
@@ -465,11 +632,14 @@ class FusionNode(Node):
     # ------------------------------------------------------------ output
 
     def _on_publish(self) -> None:
+        if self._restored_newest_ns is not None:
+            return  # restored beliefs of perhaps another run: nothing to show until _confirm_restored says
         if self.fusion_frame_mode != "odom":
             self._switch_to_map()
         if self._data_time is not None:
             newest, arrived = self._data_time
             for object_id in self.store.forget(newest + time.monotonic_ns() - arrived):
+                self._snapshot_dirty = True
                 self.get_logger().info(f"forgot {object_id}: not sensed for {self.store.config.forget_after_s:g} s")
         msg = ObjectBeliefArray()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -527,8 +697,12 @@ def latent_name(robot_id: str, object_id: str, sequence: int) -> str:
     return f"latent {robot_id}/{object_id} #{sequence}"
 
 
+def default_snapshot_path(robot_id: str) -> Path:
+    return Path(os.environ.get("ROS_HOME") or "~/.ros").expanduser() / "m2vae_fusion" / "beliefs" / f"{robot_id}.beliefs"
+
+
 def main(args: list[str] | None = None) -> None:
-    run_node("fusion", FusionNode, args)
+    run_node("fusion", FusionNode, args, close=FusionNode.close)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from m2vae_fusion.robustness.cases import ACCEPTED, ENCODERS, Case, Scene, sched
 from m2vae_fusion.robustness.graph import FAST_DIAGNOSTICS_S, Graph
 from m2vae_fusion.robustness.observer import Fuzzer, counted
 from m2vae_fusion.robustness.report import all_counted_but_lost, count_rows, lost_in_transport
+from m2vae_fusion.ros_interface.latent_signing import FleetKey, write_key_file
 
 WINDOW = {"sensor": 2, "latent": 20}  # uncounted messages per node; sensor queues hold 5 (the sim's share them), latents 50
 STARTUP_TIMEOUT_S = 120.0
@@ -46,8 +48,24 @@ def node_names(robots: tuple[str, ...]) -> dict[str, list[str]]:
     return {name: [f"/{r}/{name}" for r in robots] for name in (*(f"{m}_encoder" for m in ENCODERS), "fusion")}
 
 
-def run_fuzz(messages: int, seed: int, robots: int, log_dir: Path, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Start the graph, fuzz it with `messages` messages, stop it; the results (see robustness.command)."""
+def fleet_keys(log_dir: Path) -> tuple[Path, FleetKey, FleetKey]:
+    """A fresh fleet key file for the graph (in the log folder, owner-only: a throwaway key of this
+    run), the key the fuzz signs with, and an intruder's key that file does not list."""
+    path = write_key_file(log_dir / "fleet_key.yaml", {"fuzz-fleet": secrets.token_bytes(32)}, "fuzz-fleet")
+    intruder = FleetKey(Path("(the fuzz's intruder)"), "intruder", {"intruder": secrets.token_bytes(32)})
+    return path, FleetKey.load(path), intruder
+
+
+def run_fuzz(
+    messages: int,
+    seed: int,
+    robots: int,
+    log_dir: Path,
+    progress: Callable[[str], None] = print,
+    fleet_key: bool = True,
+) -> dict[str, Any]:
+    """Start the graph (`fleet_key`: its fusion nodes sign and verify latents with a fresh fleet key),
+    fuzz it with `messages` messages, stop it; the results (see robustness.command)."""
     from m2vae_fusion.bringup.ros_env import isolated_ros_env
 
     if messages < 1 or robots < 1:
@@ -58,11 +76,14 @@ def run_fuzz(messages: int, seed: int, robots: int, log_dir: Path, progress: Cal
     manifest = json.loads((default_model_dir() / "perception_model.json").read_text())
     namespaces = tuple(f"robot{k}" for k in range(1, robots + 1))
     scene = Scene(namespaces, manifest["model_id"], int(manifest["config"]["fusion"]["latent_dim"]))
-    plan = schedule(messages, seed, namespaces)
+    key_file = None
+    if fleet_key:
+        key_file, scene.signer, scene.intruder = fleet_keys(log_dir)
+    plan = schedule(messages, seed, namespaces, signed=fleet_key)
     names = node_names(namespaces)
 
     started = time.monotonic()
-    graph = Graph(robots, env, log_dir)
+    graph = Graph(robots, env, log_dir, key_file)
     fuzzer = None
     try:
         fuzzer = Fuzzer(int(env["ROS_DOMAIN_ID"]), scene)
@@ -72,7 +93,10 @@ def run_fuzz(messages: int, seed: int, robots: int, log_dir: Path, progress: Cal
         wait_for_graph(fuzzer, graph, names)
         timing = {"startup_s": time.monotonic() - started}
         baseline = take_baseline(fuzzer, names)
-        progress(f"m2vae fuzz: graph up after {timing['startup_s']:.0f} s; sending {messages} messages (seed {seed})")
+        signing = "signed with a fresh fleet key" if fleet_key else "unsigned (no fleet key)"
+        progress(
+            f"m2vae fuzz: graph up after {timing['startup_s']:.0f} s; sending {messages} messages (seed {seed}), latents {signing}"
+        )
         fuzz_start = time.monotonic()
         stalls = send_all(fuzzer, plan, names, baseline, np.random.default_rng(seed + 1), progress)
         timing["fuzz_s"] = time.monotonic() - fuzz_start
@@ -255,6 +279,7 @@ def results(
         "messages": messages,
         "seed": seed,
         "robots": robots,
+        "fleet_key": fuzzer.scene.signer is not None,
         "nodes": len(graph.procs),
         "startup_s": round(timing["startup_s"], 1),
         "fuzz_s": round(timing["fuzz_s"], 1),

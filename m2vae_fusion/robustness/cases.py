@@ -1,5 +1,11 @@
 """The fuzz's catalogue: each Case is one kind of adversarial message, the nodes it goes to and the
-counter on /diagnostics they must raise for it; `schedule` draws a seeded run of them."""
+counter on /diagnostics they must raise for it; `schedule` draws a seeded run of them.
+
+With a fleet key (the graph's fusion nodes verify latents, Scene.signer), every latent case is signed
+with the fleet's key after it is made, so it still reaches the check it is for; the replay of an
+older stamp is re-signed too (a fleet member's stale latent: only the store's stale check stops it).
+Four cases exist only then (Case.needs_key): unsigned latents, latents signed with a key not in the
+file, forged ones (a field or the signature changed after signing) and replays given a new sequence."""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from m2vae_fusion.ros_interface.latent_signing import FleetKey
 
 FAR = (20.0, 40.0)  # m, in map: where accepted fuzz latents put their objects, away from the arena
 ENCODERS = ("camera", "lidar", "ir")
@@ -28,6 +36,8 @@ class Scene:
     bases: dict[tuple[str, str], Any] = field(default_factory=dict)  # (robot, sensor topic) -> a real message
     serial: int = 0  # for unique object and robot ids
     replayable: Any = None  # the first flood latent, sent first: accepted, then replayed
+    signer: FleetKey | None = None  # the fleet key of the graph's fusion nodes; None: they take unsigned latents
+    intruder: FleetKey | None = None  # a key the graph's key file does not list
 
     def next_id(self) -> int:
         self.serial += 1
@@ -45,6 +55,7 @@ class Case:
     key: str
     make: Callable[[Scene, np.random.Generator, str], Any]  # (scene, rng, robot) -> message
     may_accept: bool = False
+    needs_key: bool = False  # a case of the fleet key's checks: only when the graph runs with one
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -195,13 +206,18 @@ def _latent(scene: Scene, robot_id: str, rng: np.random.Generator) -> Any:
     return msg
 
 
+def _signed(scene: Scene, msg: Any) -> Any:
+    """`msg` signed with the fleet's key when the graph has one."""
+    return scene.signer.sign(msg) if scene.signer is not None else msg
+
+
 def _latent_with(
     change: Callable[[Any, Scene, np.random.Generator], None], robot_id: str = "fuzz"
 ) -> Callable[[Scene, np.random.Generator, str], Any]:
     def make(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
         msg = _latent(scene, robot_id, rng)
         change(msg, scene, rng)
-        return msg
+        return _signed(scene, msg)
 
     return make
 
@@ -251,24 +267,74 @@ def _future_latent(msg: Any, scene: Scene, rng: np.random.Generator) -> None:
 
 
 def _flood(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
-    msg = _latent(scene, "fuzz_flood", rng)
+    msg = _signed(scene, _latent(scene, "fuzz_flood", rng))
     if scene.replayable is None:
         scene.replayable = copy.deepcopy(msg)
     return msg
 
 
 def _made_up_robot(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
-    return _latent(scene, f"fuzz_robot_{scene.next_id()}", rng)
+    return _signed(scene, _latent(scene, f"fuzz_robot_{scene.next_id()}", rng))
 
 
 def _replay(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
-    return copy.deepcopy(scene.replayable)  # sequence 1 of an object already accepted: a duplicate
+    # sequence 1 of an object already accepted, its signature intact: a duplicate
+    return copy.deepcopy(scene.replayable)
 
 
 def _replay_older(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
     msg = copy.deepcopy(scene.replayable)
     msg.sequence = int(rng.integers(2, 2**31))  # a new sequence number, but older than the accepted stamp
     msg.header.stamp = stamp(stamp_ns(msg.header.stamp) - rng.uniform(0.001, 1.0) * 1e9)
+    return _signed(scene, msg)  # re-signed: a key holder's stale latent (unsigned, it is latent_forged's)
+
+
+def _unsigned(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
+    return _latent(scene, "fuzz_unsigned", rng)  # valid in every other way
+
+
+def _wrong_key(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
+    return scene.intruder.sign(_latent(scene, "fuzz_intruder", rng))  # another fleet's key, or a retired one
+
+
+def _flip_mean_bit(msg: Any, rng: np.random.Generator) -> None:
+    raw = bytearray(np.asarray(msg.mean, np.float32).tobytes())
+    raw[int(rng.integers(len(raw)))] ^= 1 << int(rng.integers(8))  # NaN or huge is fine: the signature is checked first
+    msg.mean = np.frombuffer(bytes(raw), np.float32).tolist()
+
+
+def _other_modalities(modalities: Any) -> list[str]:
+    """Another valid list: one more modality, or one fewer when it has them all (a forgery must change something)."""
+    missing = [m for m in ENCODERS if m not in modalities]
+    return [*modalities, missing[0]] if missing else list(modalities)[:-1]
+
+
+FORGERIES: tuple[Callable[[Any, np.random.Generator], None], ...] = (
+    _flip_mean_bit,
+    lambda msg, rng: setattr(msg, "robot_id", "fuzz_forger"),  # speaking for another robot
+    lambda msg, rng: setattr(msg, "sequence", msg.sequence + int(rng.integers(1, 1000))),
+    lambda msg, rng: setattr(msg.header, "stamp", stamp(stamp_ns(msg.header.stamp) + int(rng.integers(1, 10**9)))),
+    lambda msg, rng: setattr(msg.position, "x", msg.position.x + float(rng.uniform(-1.0, 1.0))),
+    lambda msg, rng: setattr(msg, "modalities", _other_modalities(msg.modalities)),
+    lambda msg, rng: setattr(msg, "log_var", [float(v) + 0.5 for v in msg.log_var]),
+    lambda msg, rng: setattr(msg, "signature", bytes(msg.signature[: int(rng.integers(0, 32))]) or b"\0"),
+    lambda msg, rng: setattr(msg, "signature", rng.bytes(32)),
+)
+
+
+def _forged(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
+    """A validly signed latent with one thing changed after signing."""
+    msg = _signed(scene, _latent(scene, "fuzz_forged", rng))
+    FORGERIES[int(rng.integers(len(FORGERIES)))](msg, rng)
+    return msg
+
+
+def _replay_resequenced(scene: Scene, rng: np.random.Generator, robot: str) -> Any:
+    """The accepted latent again with a new sequence and stamp, to pass the replay checks: the
+    signature covers both, so it fails there."""
+    msg = copy.deepcopy(scene.replayable)
+    msg.sequence = int(rng.integers(2, 2**31))
+    msg.header.stamp = stamp(max(scene.now_ns, stamp_ns(msg.header.stamp) + 1))
     return msg
 
 
@@ -315,6 +381,10 @@ def cases() -> tuple[Case, ...]:
         Case("latent_future", "latent", "dropped latent: future", _latent_with(_future_latent, "fuzz_future")),
         Case("latent_replayed", "latent", "dropped latent: duplicate", _replay),
         Case("latent_replayed_older", "latent", "dropped latent: stale", _replay_older),
+        Case("latent_unsigned", "latent", "dropped latent: unsigned", _unsigned, needs_key=True),
+        Case("latent_wrong_key", "latent", "dropped latent: unknown_key", _wrong_key, needs_key=True),
+        Case("latent_forged", "latent", "dropped latent: signature", _forged, needs_key=True),
+        Case("latent_replayed_resequenced", "latent", "dropped latent: signature", _replay_resequenced, needs_key=True),
     ]
     return (*sensor, *latents)
 
@@ -322,16 +392,18 @@ def cases() -> tuple[Case, ...]:
 CASES = cases()
 
 
-def schedule(count: int, seed: int, robots: tuple[str, ...]) -> list[tuple[Case, str]]:
-    """`count` (case, robot) pairs, seeded; every case sends about as many messages as any other. A
-    flood comes as a run of FLOOD_RUN messages back to back (one at a time would stay under the rate
-    limit), drawn FLOOD_RUN times less often. The first latent is a flood latent: the replay cases
-    copy it, so it must go (and be accepted) first."""
+def schedule(count: int, seed: int, robots: tuple[str, ...], signed: bool = True) -> list[tuple[Case, str]]:
+    """`count` (case, robot) pairs, seeded; every case sends about as many messages as any other
+    (`signed` False: a graph without a fleet key, the cases that need one left out). A flood comes as
+    a run of FLOOD_RUN messages back to back (one at a time would stay under the rate limit), drawn
+    FLOOD_RUN times less often. The first latent is a flood latent: the replay cases copy it, so it
+    must go (and be accepted) first."""
     rng = np.random.default_rng(seed)
-    weights = np.array([1.0 / FLOOD_RUN if c.name == "latent_flood" else 1.0 for c in CASES])
+    drawn = [c for c in CASES if signed or not c.needs_key]
+    weights = np.array([1.0 / FLOOD_RUN if c.name == "latent_flood" else 1.0 for c in drawn])
     plan: list[tuple[Case, str]] = []
     while len(plan) < count:
-        case, robot = CASES[int(rng.choice(len(CASES), p=weights / weights.sum()))], robots[int(rng.integers(len(robots)))]
+        case, robot = drawn[int(rng.choice(len(drawn), p=weights / weights.sum()))], robots[int(rng.integers(len(robots)))]
         plan += [(case, robot)] * (FLOOD_RUN if case.name == "latent_flood" else 1)
     plan = plan[:count]
     first = next((k for k, (case, _) in enumerate(plan) if case.topic == "latent"), None)

@@ -13,6 +13,14 @@ absurd magnitudes, another model, unknown modalities, echoes, other frames, futu
 floods from one robot id and from many made-up ones) and names the counter on /diagnostics that the
 receiving nodes must raise for it.
 
+Fleet key: unless --no-fleet-key, the graph runs with a fleet key made for the run (a throwaway key
+file in the log folder, `fleet_key` of every fusion node, as `m2vae launch --fleet-key`): every latent
+case is signed so it still reaches the check it is for, and four more cases test the signature itself:
+unsigned latents, latents signed with a key the file does not list, forged latents (a field or the
+signature changed after signing) and replays of an accepted latent with a new sequence number; exact
+replays of a signed latent are refused as duplicates. --no-fleet-key runs the graph as shipped
+(latents unsigned) without those four.
+
 Flow control: the nodes publish their counters every FAST_DIAGNOSTICS_S during the run; a message
 goes out only while each node it is for has fewer than WINDOW of the fuzz's messages not yet
 counted, so the sensor topics' best-effort queues (depth 5) never overflow and a missing count is a
@@ -49,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=1000, metavar="N", help="adversarial messages to send (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cases, their order and their contents (default: 0)")
     parser.add_argument("--robots", type=int, default=1, help="simulated robots in the graph, sharing latents (default: 1)")
+    parser.add_argument(
+        "--no-fleet-key",
+        action="store_true",
+        help="run the graph without a fleet key (latents unsigned, the default configuration) and leave out the signature cases",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     parser.add_argument(
         "--log-dir", type=Path, help="folder for the nodes' logs (default: a temporary folder, removed when the goals are met)"
@@ -59,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from m2vae_fusion.core.atomic_file import write_text_atomic
 
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="m2vae_fuzz_"))
-    results = run_fuzz(args.messages, args.seed, args.robots, log_dir)
+    results = run_fuzz(args.messages, args.seed, args.robots, log_dir, fleet_key=not args.no_fleet_key)
     print(table(results))
     if args.json:
         write_text_atomic(args.json, json.dumps(results, indent=2))

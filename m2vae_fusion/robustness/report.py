@@ -61,7 +61,8 @@ def count_rows(outcome: Outcome, fuzzer: Fuzzer, start: dict[str, dict[str, int]
 def table(results: dict[str, Any]) -> str:
     lines = [
         f"m2vae fuzz: {results['messages']} messages (seed {results['seed']}) against {results['nodes']} nodes of "
-        f"{results['robots']} robot(s) on {results['machine']}",
+        f"{results['robots']} robot(s) on {results['machine']}; latents "
+        + ("signed with a fresh fleet key" if results.get("fleet_key") else "unsigned (no fleet key)"),
         f"graph up in {results['startup_s']} s; messages sent in {results['fuzz_s']} s ({results['messages_per_s']} / s, "
         f"{results['flow_control_stalls']} flow-control stalls)",
         "",
