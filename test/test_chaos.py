@@ -67,7 +67,7 @@ def test_a_short_chaos_run_on_the_real_graph(tmp_path) -> None:
     faults = [
         Fault(4.0, "kill", "robot2/lidar_encoder", 1.5),
         Fault(6.0, "cut", "robot2", 4.0),
-        Fault(12.0, "kill", "robot1/fusion", 1.5),
+        Fault(12.0, "kill", "robot1/fusion", 3.0),
     ]
     settings = chaos.Settings(duration_s=20.0)
     log = chaos.run_graph(settings, faults, "robot2", tmp_path, print)
@@ -78,6 +78,15 @@ def test_a_short_chaos_run_on_the_real_graph(tmp_path) -> None:
     assert restart["restored"] is not None and restart["lost_beyond_snapshot"] == [], restart
     assert figures["latents_relayed"] > 0, "nothing passed the relay: robot2 was cut off all along"
     assert len(figures["recoveries"]) == 4  # the cut hits both robots
-    assert all(s.accuracy["robot1"] == 0.0 for s in log.samples if 12.0 + chaos.SILENT_S < s.at_s < 13.5), (
-        "robot1 scored while its fusion node was down"
-    )
+    down = [s.accuracy["robot1"] for s in log.samples if 12.0 + chaos.SILENT_S < s.at_s < 15.0]
+    assert down and all(a == 0.0 for a in down), f"robot1 scored while its fusion node was down: {down}"
+
+
+def test_the_run_loop_imports_no_torch() -> None:
+    """What the run loop imports at a fusion kill must not stall it for seconds (torch's import did:
+    the kill's restart came 8 s late)."""
+    import subprocess
+    import sys
+
+    code = "import sys, m2vae_fusion.robustness.chaos, m2vae_fusion.model.belief_snapshot; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

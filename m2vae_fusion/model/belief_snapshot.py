@@ -16,11 +16,14 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from m2vae_fusion.core.atomic_file import write_atomic
 from m2vae_fusion.core.errors import M2VAEError
-from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig
-from m2vae_fusion.model.perception_model import PerceptionModel
+
+if TYPE_CHECKING:  # torch comes with them: `snapshot_object_ids` serves callers that do without
+    from m2vae_fusion.model.beliefs import BeliefStore, BeliefStoreConfig
+    from m2vae_fusion.model.perception_model import PerceptionModel
 
 FORMAT = "m2vae-fusion-beliefs"
 VERSION = 1
@@ -61,6 +64,8 @@ def save(path: str | Path, store: BeliefStore, frame: str) -> Path:
 
 def load(path: str | Path, model: PerceptionModel, robot_id: str, config: BeliefStoreConfig | None = None) -> Snapshot:
     """The snapshot at `path` as a new store for `model` and `robot_id`; SnapshotError says why not."""
+    from m2vae_fusion.model.beliefs import BeliefStore
+
     path = Path(path)
     try:
         data = path.read_bytes()
