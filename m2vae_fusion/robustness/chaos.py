@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from m2vae_fusion.robustness.probe import RclpyProbe
+
 KILLABLE = ("camera_encoder", "lidar_encoder", "ir_encoder", "fusion", "explorer")
 SAMPLE_S = 0.5  # simulated seconds between accuracy samples
 SILENT_S = 1.5  # a robot whose fusion node published nothing for this long knows nothing (it publishes at 2 Hz)
@@ -111,25 +113,18 @@ class RunLog:
     held_back: int = 0
 
 
-class Watch:
+class Watch(RclpyProbe):
     """rclpy in this process: /clock, the ground truth, every robot's beliefs, and the relay between
     the cut robot's own latent topic and /shared/latents."""
 
     def __init__(self, domain_id: int, robots: tuple[str, ...], cut_robot: str) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
 
         from m2vae_fusion.ros_interface.topics import BELIEF_QOS, GROUND_TRUTH, LATENT_QOS, SHARED_LATENTS, TRUTH_QOS
         from m2vae_msgs.msg import LabelledObjectArray, LatentEmbedding, ObjectBeliefArray
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("m2vae_chaos", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "m2vae_chaos")
         self.now_s = 0.0
         self.truth: list[Any] = []
         self.beliefs: dict[str, tuple[float, float, Any]] = {}  # robot -> (sim s, monotonic s, newest message)
@@ -174,13 +169,6 @@ class Watch:
             self.relayed += 1
             publisher.publish(msg)
 
-    def spin(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            self.executor.spin_once(timeout_sec=max(0.0, min(0.01, deadline - time.monotonic())))
-            if time.monotonic() >= deadline:
-                return
-
     def drain(self, most: int = 200) -> None:
         """Take every message already waiting: after this process was starved of CPU, a newer /clock
         taken before the beliefs queued behind it would make a robot look silent."""
@@ -209,12 +197,6 @@ class Watch:
                 rows.append(BeliefRow(b.object_id, b.position.x, b.position.y, b.class_names[best], 0.0, (), ()))
         correct = sum(m.correct for m in match(truth, rows, MATCH_M))
         return correct / len(truth), correct
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        if self.context.ok():
-            self.rclpy.shutdown(context=self.context)
 
 
 def link_topic(robot: str) -> str:

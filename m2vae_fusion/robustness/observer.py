@@ -4,7 +4,6 @@ bases), the beliefs (every number must be finite) and the nodes' counters on /di
 from __future__ import annotations
 
 import functools
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from m2vae_fusion.robustness.cases import Scene, stamp_ns
+from m2vae_fusion.robustness.probe import RclpyProbe
 
 
 @dataclass
@@ -36,14 +36,12 @@ def belief_problems(msg: Any) -> list[str]:
     return bad
 
 
-class Fuzzer:
+class Fuzzer(RclpyProbe):
     """rclpy in this process: publishes the adversarial messages, reads /clock, the sensors (for the
     bases), the beliefs and /diagnostics."""
 
     def __init__(self, domain_id: int, scene: Scene) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image, LaserScan
@@ -52,12 +50,8 @@ class Fuzzer:
         from m2vae_fusion.ros_interface.topics import LATENT_QOS
         from m2vae_msgs.msg import LatentEmbedding, ObjectBeliefArray
 
-        self.rclpy, self.scene = rclpy, scene
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("m2vae_fuzz", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "m2vae_fuzz")
+        self.scene = scene
         self.counts: dict[str, dict[str, int]] = {}  # node name -> its newest counters
         self.seen: Counter[tuple[str, str]] = Counter()  # (robot, topic) -> messages this process received, the sim's and its own
         self.outcome = Outcome()
@@ -106,19 +100,6 @@ class Fuzzer:
         self.belief_frames[robot] = msg.header.frame_id
         self.outcome.beliefs_checked += len(msg.beliefs)
         self.outcome.non_finite_beliefs += belief_problems(msg)
-
-    def spin(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            self.executor.spin_once(timeout_sec=max(0.0, min(0.01, deadline - time.monotonic())))
-            if time.monotonic() >= deadline:
-                return
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        if self.context.ok():  # Ctrl-C has shut it down already
-            self.rclpy.shutdown(context=self.context)
 
 
 def counted(fuzzer: Fuzzer, start: dict[str, dict[str, int]], node: str, keys: tuple[str, ...]) -> int:
