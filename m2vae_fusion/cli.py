@@ -255,6 +255,10 @@ BENCHES: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
         "m2vae_fusion.benchmarks.scale",
         "fusion work per burst with 10..10 000 objects and 1..16 robots; LatentEmbedding bytes",
     ),
+    "latents": (
+        "m2vae_fusion.benchmarks.latent_load",
+        "one fusion node process under N peers x M objects of shared latents over DDS: CPU, latency to belief, drops",
+    ),
     "explore": (
         "m2vae_fusion.benchmarks.explore",
         "explorer policies tour / entropy / active on generated worlds, 1 and 2 robots: time to 95 percent correct, ratios to tour",

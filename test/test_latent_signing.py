@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m2vae_fusion.model.beliefs import BeliefStore, Latent
+from m2vae_fusion.model.beliefs import BeliefStore
 from m2vae_fusion.model.perception_model import PerceptionModel
+from m2vae_fusion.nodes.fusion import latent_from_message
 from m2vae_fusion.resources import default_model_dir
 from m2vae_fusion.ros_interface import stamps
 from m2vae_fusion.ros_interface.latent_signing import (
@@ -141,22 +142,13 @@ def test_a_replayed_signed_latent_is_a_duplicate_and_a_resequenced_one_fails_the
     fleet = key(tmp_path, {"a": A}, "a")
     store = BeliefStore(model, "robot1")
 
-    def as_latent(msg: LatentEmbedding) -> Latent:
-        position = np.array([msg.position.x, msg.position.y, msg.position.z])
-        mean, log_var = np.asarray(msg.mean, np.float32), np.asarray(msg.log_var, np.float32)
-        modalities, contributors = tuple(msg.modalities), tuple(msg.contributors)
-        stamp = stamps.to_ns(msg.header.stamp)
-        return Latent(
-            msg.robot_id, msg.object_id, msg.model_id, msg.sequence, modalities, contributors, mean, log_var, position, stamp
-        )
-
     original = latent()
     original.model_id = model.model_id
     original = fleet.sign(original)
-    assert fleet.verify(original) is None and not store.add_latents([as_latent(original)], 0.0).rejected
+    assert fleet.verify(original) is None and not store.add_latents([latent_from_message(original)], 0.0).rejected
     replay = copy.deepcopy(original)
     assert fleet.verify(replay) is None  # a copy is validly signed ...
-    (rejection,) = store.add_latents([as_latent(replay)], 1.0).rejected
+    (rejection,) = store.add_latents([latent_from_message(replay)], 1.0).rejected
     assert rejection.kind == "duplicate"  # ... and the store's sequence record refuses it
     resequenced = copy.deepcopy(original)
     resequenced.sequence += 1

@@ -37,6 +37,13 @@ def ros_environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (all its threads) from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class NodeProcess:
     """A node in its own process group with its output in a temporary file (a pipe nobody reads could
     fill up and stall it); `stop` ends it, SIGKILL after a grace period."""
@@ -62,10 +69,7 @@ class NodeProcess:
             )
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the process (all its threads) from /proc/<pid>/stat."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may contain spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def stop(self) -> None:
         process_group.stop([self.proc], STOP_GRACE_S)

@@ -600,18 +600,7 @@ class FusionNode(Node):
                 self.frame = MAP
         if frame != self.frame:
             return f"its frame {frame!r} is not the fusion frame {self.frame or '(none yet)'!r}"
-        return Latent(
-            msg.robot_id,
-            msg.object_id,
-            msg.model_id,
-            msg.sequence,
-            tuple(msg.modalities),
-            tuple(msg.contributors),
-            np.asarray(msg.mean, np.float32),
-            np.asarray(msg.log_var, np.float32),
-            np.array([msg.position.x, msg.position.y, msg.position.z]),
-            stamps.to_ns(msg.header.stamp),
-        )
+        return latent_from_message(msg)
 
     def _switch_to_map(self) -> None:
         """Objects held in odom move to map once /tf has map -> odom."""
@@ -691,6 +680,22 @@ def latent_message(obj: TrackedObject, robot_id: str, model_id: str, frame: str)
     msg.log_var = obj.belief.log_var.tolist()
     msg.position = Point(x=float(obj.position[0]), y=float(obj.position[1]), z=float(obj.position[2]))
     return msg
+
+
+def latent_from_message(msg: LatentEmbedding) -> Latent:
+    """A LatentEmbedding as the belief store takes it (its frame is the caller's to check)."""
+    return Latent(
+        msg.robot_id,
+        msg.object_id,
+        msg.model_id,
+        msg.sequence,
+        tuple(msg.modalities),
+        tuple(msg.contributors),
+        np.asarray(msg.mean, np.float32),
+        np.asarray(msg.log_var, np.float32),
+        np.array([msg.position.x, msg.position.y, msg.position.z]),
+        stamps.to_ns(msg.header.stamp),
+    )
 
 
 def latent_name(robot_id: str, object_id: str, sequence: int) -> str:
