@@ -67,6 +67,24 @@ def load(path: str | Path, model: PerceptionModel, robot_id: str, config: Belief
     from m2vae_fusion.model.beliefs import BeliefStore
 
     path = Path(path)
+    body = _checked_body(path)
+    try:
+        content = json.loads(body)
+        found = {"model": content["model_id"], "robot": content["robot_id"]}
+        if found["model"] != model.model_id:
+            raise SnapshotError(f"{path}: beliefs of model {found['model']!r}, this node fuses with {model.model_id!r}")
+        if found["robot"] != robot_id:
+            raise SnapshotError(f"{path}: beliefs of robot {found['robot']!r}, this node is robot {robot_id!r}")
+        store = BeliefStore.from_state(model, robot_id, config, content["store"])
+        return Snapshot(store, str(content["frame"]), float(content["saved_unix_s"]))
+    except SnapshotError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SnapshotError(f"{path}: its content does not fit the model ({type(exc).__name__}: {exc})") from None
+
+
+def _checked_body(path: Path) -> bytes:
+    """The body of the snapshot at `path` once its header says it is whole; SnapshotError otherwise."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -86,29 +104,13 @@ def load(path: str | Path, model: PerceptionModel, robot_id: str, config: Belief
         raise SnapshotError(
             f"{path}: damaged (body of {len(body)} bytes, header says {header.get('bytes')}, or its SHA-256 differs)"
         )
-    try:
-        content = json.loads(body)
-        found = {"model": content["model_id"], "robot": content["robot_id"]}
-        if found["model"] != model.model_id:
-            raise SnapshotError(f"{path}: beliefs of model {found['model']!r}, this node fuses with {model.model_id!r}")
-        if found["robot"] != robot_id:
-            raise SnapshotError(f"{path}: beliefs of robot {found['robot']!r}, this node is robot {robot_id!r}")
-        store = BeliefStore.from_state(model, robot_id, config, content["store"])
-        return Snapshot(store, str(content["frame"]), float(content["saved_unix_s"]))
-    except SnapshotError:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"{path}: its content does not fit the model ({type(exc).__name__}: {exc})") from None
+    return body
 
 
 def snapshot_object_ids(path: str | Path) -> set[str]:
     """The object ids in the snapshot at `path` without loading a model (for checks from outside the
     node, as `m2vae chaos` makes); empty when there is none or it is damaged."""
     try:
-        first, _, body = Path(path).read_bytes().partition(b"\n")
-        header = json.loads(first)
-        if len(body) != header.get("bytes") or hashlib.sha256(body).hexdigest() != header.get("sha256"):
-            return set()
-        return {str(item["id"]) for item in json.loads(body)["store"]["objects"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {str(item["id"]) for item in json.loads(_checked_body(Path(path)))["store"]["objects"]}
+    except (SnapshotError, ValueError, KeyError, TypeError):
         return set()

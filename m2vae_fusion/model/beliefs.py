@@ -319,8 +319,7 @@ class BeliefStore:
                 obj.belief = beliefs[object_id]
                 obj.own_update_ns = max(obj.own_update_ns, stamp_ns)
                 obj.contributors = tuple(dict.fromkeys([*obj.contributors, *robots]))
-            obj.unshared = True
-            self._unshared[object_id] = None
+            self._mark_unshared(obj)
             self._oldest_ns = min(self._oldest_ns, obj.own_update_ns)
             result.updated.append(obj)
         self._refuse(result.updated)
@@ -549,9 +548,13 @@ class BeliefStore:
         ]
         old.sort(key=lambda obj: obj.shared_at_s or 0.0)
         for obj in old[:budget]:
-            obj.unshared = True
-            self._unshared[obj.object_id] = None
+            self._mark_unshared(obj)
         return min(len(old), budget)
+
+    def _mark_unshared(self, obj: TrackedObject) -> None:
+        """`obj`'s own belief is due for sharing (`due_latents` looks only at these)."""
+        obj.unshared = True
+        self._unshared[obj.object_id] = None
 
     def forget(self, now_ns: int) -> list[str]:
         """Drop foreign latents stamped more than forget_after_s before `now_ns`, then objects with
@@ -578,6 +581,11 @@ class BeliefStore:
         self._accepted = {key: value for key, value in self._accepted.items() if value[1] >= horizon}
         if stale:
             self._links = {key: object_id for key, object_id in self._links.items() if object_id in self.objects}
+        self._recompute_oldest()
+        return stale
+
+    def _recompute_oldest(self) -> None:
+        """The oldest own sensing, held foreign latent or accepted record: what `forget` looks past."""
         self._oldest_ns = min(
             itertools.chain(
                 (obj.own_update_ns for obj in self.objects.values() if obj.belief is not None),
@@ -586,7 +594,6 @@ class BeliefStore:
             ),
             default=math.inf,
         )
-        return stale
 
     # ------------------------------------------------------------ persistence (model.belief_snapshot)
 
@@ -618,11 +625,8 @@ class BeliefStore:
             store.objects[obj.object_id] = obj
             store._index.place(obj.object_id, obj.position)
             if obj.belief is not None:
-                obj.unshared = True
-                store._unshared[obj.object_id] = None
-        stamps = [obj.own_update_ns for obj in store.objects.values() if obj.belief is not None]
-        stamps += [x.stamp_ns for obj in store.objects.values() for x in obj.foreign.values()]
-        store._oldest_ns = min([*stamps, *(stamp for _, stamp in store._accepted.values())], default=math.inf)
+                store._mark_unshared(obj)
+        store._recompute_oldest()
         store._refuse(list(store.objects.values()))
         return store
 
