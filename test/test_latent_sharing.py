@@ -4,7 +4,8 @@ camera, LiDAR and IR, robot2 without a camera, each with its own sim, encoders a
 own namespace, both facing the same red cube. robot2 has no sensor that sees colour; with robot1's
 latent fused in place it knows the colour, and so the class, while what it shares stays its own.
 Signed latents (issue 21): the size of a signed latent, and a fusion node with a fleet key that takes
-only validly signed latents and counts the others by reason on /diagnostics."""
+only validly signed latents and counts the others by reason on /diagnostics. A map frame from
+/tf_static only (issue 17: the Gazebo launch's static map -> odom): two fusion nodes share in map."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import numpy as np
 import pytest
 from dds_probe import DdsProbe
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TransformStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from test_sim import one_object_world
+from tf2_msgs.msg import TFMessage
 
 from m2vae_fusion.model.beliefs import BeliefStore, Encoding
 from m2vae_fusion.model.perception_model import PerceptionModel
@@ -28,7 +31,8 @@ from m2vae_fusion.resources import config_path, default_model_dir
 from m2vae_fusion.ros_interface import diagnostics
 from m2vae_fusion.ros_interface.latent_signing import MAX_KEY_ID_CHARS, FleetKey, write_key_file
 from m2vae_fusion.ros_interface.stamps import from_ns
-from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding
+from m2vae_fusion.ros_interface.topics import TF_STATIC
+from m2vae_msgs.msg import LatentEmbedding, ModalityEncoding, ObjectBeliefArray
 
 LABEL = "red_cube_shiny"  # its colour is only in the camera; from LiDAR + IR alone the model guesses green
 MAX_LATENT_BYTES = 256  # issue 8's goal per shared latent message
@@ -289,3 +293,90 @@ def test_a_fleet_key_file_others_can_read_stops_the_node_naming_the_parameter(pr
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, out
     assert f"parameter 'fleet_key': fleet key {path}: permissions 0644 open it to other users; chmod 600 {path}" in out, out
+
+
+# ---------------------------------------------------------------- map -> odom on /tf_static (issue 17)
+
+SPAWN = {"robot1": (0.5, -0.25, 0.0), "robot2": (-0.4, 0.6, 1.2)}  # map -> robotK/odom: x, y, yaw
+OBJECT_MAP = np.array([0.9, 0.35, 0.03])
+
+
+def static_map_to_odom() -> TFMessage:
+    """What the Gazebo launch's static transform publishers send: map -> robotK/odom at each spawn pose."""
+    msg = TFMessage()
+    for robot, (x, y, yaw) in SPAWN.items():
+        t = TransformStamped(child_frame_id=f"{robot}/odom")
+        t.header.frame_id = "map"
+        t.transform.translation.x, t.transform.translation.y = x, y
+        t.transform.rotation.z, t.transform.rotation.w = float(np.sin(yaw / 2)), float(np.cos(yaw / 2))
+        msg.transforms.append(t)
+    return msg
+
+
+def in_odom(robot: str, point: np.ndarray) -> np.ndarray:
+    x, y, yaw = SPAWN[robot]
+    c, s = np.cos(yaw), np.sin(yaw)
+    dx, dy = point[0] - x, point[1] - y
+    return np.array([c * dx + s * dy, -s * dx + c * dy, point[2]])
+
+
+def test_robots_share_latents_in_map_from_a_static_map_to_odom(
+    model: PerceptionModel, processes, ros_env, tmp_path: Path
+) -> None:
+    """Two real fusion nodes whose only map -> odom is on /tf_static (as under Gazebo), each fed one
+    encoding of the same object in its own odom frame: both place it in map, share their latent there,
+    and fuse the other's (without /tf_static each would hold its odom frame and drop the other's
+    latents as a frame mismatch)."""
+    procs = {
+        robot: processes.start(
+            sys.executable,
+            "-m",
+            "m2vae_fusion.nodes.fusion",
+            "--ros-args",
+            "-r",
+            f"__ns:=/{robot}",
+            "--params-file",
+            str(config_path("fusion.yaml")),
+            "-p",
+            "gain_samples:=0",
+            "-p",
+            "diagnostics_period_s:=0.2",
+            env={**ros_env, "ROS_HOME": str(tmp_path / robot)},
+        )  # fmt: skip
+        for robot in SPAWN
+    }
+    probe = DdsProbe(int(ros_env["ROS_DOMAIN_ID"]), "static_tf_probe", "fusion")
+    try:
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        probe.node.create_publisher(TFMessage, TF_STATIC.name, TF_STATIC.publisher_qos).publish(static_map_to_odom())
+        encodings = {r: probe.node.create_publisher(ModalityEncoding, f"/{r}/encodings", reliable) for r in SPAWN}
+        beliefs: dict[str, list] = {r: [] for r in SPAWN}
+        for robot in SPAWN:
+            probe.node.create_subscription(ObjectBeliefArray, f"/{robot}/beliefs", beliefs[robot].append, reliable)
+        latents: list = []
+        probe.node.create_subscription(LatentEmbedding, "/shared/latents", latents.append, reliable)
+        assert probe.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in encodings.values()), 30, procs)
+        probe.spin_until(lambda: False, 1.0, procs)  # the nodes' /tf_static readers take the latched message
+        for robot, modality in (("robot1", "camera"), ("robot2", "lidar")):
+            msg = ModalityEncoding(modality=modality, model_id=model.model_id, confidence=0.9)
+            msg.header.stamp, msg.header.frame_id = from_ns(time.time_ns()), f"{robot}/odom"
+            x, y, z = in_odom(robot, OBJECT_MAP)
+            msg.position.x, msg.position.y, msg.position.z = float(x), float(y), float(z)
+            msg.mean = [0.1] * model.config.feature_dim
+            msg.log_var = [-2.0] * model.config.feature_dim
+            encodings[robot].publish(msg)
+
+        def fused(robot: str, other: str) -> list:
+            return [b for m in beliefs[robot] for b in m.beliefs if other in b.contributing_robots]
+
+        assert probe.spin_until(lambda: bool(fused("robot1", "robot2") and fused("robot2", "robot1")), 20, procs), (
+            f"latents heard: {[(m.robot_id, m.header.frame_id) for m in latents]}"
+        )
+    finally:
+        probe.close()
+    assert {m.header.frame_id for m in latents} == {"map"}
+    for robot, other in (("robot1", "robot2"), ("robot2", "robot1")):
+        belief = fused(robot, other)[-1]
+        position = np.array([belief.position.x, belief.position.y, belief.position.z])
+        assert np.allclose(position, OBJECT_MAP, atol=1e-4), (robot, position)
+        assert set(belief.modalities) == {"camera", "lidar"} and list(belief.contributing_robots) == [robot, other]

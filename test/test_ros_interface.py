@@ -96,6 +96,18 @@ def test_static_transforms_chain_through_the_tree_at_any_time():
     )
 
 
+def test_children_of_a_frame_come_from_tf_and_tf_static():
+    """A fixed map -> odom (the Gazebo launch's static transform publisher) is a child of map like a
+    time-stamped one: the fusion node's map frame needs either."""
+    buffer = TransformBuffer()
+    buffer.set_transform_static(stamped("map", "robot2/odom", 0.4))
+    buffer.set_transform(stamped("map", "robot1/odom", 0.1, 1.0))
+    buffer.set_transform_static(stamped("map", "robot1/odom", 0.7))  # a /tf edge to the same frame wins
+    assert buffer.children("map") == ["robot1/odom", "robot2/odom"]
+    assert x_of(buffer, "map", "robot2/odom", at(5.0)) == pytest.approx(0.4)
+    assert x_of(buffer, "map", "robot1/odom", at(5.0)) == pytest.approx(0.1)
+
+
 def test_errors_name_the_frames():
     buffer = TransformBuffer()
     buffer.set_transform_static(stamped("base_link", "lidar_link", 0.1))

@@ -5,8 +5,8 @@ AMiRo classes, colour / shape / surface). The rules (association gate, repeats,
 bursts, forgetting, which foreign latent is used and how, the checks on foreign latents) are
 m2vae_fusion.model.beliefs'; this node converts messages and frames around it.
 
-Subscribes: encodings (m2vae_msgs/ModalityEncoding, reliable), /tf (map -> odom; not with
-  fusion_frame odom), shared_topic (m2vae_msgs/LatentEmbedding of other robots; with fuse_foreign).
+Subscribes: encodings (m2vae_msgs/ModalityEncoding, reliable), /tf and /tf_static (map -> odom; not
+  with fusion_frame odom), shared_topic (m2vae_msgs/LatentEmbedding of other robots; with fuse_foreign).
 Publishes: beliefs (m2vae_msgs/ObjectBeliefArray, every 1/publish_rate_hz, all current objects,
   each with the foreign latent it uses fused in, its class entropy and, unless gain_samples is 0, the
   class-entropy reduction and KL the model's imagination expects of each sensing in gain_candidates,
@@ -27,9 +27,10 @@ Counted: every encoding and latent taken, every drop by reason (`dropped encodin
 latents, back from the shared topic, count as `ignored own latents`.
 
 Frames: with fusion_frame auto, positions go into `map` as soon as /tf has a map -> <encoding
-frame> transform (at or before the encoding's stamp), and stay in the encodings' odom frame until
+frame> transform (at or before the encoding's stamp) or /tf_static has one (a localisation that
+publishes a fixed map -> odom, as the Gazebo launch does), and stay in the encodings' odom frame until
 then; objects held in odom move to map when the transform first appears. fusion_frame map drops
-encodings until that transform is known; fusion_frame odom never uses /tf. Beliefs and latents
+encodings until that transform is known; fusion_frame odom never uses /tf or /tf_static. Beliefs and latents
 carry the fusion frame (so latents are in odom while no map is known, and receivers can tell).
 
 Time: stamps are the sensors'. The data clock is the newest stamp fused so far plus the wall time
@@ -52,7 +53,7 @@ robot's slot frees after forget_after_s without a latent that passed the checks:
 ids cannot grow the per-robot state without bound) or when its frame is not the fusion frame:
 positions from other robots are only comparable in a common frame, so the node takes foreign latents in map (or
 in exactly its own fusion frame) and transforms none. Before its first own encoding, a node that
-waits for map (fusion_frame map, or auto once /tf has any map transform) takes map as its frame
+waits for map (fusion_frame map, or auto once /tf or /tf_static has any map transform) takes map as its frame
 from a foreign latent, so a robot learns objects it has never sensed. Robots are assumed to stamp
 in one time base (synchronised clocks or one simulation); the forgetting clock follows own
 sensings, and foreign stamps only while there has been no own sensing.
@@ -113,7 +114,7 @@ from m2vae_fusion.ros_interface.runtime import (
     executor_parameter,
     run_node,
 )
-from m2vae_fusion.ros_interface.topics import BELIEF_QOS, ENCODING_QOS, LATENT_QOS, SHARED_LATENTS, TF_QOS
+from m2vae_fusion.ros_interface.topics import BELIEF_QOS, ENCODING_QOS, LATENT_QOS, SHARED_LATENTS, TF_QOS, TF_STATIC_QOS
 from m2vae_fusion.ros_interface.transforms import TransformBuffer, TransformException
 from m2vae_msgs.msg import (
     AttributeProbabilities,
@@ -148,7 +149,7 @@ PARAMETERS: Parameters = {
     "batch_period_s": number(0.02, "encodings are buffered and fused in one go this often [s]", positive=True),
     "robot_id": text(None, "this robot's id in latents and beliefs (default: the namespace without '/', else the host name)"),
     "fusion_frame": text(
-        "auto", "auto: map once /tf has map -> odom, odom before; map: wait for map; odom: the encodings' frame"
+        "auto", "auto: map once /tf or /tf_static has map -> odom, odom before; map: wait for map; odom: the encodings' frame"
     ),
     "share_latents": flag(True, "publish the belief from own sensing on shared_topic for other robots"),
     "fuse_foreign": flag(True, "fuse the latents other robots publish on shared_topic"),
@@ -254,6 +255,7 @@ class FusionNode(Node):
         self.create_subscription(ModalityEncoding, topics.ENCODINGS.name, self._on_encoding, ENCODING_QOS)
         if self.fusion_frame_mode != "odom":
             self.create_subscription(TFMessage, topics.TF.name, self._on_tf, TF_QOS)
+            self.create_subscription(TFMessage, topics.TF_STATIC.name, self._on_tf_static, TF_STATIC_QOS)
         if fuse_foreign:
             self.create_subscription(LatentEmbedding, shared_topic, self._on_latent, LATENT_QOS)
         self.beliefs_pub = self.create_publisher(ObjectBeliefArray, topics.BELIEFS.name, BELIEF_QOS)
@@ -427,8 +429,13 @@ class FusionNode(Node):
                 except ValueError:
                     continue
 
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        """Keeps every static transform: map -> odom may be a chain (map -> world -> odom)."""
+        for t in msg.transforms:
+            self.tf.set_transform_static(t)
+
     def _to_map(self, frame: str, at_ns: int | None = None) -> np.ndarray | None:
-        """map -> frame at or before `at_ns` (None: the newest), or None when /tf never had it."""
+        """map -> frame at or before `at_ns` (None: the newest), or None when neither /tf nor /tf_static has it."""
         try:
             return self.tf.lookup_matrix(MAP, frame, Time() if at_ns is None else Time(nanoseconds=at_ns))
         except TransformException:
@@ -584,7 +591,7 @@ class FusionNode(Node):
                 position = frames.apply(to_map, position)
                 frame = MAP
             elif self.fusion_frame_mode == MAP or self.frame == MAP:
-                return f"no map -> {frame} transform on /tf yet"
+                return f"no map -> {frame} transform on /tf or /tf_static yet"
         if not self.frame:
             self.frame = frame
         if frame != self.frame:
@@ -603,7 +610,7 @@ class FusionNode(Node):
         return latent_from_message(msg)
 
     def _switch_to_map(self) -> None:
-        """Objects held in odom move to map once /tf has map -> odom."""
+        """Objects held in odom move to map once /tf or /tf_static has map -> odom."""
         if self.frame in ("", MAP):
             return
         to_map = self._to_map(self.frame)

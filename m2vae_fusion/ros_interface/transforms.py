@@ -112,9 +112,10 @@ class TransformBuffer:
         return bool(self._static)
 
     def children(self, parent: str) -> list[str]:
-        """Frames with a /tf transform from `parent`."""
+        """Frames with a /tf or /tf_static transform from `parent`."""
         parent = _frame(parent)
-        return [child for (p, child), edge in self._edges.items() if p == parent and edge.stamps]
+        timed = [child for (p, child), edge in self._edges.items() if p == parent and edge.stamps]
+        return timed + [child for child, t in self._static.items() if t.parent == parent and child not in timed]
 
     def newest_ns(self, target_frame: str, source_frame: str) -> int | None:
         """Stamp of the newest /tf sample target -> source, None before the first."""
