@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 # m2vae_fusion.nodes.<node>.main through m2vae_fusion.ros_interface.entry (which takes SIGINT/SIGTERM over
 # before the node's seconds of imports); test/test_packaging.py checks this list against
 # m2vae_fusion/nodes/ and ros_interface/entry.py.
-NODES = ("encoder", "explorer", "fusion", "latent_monitor", "scoreboard", "sim", "viz")
+NODES = ("encoder", "explorer", "fusion", "ground_truth", "gz_range_adapter", "latent_monitor", "scoreboard", "sim", "viz")
 
 
 # colcon (ament_python) runs `setup.py install` / `develop`, and setup.cfg sends the console scripts to

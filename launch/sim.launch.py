@@ -2,7 +2,7 @@
 
   ros2 launch m2vae_fusion sim.launch.py [simulator:=gazebo|embedded] [world:=FILE] [robots:=N]
       [rviz:=true|false] [use_sim_time:=true|false] [headless:=true|false] [duration:=SECONDS]
-      [fleet_key:=FILE]
+      [fleet_key:=FILE] [model:=FOLDER]
 
 The nodes, their parameters and remaps come from m2vae_fusion.bringup.graph.sim_description: the same
 graph `m2vae launch sim` runs on machines without ros2 launch. This file only declares the arguments
@@ -26,6 +26,7 @@ ARGUMENTS = {  # name -> description; defaults are worked out in generate_launch
     "headless": "no viz nodes, no rviz2, Gazebo without its GUI",
     "duration": "simulated seconds until the scoreboard ends the demo; 0 = until stopped",
     "fleet_key": "fleet key file (docs/robustness.md): every robot's fusion node signs the latents it shares and drops those not signed with one of its keys; empty: off",
+    "model": "perception model folder for every encoder, fusion and viz node (e.g. one trained on Gazebo recordings: docs/gazebo.md); empty: the shipped model",
 }
 
 
@@ -51,6 +52,7 @@ def launch_setup(context):
             use_sim_time=flag("use_sim_time", value["use_sim_time"]),
             duration_s=duration,
             fleet_key=value["fleet_key"] or None,
+            model=value["model"] or None,
         )
     )
 
@@ -71,6 +73,7 @@ def generate_launch_description():
         "headless": "false",
         "duration": "0",
         "fleet_key": "",
+        "model": "",
     }
     return LaunchDescription(
         [*declare(ARGUMENTS, defaults, {"simulator": list(SIMULATORS)}), OpaqueFunction(function=launch_setup)]

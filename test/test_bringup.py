@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from m2vae_fusion.bringup.description import BringupError, NodeSpec, gazebo_available, render_value
+from m2vae_fusion.bringup.graph import MODALITIES, load_overrides, perception_description, sim_description
 from m2vae_fusion.bringup.graph import ROBOT_NODES as OVERRIDABLE
-from m2vae_fusion.bringup.graph import load_overrides, perception_description, sim_description
 from m2vae_fusion.nodes import encoder, fusion, viz
 from m2vae_fusion.ros_interface.latent_signing import write_key_file
 
@@ -109,6 +109,7 @@ def test_gazebo_one_and_three_robots(tmp_path) -> None:
         "sim",
         "-r",
         "-s",
+        "--headless-rendering",  # the camera and gpu_lidar render without a display
         str(gz_world),
     )
 
@@ -117,27 +118,107 @@ def test_gazebo_one_and_three_robots(tmp_path) -> None:
     for k, robot in enumerate(three.robots, start=1):
         ns = f"robot{k}"
         spawn = three.node(f"{ns}/spawn")
-        assert (spawn.package, spawn.executable, spawn.one_shot) == ("ros_gz_sim", "create", True)
-        args = dict(zip(spawn.arguments[::2], spawn.arguments[1::2]))
-        assert args["-name"] == ns and args["-world"] == "arena"
-        assert (float(args["-x"]), float(args["-y"]), float(args["-Y"])) == pytest.approx((robot.x, robot.y, robot.yaw), abs=1e-5)
-        model = Path(args["-file"]).read_text()
+        assert (spawn.package, spawn.executable, spawn.one_shot, spawn.arguments) == ("ros_gz_sim", "create", True, ())
+        args = spawn.parameters  # create's ROS parameters, not its gflags
+        assert args["name"] == ns and args["world"] == "arena"
+        assert all(isinstance(args[k], float) for k in ("x", "y", "z", "Y"))  # create declares them double
+        assert (args["x"], args["y"], args["Y"]) == pytest.approx((robot.x, robot.y, robot.yaw), abs=1e-5)
+        model = Path(args["file"]).read_text()
         assert f"<topic>/{ns}/scan</topic>" in model and f"<child_frame_id>{ns}/base_link</child_frame_id>" in model
+        truth = three.node(f"{ns}/ground_truth")
+        assert truth.executable == "ground_truth" and truth.parameters["world"] == str(three.world)
+        assert three.node(f"{ns}/gz_range_adapter").params_files[0].name == "gz_range_adapter.yaml"
 
         bridge = three.node(f"{ns}/gz_bridge")
         assert (bridge.package, bridge.executable) == ("ros_gz_bridge", "parameter_bridge")
         entries = {
             e["ros_topic_name"]: e["gz_topic_name"] for e in yaml.safe_load(Path(bridge.parameters["config_file"]).read_text())
         }
-        assert entries["scan"] == f"/{ns}/scan" and entries["cmd_vel"] == f"/{ns}/cmd_vel" and entries["/tf"] == f"/{ns}/tf"
+        assert entries["gz/scan"] == f"/{ns}/scan" and entries["cmd_vel"] == f"/{ns}/cmd_vel" and entries["/tf"] == f"/{ns}/tf"
+        assert entries["gz/ir/scan"] == f"/{ns}/ir/scan"  # raw, for the range adapter
         assert ("/clock" in entries) == (k == 1)  # one clock bridge, not three
 
         to_odom = three.node(f"{ns}/map_to_odom")
         assert to_odom.arguments[-4:] == ("--frame-id", "map", "--child-frame-id", f"{ns}/odom")
+        # odom is the world frame (OdometryPublisher's true pose): map -> odom is the identity
+        numbers = dict(zip(to_odom.arguments[:14:2], map(float, to_odom.arguments[1:14:2])))
+        assert numbers == {"--x": 0, "--y": 0, "--z": 0, "--qx": 0, "--qy": 0, "--qz": 0, "--qw": 1}
         optical = three.node(f"{ns}/static_tf_camera_optical_frame")
         assert optical.arguments[-3:] == (f"{ns}/camera_link", "--child-frame-id", f"{ns}/camera_optical_frame")
         assert all(n.remaps == () for n in three.nodes)  # Gazebo has one clock for everybody
     assert all(n.parameters.get("use_sim_time") is True for n in three.nodes if n.ros)
+
+
+def _robot_model(description, ns: str):
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(description.node(f"{ns}/spawn").parameters["file"]).getroot().find("model")
+
+
+def test_gazebo_robots_get_their_own_ir_self_mask_and_true_odometry(tmp_path) -> None:
+    """Each robot's IR ring hides its own shell only (so it sees the other robots, as in the embedded
+    sim), on bits gz-rendering leaves free; odometry comes from OdometryPublisher (the true pose) and
+    DiffDrive's wheel odometry moves off the bridged topics."""
+    three = sim_description(3, simulator="gazebo", cache_dir=tmp_path)
+    flags, masks = {}, {}
+    for k in range(1, 4):
+        ns = f"robot{k}"
+        model = _robot_model(three, ns)
+        (flags[ns],) = {int(e.text) for e in model.iter("visibility_flags")}
+        (masks[ns],) = {int(e.text) for e in model.iter("visibility_mask")}
+        assert flags[ns] & 0b11 == 0 and flags[ns] < 0x10000000  # not GZ_VISIBILITY_GUI / _SELECTABLE, within _ALL
+        plugins = {p.get("name"): p for p in model.findall("plugin")}
+        odometry = plugins["gz::sim::systems::OdometryPublisher"]
+        assert odometry.get("filename") == "gz-sim-odometry-publisher-system"
+        assert {c.tag: c.text for c in odometry} == {
+            "odom_frame": f"{ns}/odom",
+            "robot_base_frame": f"{ns}/base_link",
+            "odom_topic": f"/{ns}/odom",
+            "tf_topic": f"/{ns}/tf",
+            "dimensions": "2",
+            "odom_publish_frequency": "20",
+        }
+        drive = plugins["gz::sim::systems::DiffDrive"]
+        assert (drive.findtext("odom_topic"), drive.findtext("tf_topic")) == (f"/{ns}/odom_wheels", f"/{ns}/tf_wheels")
+        assert drive.findtext("topic") == f"/{ns}/cmd_vel"
+    for ns, mask in masks.items():
+        assert flags[ns] & mask == 0  # its own shell: hidden
+        assert all(flags[other] & mask for other in flags if other != ns)  # the others' shells: seen
+        assert 0x0FFFFFFF & mask  # objects keep gz's default flags (GZ_VISIBILITY_ALL): seen
+    assert len(set(flags.values())) == 3
+
+
+def test_rviz_shows_every_robot(tmp_path, monkeypatch) -> None:
+    """One robot: the shipped config. More: a generated one with robot1's displays repeated per robot
+    in a group, only robot1's images on; the map-wide displays once."""
+    fake_rviz(tmp_path, monkeypatch)
+    assert sim_description(1, simulator="embedded").node("rviz2").arguments == ("-d", str(CONFIG / "m2vae.rviz"))
+    for simulator in ("embedded", "gazebo"):
+        rviz = sim_description(3, simulator=simulator, cache_dir=tmp_path).node("rviz2")
+        config = yaml.safe_load(Path(rviz.arguments[1]).read_text())
+        displays = config["Visualization Manager"]["Displays"]
+        shipped = yaml.safe_load((CONFIG / "m2vae.rviz").read_text())["Visualization Manager"]["Displays"]
+        robot1 = [d for d in shipped if d.get("Topic", {}).get("Value", "").startswith("/robot1/")]
+        assert [d["Class"] for d in displays if "Displays" not in d] == [d["Class"] for d in shipped if d not in robot1]
+        groups = {d["Name"]: d["Displays"] for d in displays if d["Class"] == "rviz_common/Group"}
+        assert list(groups) == ["robot1", "robot2", "robot3"]
+        for ns, group in groups.items():
+            assert [d["Topic"]["Value"] for d in group] == [d["Topic"]["Value"].replace("/robot1/", f"/{ns}/") for d in robot1]
+            images = [d["Enabled"] for d in group if d["Class"] == "rviz_default_plugins/Image"]
+            assert images and all(on == (ns == "robot1") for on in images)
+        assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
+
+
+def test_one_model_for_every_robots_perception(tmp_path) -> None:
+    """model:= (say, trained on Gazebo's own recordings) reaches every encoder, fusion and viz node, as
+    an absolute path; the explorer and the simulator take no model."""
+    d = sim_description(2, simulator="gazebo", cache_dir=tmp_path, model="~/models/gazebo")
+    wanted = str(Path("~/models/gazebo").expanduser())
+    given = {n.key: n.parameters.get("model") for n in d.nodes if n.ros}
+    takers = {f"robot{k}/{name}" for k in (1, 2) for name in (*(f"{m}_encoder" for m in MODALITIES), "fusion", "viz")}
+    assert {key for key, value in given.items() if value == wanted} == takers
+    assert all(value is None for key, value in given.items() if key not in takers)
+    assert all("model" not in n.parameters for n in sim_description(1, simulator="embedded").nodes)
 
 
 def test_given_world_robots_and_errors(tmp_path) -> None:

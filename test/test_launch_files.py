@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from ros2_cli import needs_ros2
 
 pytestmark = needs_ros2
@@ -92,6 +93,7 @@ def test_sim_launch_arguments_and_embedded_actions():
         "headless": "false",
         "duration": "0",
         "fleet_key": "",
+        "model": "",
     }
     _, actions, _ = sim_actions(robots="3", headless="true", duration="60")
     nodes = [a for a in actions if isinstance(a, Node)]
@@ -174,9 +176,15 @@ def test_gazebo_actions():
     nodes = [a for a in actions if isinstance(a, Node)]
     kinds = [(n.node_package, n.node_executable) for n in nodes]
     assert kinds.count(("ros_gz_sim", "create")) == 2 and kinds.count(("ros_gz_bridge", "parameter_bridge")) == 2
+    assert kinds.count(("m2vae_fusion", "gz_range_adapter")) == 2 and kinds.count(("m2vae_fusion", "ground_truth")) == 2
     assert ("m2vae_fusion", "sim") not in kinds
     spawn = next(n for n in nodes if n.node_executable == "create")
     assert not on_exit(actions, spawn, 0, context)  # a spawner may finish
+    # create gets the robot through its ROS parameters, with the pose as doubles
+    (given,) = [p for p in spawn._Node__parameters if isinstance(p, dict)]  # launch_ros keeps them normalised
+    values = {"".join(s.perform(context) for s in k): v for k, v in given.items()}
+    assert yaml.safe_load("".join(s.perform(context) for s in values["name"])) == "robot1"  # launch_ros quotes strings as YAML
+    assert {type(values[k]) for k in ("x", "y", "z", "Y")} == {float}
 
 
 def test_multi_robot_includes_sim_with_two_robots():

@@ -445,8 +445,8 @@ def test_gz_bridge_maps_every_spec_topic():
     expected = {
         "camera/image_raw": ("sensor_msgs/msg/Image", "GZ_TO_ROS"),
         "camera/camera_info": ("sensor_msgs/msg/CameraInfo", "GZ_TO_ROS"),
-        "scan": ("sensor_msgs/msg/LaserScan", "GZ_TO_ROS"),
-        "ir/scan": ("sensor_msgs/msg/LaserScan", "GZ_TO_ROS"),
+        "gz/scan": ("sensor_msgs/msg/LaserScan", "GZ_TO_ROS"),  # raw: gz_range_adapter makes scan of it
+        "gz/ir/scan": ("sensor_msgs/msg/LaserScan", "GZ_TO_ROS"),
         "odom": ("nav_msgs/msg/Odometry", "GZ_TO_ROS"),
         "/tf": ("tf2_msgs/msg/TFMessage", "GZ_TO_ROS"),
         "/clock": ("rosgraph_msgs/msg/Clock", "GZ_TO_ROS"),
@@ -491,6 +491,21 @@ def _ign(*args: str) -> subprocess.CompletedProcess:
 def test_ign_sdf_check(path):
     proc = _ign("-k", str(path))
     assert proc.returncode == 0 and "Valid." in proc.stdout, f"{path}:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.slow
+@needs_ign
+def test_ign_sdf_check_of_the_gazebo_launch_files(tmp_path):
+    """What the Gazebo launch writes for 3 robots: the world without its robots and each robot's copy
+    (namespaced topics and frames, its visibility bit, OdometryPublisher)."""
+    from m2vae_fusion.bringup.gazebo import gazebo_files
+    from m2vae_fusion.bringup.worlds import resolve_world, world_robots
+
+    world = resolve_world(None, 3, tmp_path)
+    files = gazebo_files(world, world_robots(world, 3)[1], tmp_path)
+    for path in (files.world, *(robot.model for robot in files.robots.values())):
+        proc = _ign("-k", str(path))
+        assert proc.returncode == 0 and "Valid" in proc.stdout, (path, proc.stdout, proc.stderr)
 
 
 @pytest.mark.slow

@@ -6,13 +6,22 @@ models/amiro renamed robotK at the robot's pose in the world, its Gazebo topics 
 and its frames prefixed robotK/ (one shared model would put every robot on /scan, /odom, ...); a
 parameter_bridge in the namespace takes config/gz_bridge.yaml's entries pointed at those topics
 (robot 1 alone bridges /clock); and static transform publishers give what the embedded sim publishes
-itself: map -> robotK/odom at the start pose (where Gazebo's odometry starts) and base_link -> every
-sensor frame of the SDF. The files go to <cache>/gazebo.
+itself: map -> robotK/odom and base_link -> every sensor frame of the SDF. The files go to
+<cache>/gazebo.
+
+Two changes to each robot's copy of the model, for what the embedded simulator does:
+- odometry: gz-sim's OdometryPublisher (the model's true pose in the world) publishes odom and
+  odom -> base_link, and DiffDrive's wheel odometry moves to odom_wheels / tf_wheels (not bridged).
+  The embedded sim publishes drifting wheel odometry with map -> odom as the true offset; here odom
+  is the world frame and map -> odom the identity, so positions in map are true in both. With
+  DiffDrive's odometry and a map -> odom fixed at the spawn pose they would drift with wheel slip.
+- the IR ring's self-mask: the shipped model's body visuals carry one visibility bit that its IR ring
+  masks out (the ring sits inside the shell). Robot k gets that bit shifted by k - 1, so each ring
+  hides its own shell only and sees the other robots, as the embedded sim's rays do.
 """
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +36,12 @@ from m2vae_fusion.resources import share_dir
 
 ROBOT_MODEL = "amiro"
 CLOCK = "/clock"
+ODOMETRY_PUBLISHER = ("gz-sim-odometry-publisher-system", "gz::sim::systems::OdometryPublisher")
+DIFF_DRIVE = "gz::sim::systems::DiffDrive"
+WHEEL_ODOMETRY = {"odom_topic": "odom_wheels", "tf_topic": "tf_wheels"}  # DiffDrive's own, not bridged
+# gz-rendering's visibility bits (include/gz/rendering/RenderTypes.hh, gz-rendering 8): bits 0 and 1
+# are GZ_VISIBILITY_GUI and GZ_VISIBILITY_SELECTABLE, bits 28-31 are not in GZ_VISIBILITY_ALL
+FREE_VISIBILITY_BITS = range(2, 28)
 
 
 @dataclass(frozen=True)
@@ -63,18 +78,71 @@ def gazebo_world(world: Path, robots: tuple[RobotPlacement, ...]) -> str:
     return ET.tostring(tree.getroot(), encoding="unicode", xml_declaration=True)
 
 
-def gazebo_robot_model(model_sdf: Path, namespace: str) -> str:
-    """The robot's SDF with its Gazebo topics under /<namespace> and its frame ids prefixed <namespace>/."""
+def gazebo_robot_model(model_sdf: Path, namespace: str, index: int = 0) -> str:
+    """Robot number `index` (0-based) of the launch: the SDF with its Gazebo topics under /<namespace>,
+    its frame ids prefixed <namespace>/, its own visibility bit and ground-truth odometry (see the module)."""
     tree = ET.parse(model_sdf)
+    model = tree.getroot().find("model")
+    if model is None:
+        raise BringupError(f"robot model {model_sdf}: no <model> element")
+    _own_visibility_bit(model, model_sdf, index)
+    _true_odometry(model, model_sdf)
     for element in tree.getroot().iter():
         text = (element.text or "").strip()
         if not text:
             continue
         if element.tag in ("topic", "odom_topic", "tf_topic"):
             element.text = f"/{namespace}/{text.lstrip('/')}"
-        elif element.tag in ("gz_frame_id", "frame_id", "child_frame_id"):
+        elif element.tag in ("gz_frame_id", "frame_id", "child_frame_id", "odom_frame", "robot_base_frame"):
             element.text = f"{namespace}/{text}"
+    ET.indent(tree, space="  ")
     return ET.tostring(tree.getroot(), encoding="unicode", xml_declaration=True)
+
+
+def _own_visibility_bit(model: ET.Element, model_sdf: Path, index: int) -> None:
+    """Move the model's one body visibility bit (and its sensors' masks of it) to bit `index` places up."""
+    flags = {int(e.text) for e in model.iter("visibility_flags")}
+    if not flags:
+        return
+    own = flags.pop() if len(flags) == 1 else 0
+    if own not in [1 << b for b in FREE_VISIBILITY_BITS]:
+        raise BringupError(
+            f"robot model {model_sdf}: its visuals' visibility_flags must all be one bit of "
+            f"{FREE_VISIBILITY_BITS.start}-{FREE_VISIBILITY_BITS.stop - 1}"
+        )
+    bit = own.bit_length() - 1
+    if bit + index not in FREE_VISIBILITY_BITS:
+        raise BringupError(
+            f"{index + 1} robots need {index + 1} visibility bits from bit {bit}: gz-rendering leaves bits "
+            f"{FREE_VISIBILITY_BITS.start}-{FREE_VISIBILITY_BITS.stop - 1} free"
+        )
+    for element in model.iter("visibility_flags"):
+        element.text = str(1 << (bit + index))
+    for element in model.iter("visibility_mask"):
+        if int(element.text) & (1 << bit) == 0:  # a mask hiding the own body hides this robot's only
+            element.text = str(0xFFFFFFFF & ~(1 << (bit + index)))
+
+
+def _true_odometry(model: ET.Element, model_sdf: Path) -> None:
+    """DiffDrive keeps driving; its wheel odometry moves aside and OdometryPublisher takes odom and the tf."""
+    drive = next((p for p in model.findall("plugin") if p.get("name") == DIFF_DRIVE), None)
+    if drive is None:
+        raise BringupError(f"robot model {model_sdf} has no DiffDrive plugin")
+    fields = {tag: (drive.findtext(tag) or "").strip() for tag in ("frame_id", "child_frame_id", "odom_publish_frequency")}
+    for tag, topic in WHEEL_ODOMETRY.items():
+        (drive.find(tag) if drive.find(tag) is not None else ET.SubElement(drive, tag)).text = topic
+    filename, name = ODOMETRY_PUBLISHER
+    plugin = ET.SubElement(model, "plugin", filename=filename, name=name)
+    values = {
+        "odom_frame": fields["frame_id"] or "odom",
+        "robot_base_frame": fields["child_frame_id"] or "base_link",
+        "odom_topic": "odom",
+        "tf_topic": "tf",
+        "dimensions": "2",
+        "odom_publish_frequency": fields["odom_publish_frequency"] or "20",
+    }
+    for tag, value in values.items():
+        ET.SubElement(plugin, tag).text = value
 
 
 def gazebo_bridge_config(entries: list[dict[str, Any]], namespace: str, clock: bool) -> list[dict[str, Any]]:
@@ -119,14 +187,6 @@ def static_transform(name: str, namespace: str, parent: str, child: str, t: np.n
     )
 
 
-def _yaw_matrix(x: float, y: float, z: float, yaw: float) -> np.ndarray:
-    t = np.eye(4)
-    c, s = math.cos(yaw), math.sin(yaw)
-    t[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
-    t[:3, 3] = (x, y, z)
-    return t
-
-
 def gazebo_files(world: Path, robots: tuple[RobotPlacement, ...], cache: Path) -> GazeboFiles:
     """Write the Gazebo files for `robots` in `world` to <cache>/gazebo (unchanged ones are left alone)."""
     folder = cache / "gazebo"
@@ -138,13 +198,13 @@ def gazebo_files(world: Path, robots: tuple[RobotPlacement, ...], cache: Path) -
     for k, robot in enumerate(robots):
         ns = robot.namespace
         bridge = yaml.safe_dump(gazebo_bridge_config(entries, ns, clock=k == 0), sort_keys=False)
-        start = _yaw_matrix(robot.x, robot.y, 0.0, robot.yaw)
-        transforms = [static_transform("map_to_odom", ns, "map", f"{ns}/odom", start)]
+        # OdometryPublisher's odom is the world frame (see the module)
+        transforms = [static_transform("map_to_odom", ns, "map", f"{ns}/odom", np.eye(4))]
         transforms += [
             static_transform(f"static_tf_{child}", ns, f"{ns}/{parent}", f"{ns}/{child}", t) for parent, child, t in frames
         ]
         per_robot[ns] = GazeboRobot(
-            model=write_if_changed(folder / ns / "model.sdf", gazebo_robot_model(model_sdf, ns)),
+            model=write_if_changed(folder / ns / "model.sdf", gazebo_robot_model(model_sdf, ns, k)),
             bridge_config=write_if_changed(folder / ns / "gz_bridge.yaml", bridge),
             transforms=tuple(transforms),
         )

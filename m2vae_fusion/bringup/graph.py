@@ -3,10 +3,12 @@ config/*.yaml (each node's params file) and only what a graph decides is set her
 
 - `sim_description`: the simulated demo, what `m2vae launch sim`, `m2vae demo` and
   launch/sim.launch.py run. Per robot k = 1..N in namespace robotK: the embedded simulator (or, with
-  Gazebo, a spawner and a topic bridge), the three encoders, fusion, the explorer and (not headless)
-  viz; once, in the root namespace: Gazebo's `gz sim`, the scoreboard and rviz2 (asked for, not
-  headless and installed). Every ROS node except the embedded sim (which publishes the clock) gets
-  use_sim_time. With the embedded simulator each robot's `sim` process simulates the whole world and
+  Gazebo, a spawner, a topic bridge, the range adapter that turns Gazebo's raw LiDAR and IR scans
+  into the AMiRo reading model, and the world's ground truth), the three encoders, fusion, the
+  explorer and (not headless) viz; once, in the root namespace: Gazebo's `gz sim`, the scoreboard
+  and rviz2 (asked for, not headless and installed; for more than one robot its configuration shows
+  each robot's topics: m2vae_fusion.bringup.rviz_config). Every ROS node except the embedded sim
+  (which publishes the clock) gets use_sim_time. With the embedded simulator each robot's `sim` process simulates the whole world and
   drives only its own robot; the other robots stand still at their start poses in that process's
   world (its sensors see them there, not where they have driven to). Robot 1's sim publishes /clock;
   robots 2..N remap /clock to /robotK/clock for all their nodes, so every node follows the simulator
@@ -42,17 +44,26 @@ from m2vae_fusion.bringup.description import (
     find_executable,
 )
 from m2vae_fusion.bringup.gazebo import CLOCK, GazeboRobot, gazebo_files
+from m2vae_fusion.bringup.rviz_config import SHOWN_ROBOT, rviz_config, shipped_rviz_config
 from m2vae_fusion.bringup.worlds import cache_folder, resolve_world, world_robots
 from m2vae_fusion.resources import share_dir
 from m2vae_fusion.ros_interface.latent_signing import FleetKey, FleetKeyError
 
 MODALITIES = ("camera", "lidar", "ir")
+GAZEBO_ROBOT_NODES = ("spawn", "gz_bridge", "gz_range_adapter", "ground_truth")
 # every node a robot can have in the simulated graph, for checking overrides whatever the options
-ROBOT_NODES = ("sim", "spawn", "gz_bridge", *(f"{m}_encoder" for m in MODALITIES), "fusion", "explorer", "viz")
+ROBOT_NODES = (
+    "sim",
+    *GAZEBO_ROBOT_NODES,
+    *(f"{m}_encoder" for m in MODALITIES),
+    "fusion",
+    "explorer",
+    "viz",
+)
 OVERRIDE_KEYS = ("enabled", "parameters")
 ROBOT_NAMESPACE = re.compile(r"robot[1-9][0-9]*")
 SNAPSHOT_RUNS_KEPT_S = 7 * 24 * 3600.0
-RVIZ_ROBOT = "/robot1"  # config/m2vae.rviz shows this robot's topics
+RVIZ_ROBOT = f"/{SHOWN_ROBOT}"  # config/m2vae.rviz shows this robot's topics
 RVIZ_TOPICS = ("scan", "camera/image_raw", "markers", "latent_image", "imagination")
 
 Overrides = Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -101,8 +112,9 @@ class _Namespace:
     def viz(self, parameters: Mapping[str, Any] | None = None) -> NodeSpec:
         return self.node("viz", "viz", "viz.yaml", parameters)
 
-    def rviz(self) -> NodeSpec:
-        return self.node("rviz2", "rviz2", package="rviz2", ends_launch=True, arguments=("-d", str(_config("m2vae.rviz"))))
+    def rviz(self, config: Path | None = None) -> NodeSpec:
+        config = config or shipped_rviz_config()
+        return self.node("rviz2", "rviz2", package="rviz2", ends_launch=True, arguments=("-d", str(config)))
 
 
 def _rviz_wanted(asked: bool) -> tuple[bool, tuple[str, ...]]:
@@ -112,10 +124,6 @@ def _rviz_wanted(asked: bool) -> tuple[bool, tuple[str, ...]]:
     if find_executable("rviz2", "rviz2") is None:
         return False, ("rviz2 not found: not starting it (install ros-<distro>-rviz2 to see markers and the latent image)",)
     return True, ()
-
-
-def _argument(value: float) -> str:
-    return f"{value:.6g}"
 
 
 def fleet_key_parameters(fleet_key: str | Path | None) -> dict[str, str]:
@@ -146,15 +154,19 @@ def sim_description(
     cache_dir: Path | None = None,
     overrides: Overrides | None = None,
     fleet_key: str | Path | None = None,
+    model: str | Path | None = None,
 ) -> Description:
     """The node graph of the simulated demo for `robots` robots in `world` (default: by the number of
     robots), with the `embedded` or `gazebo` simulator (default: gazebo when ros_gz_sim is installed).
     `headless` leaves out viz and rviz2; rviz2 also needs `rviz` and an installed rviz2. `duration_s`:
     simulated seconds until the scoreboard ends the run, 0 = forever. `overrides`: see check_overrides.
-    `fleet_key`: a fleet key file every fusion node signs and verifies latents with (None / "": off)."""
+    `fleet_key`: a fleet key file every fusion node signs and verifies latents with (None / "": off).
+    `model`: a perception model folder for every encoder, fusion and viz node (None / "": the shipped one),
+    e.g. one trained on Gazebo's own recordings."""
     simulator = _checked_simulator(robots, simulator, duration_s)
     overrides = check_overrides(overrides or {}, "overrides")
-    fusion = fleet_key_parameters(fleet_key)
+    chosen = {"model": str(Path(model).expanduser().absolute())} if model else {}
+    fusion = {**chosen, **fleet_key_parameters(fleet_key)}
     cache = Path(cache_dir) if cache_dir is not None else cache_folder()
     world_path = resolve_world(world, robots, cache)
     world_name, placements = world_robots(world_path, robots)
@@ -170,11 +182,12 @@ def sim_description(
         if gazebo is None:
             simulation = [_embedded_sim_node(robot, world_path, placement)]
         else:
-            simulation = _gazebo_robot_nodes(robot, gazebo.robots[ns], world_name, placement)
+            simulation = _gazebo_robot_nodes(robot, gazebo.robots[ns], world_path, world_name, placement)
         beliefs = {**fusion, "snapshot_path": str(snapshots / f"{ns}.beliefs")}
-        robot_nodes = [*simulation, *robot.perception({}, beliefs), robot.node("explorer", "explorer", "explorer.yaml")]
+        encoders = {m: chosen for m in MODALITIES}
+        robot_nodes = [*simulation, *robot.perception(encoders, beliefs), robot.node("explorer", "explorer", "explorer.yaml")]
         if not headless:
-            robot_nodes.append(robot.viz())
+            robot_nodes.append(robot.viz(chosen))
         nodes += _overridden(robot_nodes, overrides.get(ns, {}))
 
     root = _Namespace("", use_sim_time)
@@ -191,7 +204,7 @@ def sim_description(
         )
     )
     if show_rviz:
-        nodes.append(root.rviz())
+        nodes.append(root.rviz(rviz_config(tuple(p.namespace for p in placements), cache)))
     if gazebo is not None:
         nodes += [replace(t, parameters={"use_sim_time": use_sim_time}) for r in gazebo.robots.values() for t in r.transforms]
     return Description(tuple(nodes), notes, simulator=simulator, world=world_path, robots=placements)
@@ -226,7 +239,8 @@ def _gz_sim_node(world: Path, headless: bool) -> NodeSpec:
         executable="gz",
         ros=False,
         ends_launch=True,  # closing Gazebo ends the launch
-        arguments=("sim", "-r", *(("-s",) if headless else ()), str(world)),
+        # a server without a GUI has no display to render the camera and gpu_lidar on
+        arguments=("sim", "-r", *(("-s", "--headless-rendering") if headless else ()), str(world)),
         env={"GZ_SIM_RESOURCE_PATH": resource_path},
     )
 
@@ -248,24 +262,22 @@ def _checked_simulator(robots: int, simulator: str | None, duration_s: float) ->
     return simulator
 
 
-def _gazebo_robot_nodes(robot: _Namespace, files: GazeboRobot, world_name: str, placement: RobotPlacement) -> list[NodeSpec]:
-    """Spawn the robot (its topics namespaced) and bridge its topics into the namespace."""
+def _gazebo_robot_nodes(
+    robot: _Namespace, files: GazeboRobot, world: Path, world_name: str, placement: RobotPlacement
+) -> list[NodeSpec]:
+    """Spawn the robot (its topics namespaced), bridge its topics into the namespace, turn its raw range
+    scans into the AMiRo reading model and publish the world's ground truth, as the embedded sim does."""
     ns = placement.namespace
-    pose = {"-x": placement.x, "-y": placement.y, "-z": placement.z, "-Y": placement.yaw}
-    arguments = (
-        "-world",
-        world_name,
-        "-name",
-        ns,
-        "-file",
-        str(files.model),
-        *(a for flag, v in pose.items() for a in (flag, _argument(v))),
-    )
-    spawn = robot.node("spawn", "create", package="ros_gz_sim", one_shot=True, arguments=arguments)
+    pose = {"x": placement.x, "y": placement.y, "z": placement.z, "Y": placement.yaw}
+    # ros_gz_sim create's ROS parameters (its gflags are on the way out); x..Y must be doubles
+    spawned = {"world": world_name, "name": ns, "file": str(files.model), **{k: float(v) for k, v in pose.items()}}
+    spawn = robot.node("spawn", "create", parameters=spawned, package="ros_gz_sim", one_shot=True)
     bridge = robot.node(
         "gz_bridge", "parameter_bridge", parameters={"config_file": str(files.bridge_config)}, package="ros_gz_bridge"
     )
-    return [spawn, bridge]
+    ranges = robot.node("gz_range_adapter", "gz_range_adapter", "gz_range_adapter.yaml")
+    truth = robot.node("ground_truth", "ground_truth", "ground_truth.yaml", {"world": str(world)})
+    return [spawn, bridge, ranges, truth]
 
 
 def check_overrides(overrides: Any, where: str) -> dict[str, dict[str, dict[str, Any]]]:

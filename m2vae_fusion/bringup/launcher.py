@@ -268,6 +268,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "those not signed with one of its keys (as ros2 launch ... fleet_key:=FILE; default: off)",
     )
     parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="FOLDER",
+        help="perception model folder for every encoder, fusion and viz node (as ros2 launch ... model:=FOLDER; "
+        "default: the shipped model)",
+    )
+    parser.add_argument(
         "--verbose",
         action="store_true",
         help="echo every line of every node (default: the scoreboard's, and WARN/ERROR/FATAL of the rest)",
@@ -300,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         overrides=load_overrides(args.overrides) if args.overrides else None,
         fleet_key=args.fleet_key,
+        model=args.model,
     )
     options = LaunchOptions(log_dir=args.log_dir, verbose=args.verbose, dry_run=args.dry_run, grace_s=args.grace)
     return launch(description, options)

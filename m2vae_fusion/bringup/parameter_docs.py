@@ -20,6 +20,8 @@ NODES = {
     "viz": "m2vae_fusion.nodes.viz",
     "explorer": "m2vae_fusion.nodes.explorer",
     "sim": "m2vae_fusion.nodes.sim",
+    "ground_truth": "m2vae_fusion.nodes.ground_truth",
+    "gz_range_adapter": "m2vae_fusion.nodes.gz_range_adapter",
     "scoreboard": "m2vae_fusion.nodes.scoreboard",
     "latent_monitor": "m2vae_fusion.nodes.latent_monitor",
 }

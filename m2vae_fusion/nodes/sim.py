@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from geometry_msgs.msg import Twist
@@ -37,10 +36,11 @@ from m2vae_fusion.perception.frames import default_frame_prefix as frame_prefix_
 from m2vae_fusion.resources import share_dir
 from m2vae_fusion.ros_interface import reading_messages as messages
 from m2vae_fusion.ros_interface import topics
-from m2vae_fusion.ros_interface.parameters import Parameters, flag, integer, number, text
+from m2vae_fusion.ros_interface.parameters import Parameters, flag, integer, number, package_file, text
 from m2vae_fusion.ros_interface.runtime import ParameterError, declare, run_node
 from m2vae_fusion.sim.ros_bridge import labelled_objects
 from m2vae_fusion.sim.simulator import SimConfig, Simulator
+from m2vae_fusion.sim.truth import GROUND_TRUTH_RATE_HZ
 from m2vae_msgs.msg import LabelledObjectArray
 
 CMD_VEL_TIMEOUT_S = 0.5  # of simulated time, so a paused or fast simulation behaves the same
@@ -61,7 +61,7 @@ PARAMETERS: Parameters = {
     "lidar_rate_hz": number(None, "LiDAR scans per simulated second (default: the SDF sensor's update_rate)", positive=True),
     "ir_rate_hz": number(None, "IR ring readings per simulated second (default: the SDF sensor's update_rate)", positive=True),
     "odom_rate_hz": number(20.0, "odom and /tf messages per simulated second", positive=True),
-    "ground_truth_rate_hz": number(1.0, "ground_truth/objects messages per simulated second", positive=True),
+    "ground_truth_rate_hz": number(GROUND_TRUTH_RATE_HZ, "ground_truth/objects messages per simulated second", positive=True),
     "frame_prefix": text(None, "put in front of every robot frame (default: the namespace without its leading '/', plus '/')"),
     "publish_map_tf": flag(True, "publish map -> odom (the true odometry drift, standing in for localisation)"),
 }
@@ -84,16 +84,6 @@ class Schedule:
         return True
 
 
-def resolve_world(value: str) -> Path:
-    path = Path(value).expanduser()
-    if path.is_file():
-        return path
-    worlds = share_dir() / "worlds"
-    if not path.is_absolute() and (worlds / path).is_file():
-        return worlds / path
-    raise ParameterError(f"parameter 'world': {value} is not a file (relative names are also looked up in {worlds})")
-
-
 @dataclass(frozen=True)
 class Rates:
     physics: float
@@ -105,7 +95,7 @@ class Rates:
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
-        world = resolve_world(self._declare("world", str(share_dir() / "worlds" / "arena.sdf")))
+        world = package_file("world", self._declare("world", str(share_dir() / "worlds" / "arena.sdf")), "worlds")
         robot = self._declare("robot")
         seed = self._declare("seed")
         noise_scale = self._declare("noise_scale")

@@ -36,6 +36,8 @@ def node_main(module: str) -> Callable[[], None]:
 encoder = node_main("encoder")
 explorer = node_main("explorer")
 fusion = node_main("fusion")
+ground_truth = node_main("ground_truth")
+gz_range_adapter = node_main("gz_range_adapter")
 latent_monitor = node_main("latent_monitor")
 scoreboard = node_main("scoreboard")
 sim = node_main("sim")

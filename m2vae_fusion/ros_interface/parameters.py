@@ -8,8 +8,11 @@ import math
 import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from m2vae_fusion.resources import share_dir
 
 TYPE_NAMES = {bool: "bool", int: "integer", float: "double", str: "string", list: "string array"}
 ROS_TYPES = {
@@ -24,6 +27,17 @@ INT64_MAX = 2**63 - 1
 
 class ParameterError(ValueError):
     """A parameter has a value the node cannot run with; the message names it."""
+
+
+def package_file(name: str, value: str, folder: str) -> Path:
+    """The file parameter `name` names: `value` itself, else (relative) the package's <share>/<folder>/value."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    shipped = share_dir() / folder
+    if not path.is_absolute() and (shipped / path).is_file():
+        return shipped / path
+    raise ParameterError(f"parameter '{name}': {value} is not a file (relative names are also looked up in {shipped})")
 
 
 @dataclass(frozen=True)

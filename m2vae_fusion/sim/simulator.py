@@ -2,10 +2,13 @@
 
 The robot is kinematic: a differential drive moves its base along exact arcs and stops at obstacles
 (no wheel or contact dynamics), MuJoCo renders the camera (EGL or OSMesa) and casts the LiDAR and IR
-rays. Range sensors see an SDF collision's `laser_retro` as its reflectivity:
+rays. Range sensors see an SDF collision's `laser_retro` as its reflectivity, through the AMiRo reading model
+of m2vae_fusion.perception.range_model (with the exact cos(incidence) of MuJoCo's surface normals):
 - LiDAR intensity = retro * cos(incidence), plus noise;
 - IR reading = retro * cos(incidence) * (d_ref / max(d, d_ref))^2, plus noise: AMiRo's proximity
   sensors answer with more light from closer and brighter surfaces (inverse-square falloff).
+With `range_output="gazebo"` both report what Gazebo's gpu_lidar does instead: the quantised retro
+itself, without intensity noise (range_model.gazebo_intensity): raw input for testing the Gazebo adapter.
 Noise standard deviations come from the SDF `<noise>` elements, all scaled by `noise_scale`.
 """
 
@@ -18,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from m2vae_fusion.perception import range_model
 from m2vae_fusion.perception.frames import matrix_quaternion, matrix_yaw, pose_matrix
-from m2vae_fusion.perception.labels import default_labels
 from m2vae_fusion.perception.readings import CameraImage, ObjectState, Odometry, Pose2D, Scan, SensorSpec, Transform
 from m2vae_fusion.sim.drive import DiffDriveModel, wrap_angle
 from m2vae_fusion.sim.scene import RAY_GROUPS, Footprint, MountedSensor, SceneBuilder, mounted_sensors
 from m2vae_fusion.sim.sdf import SdfError, load_world
+from m2vae_fusion.sim.truth import world_objects
+
+RANGE_OUTPUTS = ("amiro", "gazebo")
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,8 @@ class SimConfig:
     noise_scale: float = 1.0
     odometry_slip: float = 0.02  # relative std of each wheel's travel as the encoders count it
     intensity_noise: float = 0.01  # std of LiDAR / IR intensity noise (SDF has no element for it)
-    ir_reference_distance: float = 0.06  # IR reads the bare reflectivity at this range (just off the body)
+    ir_reference_distance: float = range_model.IR_REFERENCE_DISTANCE  # IR reads the bare reflectivity here
+    range_output: str = "amiro"  # amiro: the AMiRo reading model; gazebo: raw intensities as Gazebo's gpu_lidar gives them
     camera_size: tuple[int, int] | None = None  # (width, height) overriding the SDF
     model_paths: tuple[Path, ...] = field(default_factory=tuple)  # searched before GZ_SIM_RESOURCE_PATH
 
@@ -43,6 +50,8 @@ class SimConfig:
             raise ValueError(f"noise settings must be >= 0: {self}")
         if self.ir_reference_distance <= 0:
             raise ValueError(f"ir_reference_distance must be > 0, got {self.ir_reference_distance}")
+        if self.range_output not in RANGE_OUTPUTS:
+            raise ValueError(f"range_output must be one of {', '.join(RANGE_OUTPUTS)}, got {self.range_output!r}")
         if self.camera_size is not None and min(self.camera_size) < 1:
             raise ValueError(f"camera_size must be positive, got {self.camera_size}")
 
@@ -276,8 +285,9 @@ class Simulator:
         ranges[hit & (ranges > spec.range_max)] = np.inf
         ranges[hit & (ranges < spec.range_min)] = -np.inf  # REP-117: too close to measure
         measured = np.isfinite(ranges)
-        noise = self.config.intensity_noise * scale * self.rng.standard_normal(len(intensity))
-        intensity = np.where(measured, intensity + noise, 0.0)
+        if self.config.range_output == "amiro":  # Gazebo puts no noise on intensities
+            intensity = intensity + self.config.intensity_noise * scale * self.rng.standard_normal(len(intensity))
+        intensity = np.where(measured, intensity, 0.0)
         return Scan(
             ranges.astype(np.float32),
             np.clip(intensity, 0.0, None).astype(np.float32),
@@ -293,15 +303,17 @@ class Simulator:
         if self._lidar is None:
             raise RuntimeError(f"robot {self.robot.name!r} has no LiDAR")
         dist, retro, cos, _ = self._cast(self._lidar)
-        return self._scan(self._lidar, retro * cos, dist)
+        if self.config.range_output == "gazebo":
+            return self._scan(self._lidar, range_model.gazebo_intensity(retro), dist)
+        return self._scan(self._lidar, range_model.lidar_intensity(retro, cos), dist)
 
     def ir(self) -> Scan:
         if self._ir is None:
             raise RuntimeError(f"robot {self.robot.name!r} has no IR ring")
         dist, retro, cos, _ = self._cast(self._ir)
-        d_ref = self.config.ir_reference_distance
-        falloff = np.where(np.isfinite(dist), (d_ref / np.maximum(dist, d_ref)) ** 2, 0.0)
-        return self._scan(self._ir, retro * cos * falloff, dist)
+        if self.config.range_output == "gazebo":
+            return self._scan(self._ir, range_model.gazebo_intensity(retro), dist)
+        return self._scan(self._ir, range_model.ir_reading(retro, cos, dist, self.config.ir_reference_distance), dist)
 
     # ------------------------------------------------------------ frames and ground truth
 
@@ -319,26 +331,7 @@ class Simulator:
     @property
     def objects(self) -> list[ObjectState]:
         """The world's objects: the models named after a class of the paper's label space (config/labels.yaml)."""
-        labels, states = default_labels(), []
-        for model in self.world.models:
-            if model.source not in labels.classes:
-                continue  # scenery
-            v, p = labels.attribute_values(model.source), model.pose
-            states.append(
-                ObjectState(
-                    model.name,
-                    v["colour"],
-                    v["shape"],
-                    v["surface"],
-                    labels.index(model.source),
-                    model.source,
-                    p[0, 3],
-                    p[1, 3],
-                    p[2, 3],
-                    matrix_yaw(p),
-                )
-            )
-        return states
+        return world_objects(self.world)
 
     def close(self) -> None:
         if self._renderer is not None:
