@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -98,6 +99,11 @@ def test_eq10_to_15_against_hand_computation():
     )
     expected = -(0.5 * (l_a + l_b + l_m)).mean()  # Eq. 10: 2 L = L_a + L_b + L_M
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # the authors' library weighs the mutual terms (Eq. 15) with a constant instead of beta_S
+    constant = build_model(dataclasses.replace(cfg, mutual_kl_weight=1.0))
+    constant.load_state_dict(model.state_dict())
+    mutual = (kl_divergence(q[ab], q[a]) + kl_divergence(q[ab], q[b])).mean()
+    assert constant(x).loss.item() == pytest.approx((expected + 0.5 * (1.0 - beta[ab]) * mutual).item(), rel=1e-5)
 
 
 def test_gradients_reach_every_encoder_and_decoder():

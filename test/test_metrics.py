@@ -14,13 +14,17 @@ from m2vae_fusion.core.errors import ConfigError, DataError
 from m2vae_fusion.core.gaussian import DiagonalGaussian
 from m2vae_fusion.core.metrics import (
     coherence,
+    coherence_from_joint,
     drift_field,
     elbo_table,
     elbo_terms,
     elbo_test,
     embed_all_subsets,
+    inplace_fusion_curve,
     joint_offset,
     joint_offset_table,
+    posterior_mean_table,
+    posterior_mean_terms,
     raw_accuracy,
     reencoding_drift,
     subset_means,
@@ -289,6 +293,72 @@ def test_coherence_is_perfect_for_a_separable_embedding_and_drops_for_a_blind_en
     blind = coherence(LabelEncoder(tiny_config(), blind=("b",)), train, labels, test, labels[::-1].copy())
     assert blind["a"] == 1.0 and blind["a+b"] == 1.0
     assert blind["b"] == pytest.approx(0.25)
+
+
+def test_the_strict_coherence_protocol_fits_on_the_joint_embeddings_only():
+    """Fitted on a+b only: a uni-modal encoder whose embeddings separate the classes but sit elsewhere
+    than the joint ones (here: shifted by 10) scores no better than guessing one class."""
+
+    class Shifted(LabelEncoder):
+        def encode(self, inputs):
+            q = super().encode(inputs)
+            return DiagonalGaussian(q.mean + (10.0 if list(inputs) == ["b"] else 0.0), q.log_var)
+
+    labels = np.arange(40) % 4
+    train, test = _label_inputs(labels), _label_inputs(labels[::-1].copy())
+    model = Shifted(tiny_config())
+    strict = coherence_from_joint(model, train, labels, test, labels[::-1].copy())
+    assert strict["a+b"] == 1.0 and strict["a"] == 1.0 and strict["b"] == pytest.approx(0.25)
+    aligned = coherence_from_joint(LabelEncoder(tiny_config()), train, labels, test, labels[::-1].copy())
+    assert aligned == {"a": 1.0, "b": 1.0, "a+b": 1.0}
+
+
+def test_posterior_mean_terms_decode_the_mean_without_sampling():
+    """The authors' Table II scoring against a hand computation with a stub whose encoder gives the
+    mean 0.5 with variance e^-1 and whose decoder returns z: sse = sum (x - 0.5)^2 over both
+    modalities, KL = D_z / 2 (0.25 + e^-1 + 1 - 1)."""
+
+    class Half(ScalingRoundTrip):
+        def encode(self, inputs):
+            n = next(iter(inputs.values())).shape[0]
+            return DiagonalGaussian(torch.full((n, 1), 0.5), torch.full((n, 1), -1.0))
+
+        def reconstruct(self, z, names=None):
+            return {"a": z.repeat(1, 2), "b": z.repeat(1, 3)}
+
+    x = tiny_batch(4)
+    model = Half(tiny_config(), 1.0)
+    terms = posterior_mean_terms(model, x, ["a"])
+    sse = ((x["a"] - 0.5) ** 2).sum(-1) + ((x["b"] - 0.5) ** 2).sum(-1)
+    bernoulli = (5 * math.log(0.5)) * torch.ones(4)
+    torch.testing.assert_close(terms["sse"], sse)
+    torch.testing.assert_close(terms["bernoulli"], bernoulli)
+    torch.testing.assert_close(terms["kl"], torch.full((4,), 0.5 * (0.25 + math.exp(-1.0) + 1.0 - 1.0)))
+    table = posterior_mean_table(model, x)
+    assert table["a"]["sse_kl"] == pytest.approx(-(float(sse.mean()) + float(terms["kl"].mean())))
+    assert table["b"]["bernoulli_kl"] == pytest.approx(5 * math.log(0.5) - float(terms["kl"].mean()))
+
+
+def test_inplace_fusion_curve_alternates_modalities_and_decodes_the_others():
+    """A stub that encodes the first present modality times 0.5 and decodes z as it is: the joint mean
+    is 0.5 a; fusing b in place decodes a as 0.5 a and encodes 0.25 a (drift 0.25 |a|); fusing a
+    again takes the real a back (drift 0). Accuracy: a classifier that reads the sign of z."""
+    config = ModelConfig(modalities=[ModalityConfig("a", 2, hidden=(2,)), ModalityConfig("b", 2, hidden=(2,))], latent_dim=2)
+    model = ScalingRoundTrip(config, 0.5)
+    x = {"a": torch.tensor([[1.0, 0.0], [-2.0, 0.0]]), "b": torch.zeros(2, 2)}
+
+    class Sign:
+        def predict(self, z):
+            return (z[:, 0] > 0).astype(int)
+
+    curve = inplace_fusion_curve(model, x, [5, 1, 2, 3, 4], Sign(), np.array([1, 0]))
+    assert [p.steps for p in curve] == [1, 2, 3, 4, 5]
+    quarter = 0.25 * 1.5  # mean of 0.25 |a| over the two samples
+    assert [p.drift for p in curve] == pytest.approx([0.0, quarter, 0.0, quarter, 0.0])
+    assert all(p.accuracy == 1.0 for p in curve)
+    assert inplace_fusion_curve(model, x, [2])[0].accuracy is None
+    with pytest.raises(ConfigError, match="steps must be >= 1"):
+        inplace_fusion_curve(model, x, [0, 3])
 
 
 def test_raw_accuracy_uses_one_classifier_per_subset():

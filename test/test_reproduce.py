@@ -41,10 +41,20 @@ def test_reproduce_mog_quick(tmp_path):
         assert set(results[model]) == {"ab", "a", "b"}
         assert all(0.0 <= r <= 1.0 for r in results[model].values())
     assert results["raw"]["ab"] > 0.95  # the raw classifier needs no training
+    for model in ("m2vae", "jmvae_zero"):
+        assert set(results["coherence_joint"][model]) == {"ab", "a", "b"}
+        assert all(0.0 <= r <= 1.0 for r in results["coherence_joint"][model].values())
+    assert "The stricter protocol: one classifier fitted on the a&b embeddings only" in proc.stdout
     drift = results["reencoding"]["with_loss"]
     assert {"mean", "label_switch_rate", "latent_spread", "coherence"} <= set(drift)
+    # the in-place fusion curve: every step count of the config, with and without the loss
+    for curve in results["reencoding"]["inplace"].values():
+        assert [p["steps"] for p in curve] == [1, 2, 3, 4, 5, 10, 20, 50, 100, 200]
+        assert all(0.0 <= p["accuracy"] <= 1.0 and p["drift"] >= 0 for p in curve)
+    assert "In-place fusion of repeated views" in proc.stdout
     assert (out / "fig4_embeddings.png").stat().st_size > 10_000
     assert (out / "fig5_reencoding.png").stat().st_size > 10_000
+    assert (out / "inplace_fusion.png").stat().st_size > 10_000
     assert (out / "m2vae-s0" / "metrics.jsonl").read_text().count("\n") == 2
 
     # a second run finds the finished checkpoints and trains nothing

@@ -78,7 +78,8 @@ def test_reproduce_mnist_e_tiny(tmp_path):
     assert "Eq. 20 by term" in proc.stdout and "Offset of the joint posterior mean" in proc.stdout
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["estimator"] == "single-sample" and results["importance_weighted"]["samples"] == 3
-    assert "The same bound importance-weighted (K=3" in proc.stdout and proc.stdout.count("highest ELBO: ab ") == 2
+    assert "Importance-weighted bound (K=3" in proc.stdout and proc.stdout.count("highest ELBO: ab ") == 4
+    assert "the authors' scoring: -(summed squared error + KL)" in proc.stdout
     assert "nats" in results["units"]
     for model in ("m2vae", "tvae"):
         assert set(results[model]) == {"ab", "a", "b"}
@@ -92,9 +93,21 @@ def test_reproduce_mnist_e_tiny(tmp_path):
         assert all(t["a"] < 0 and t["b"] < 0 and math.isfinite(t["kl"]) for t in terms.values())
         offset = results["joint_offset"][model]
         assert offset["ab"] == 0 and offset["a"] > 0 and offset["b"] > 0
-        assert set(results["coherence"][model]) == {"ab", "a", "b"}
+        # the authors' scoring: a squared error and a KL per subset, both >= 0, and the two scores built of them
+        at_mean = results["posterior_mean"][model]
+        assert set(at_mean) == {"ab", "a", "b"}
+        for t in at_mean.values():
+            assert t["sse"] > 0 and t["kl"] >= 0 and t["bernoulli"] < 0
+            assert t["sse_kl"] == pytest.approx(-(t["sse"] + t["kl"])) and t["bernoulli_kl"] == pytest.approx(
+                t["bernoulli"] - t["kl"]
+            )
+        assert set(results["coherence"][model]) == set(results["coherence_joint"][model]) == {"ab", "a", "b"}
         assert set(results["cross_modal"][model]) == {"a->b'", "b->a'"}
-        rates = [*results["coherence"][model].values(), *results["cross_modal"][model].values()]
+        rates = [
+            *results["coherence"][model].values(),
+            *results["coherence_joint"][model].values(),
+            *results["cross_modal"][model].values(),
+        ]
         assert all(0.0 <= r <= 1.0 for r in rates)
         assert (out / f"{model}-s0_generation.png").stat().st_size > 5_000
     assert "jmvae_zero" not in results
@@ -139,6 +152,12 @@ def test_table_names_the_best_model_per_subset_and_the_smallest_gap():
         "elbo_terms": {m: {s: {"a": -1.0, "b": -2.0, "kl": 0.5} for s in ("ab", "a", "b")} for m in elbos},
         "joint_offset": {m: {"ab": 0.0, "a": 0.5, "b": 0.6} for m in elbos},
         "coherence": {m: {"ab": 0.9, "a": 0.8, "b": 0.7} for m in elbos},
+        "coherence_joint": {m: {"ab": 0.9, "a": 0.6, "b": 0.5} for m in elbos},
+        # the authors' scoring ranks the other way round: jmvae_zero first on ab
+        "posterior_mean": {
+            m: {s: {"sse_kl": v - (3.0 if m != "jmvae_zero" else 0.0), "bernoulli_kl": v} for s, v in e.items()}
+            for m, e in elbos.items()
+        },
         "cross_modal": {
             "classifier on real test images": {"a (real)": 0.9, "b (real)": 0.8},
             **{m: {"a->b'": 0.5, "b->a'": 0.6} for m in elbos},
@@ -148,11 +167,10 @@ def test_table_names_the_best_model_per_subset_and_the_smallest_gap():
     assert "ranking by ab (paper: m2vae > tvae > jmvae_zero): tvae > m2vae > jmvae_zero" in text
     # worst uni-modal gap: m2vae -3, tvae -11, jmvae_zero -19
     assert "highest ELBO: ab tvae, a jmvae_zero, b m2vae; smallest uni-modal gap: m2vae" in text
-    assert "importance-weighted" not in text
+    assert "ranking by ab (paper: m2vae > tvae > jmvae_zero): jmvae_zero > tvae > m2vae" in text  # the authors' scoring
+    assert "0.900 / 0.800 / 0.700    | 0.900 / 0.600 / 0.500" in text  # both coherence protocols
+    assert "Importance-weighted" not in text
     weighted = {"samples": 7, **{m: {k: v + 1 for k, v in e.items()} for m, e in elbos.items()}}
     weighted["m2vae"]["ab"] = 0.0
     text = table_ii({**results, "importance_weighted": weighted})
-    assert (
-        "The same bound importance-weighted (K=7" in text
-        and "ranking by ab (paper: m2vae > tvae > jmvae_zero): m2vae > tvae" in text
-    )
+    assert "Importance-weighted bound (K=7" in text and "ranking by ab (paper: m2vae > tvae > jmvae_zero): m2vae > tvae" in text

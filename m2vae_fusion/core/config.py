@@ -113,6 +113,9 @@ class ModelConfig:
     joint_hidden: tuple[int, ...] = (64,)  # layers of every subset encoder (Fig. 2c)
     beta_norm: float = 0.01
     beta_scaling: str = "input_dim"  # input_dim: beta_S = beta_norm * D_S / D_z; constant: beta_S = beta_norm
+    # M2VAE's mutual terms KL(q_S || q_S') of Eq. 15: None weighs them with beta_S as the paper writes;
+    # a number weighs them with that constant instead (1.0 is the authors' vae_tools default)
+    mutual_kl_weight: float | None = None
     reencode: ReencodeConfig = field(default_factory=ReencodeConfig)
 
     def __post_init__(self) -> None:
@@ -126,6 +129,8 @@ class ModelConfig:
             raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.beta_norm < 0:
             raise ConfigError(f"beta_norm must be >= 0, got {self.beta_norm}")
+        if self.mutual_kl_weight is not None and not self.mutual_kl_weight >= 0:
+            raise ConfigError(f"mutual_kl_weight must be >= 0 or null (beta_S), got {self.mutual_kl_weight}")
         if self.beta_scaling not in BETA_SCALINGS:
             raise ConfigError(f"beta_scaling must be one of {BETA_SCALINGS}, got {self.beta_scaling!r}")
         if not self.joint_hidden or min(self.joint_hidden) < 1:

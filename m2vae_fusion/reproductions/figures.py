@@ -1,4 +1,5 @@
-"""Matplotlib figures of the MoG reproduction: Fig. 4 (embeddings) and Fig. 5 (re-encoding drift)."""
+"""Matplotlib figures of the reproductions: Fig. 4 (embeddings), Fig. 5 (re-encoding drift) and the
+in-place fusion curve (accuracy and drift against the number of in-place fusions)."""
 
 from __future__ import annotations
 
@@ -81,4 +82,24 @@ def figure_5(models: dict[str, object], test, steps: int, path: Path, n_trajecto
     fig.suptitle("Fig. 5 - re-encoding drift of the bimodal encoder")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def inplace_curve(curves: dict[str, list[dict[str, float]]], title: str, path: Path) -> None:
+    """Accuracy and drift from the joint posterior mean against in-place fusion steps (log scale),
+    one line per model variant; `curves` as metrics.inplace_fusion_curve points in dict form."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, points in curves.items():
+        steps = [p["steps"] for p in points]
+        left.plot(steps, [p["accuracy"] for p in points], marker="o", label=label)
+        right.plot(steps, [p["drift"] for p in points], marker="o", label=label)
+    for ax, what in ((left, "accuracy"), (right, "drift ||z_k - z_joint||")):
+        ax.set_xscale("log")
+        ax.set_xlabel("in-place fusion steps k")
+        ax.set_ylabel(what)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -6,7 +6,12 @@ Objective (negative of Eq. 17, general M; Eq. 10-15 for M = 2):
                - beta_S sum_{S'} KL(q_S || q_{S'})                         (Eq. 13-15)
     L_m      = E_{q_m}[ log p(m|z) ] - beta_m KL(q_m || p(z))               (Eq. 1, 11, 12)
 plus the re-encoding loss alpha * E_reenc of Eq. 19 for every subset encoder, weighted like its
-subset's term. One encoder per non-empty subset (2^M - 1), one decoder per modality.
+subset's term: alpha * w_S with w_S the subset's Eq. 17 weight (1/2 for every subset when M = 2,
+so the configured alpha acts as alpha / 2 there). One encoder per non-empty subset (2^M - 1), one
+decoder per modality. `mutual_kl_weight` set replaces beta_S on the mutual terms by that constant.
+
+Eq. 17's recursion gives the singletons 1/3 and the pairs 1/6 of the loss for M = 3 (eq17_weights),
+although the paper's text says smaller subsets weigh less: the code follows the equation.
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ class M2VAE(MultiModalVAE):
             rec = self.log_likelihood(params, batch)
             kl_prior = kl_to_standard_normal(q)
             kl_mutual = sum((kl_divergence(q, qs[s]) for s in sub.one_smaller(subset)), torch.zeros_like(kl_prior))
-            elbo = rec - self.beta(subset) * (kl_prior + kl_mutual)
+            beta = self.beta(subset)
+            mutual = beta if self.config.mutual_kl_weight is None else self.config.mutual_kl_weight
+            elbo = rec - beta * kl_prior - mutual * kl_mutual
             weight = self.weights[subset]
             loss = loss - weight * elbo.mean()
             terms[f"rec/{key}"] = rec.mean().item()
