@@ -139,6 +139,14 @@ def _add_sim_experiment_arguments(experiments: argparse._SubParsersAction) -> No
     sim.add_argument("--config", type=Path, help="perception model YAML (default: config/perception.yaml)")
     sim.add_argument("--seed", type=int, default=0, help="seed of the training bag; the test bag uses seed + 1000 (default: 0)")
     sim.add_argument(
+        "--data-seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="run the whole reproduction once per data seed S (bags, models, results in OUT/seedS; test bag S + 1000) "
+        "and report the mean and spread over them (default: --seed alone, in OUT)",
+    )
+    sim.add_argument(
         "--train-samples", type=int, help="training observations to collect, half of them beyond the IR's reach (default: 8000)"
     )
     sim.add_argument("--test-samples", type=int, help="test observations to collect, as the training ones (default: 2000)")
@@ -174,8 +182,13 @@ def reproduce_sim(args: argparse.Namespace) -> int:
     if train_samples < 1 or test_samples < 1:
         raise ValueError(f"--train-samples and --test-samples must be >= 1, got {train_samples}, {test_samples}")
     config = load_stack_config(args.config).with_epochs(args.epochs_preprocessors, args.epochs_fusion)
-    results = sim.reproduce_sim(config, args.out, args.seed, train_samples, test_samples, args.jobs, resume=not args.no_resume)
-    print(sim.table(results))
+    options = {"train_samples": train_samples, "test_samples": test_samples, "jobs": args.jobs, "resume": not args.no_resume}
+    if args.data_seeds:
+        results = sim.reproduce_sim_seeds(config, args.out, args.data_seeds, **options)
+        print(sim.seeds_table(results))
+    else:
+        results = sim.reproduce_sim(config, args.out, args.seed, **options)
+        print(sim.table(results))
     print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
     save_results(results, args)
     return 0

@@ -160,6 +160,28 @@ def test_third_signal_ends_a_stuck_node_at_once(processes):
     assert proc.wait(timeout=10) == -signal.SIGINT
 
 
+def test_sigterm_shows_where_a_node_that_did_not_stop_hangs(processes):
+    """ros2 launch sends SIGTERM to a node still running 5 s after its SIGINT: the node first writes
+    every thread's stack to stderr, naming the function it hangs in, and the SIGTERM still counts as
+    a stop request (here the third signal, which ends it)."""
+    stuck = BUSY_NODE.replace(
+        "if self.ticks == 3:",
+        "if self.ticks == 3:\n            print('spinning', flush=True)\n            hang_here()\n        if False:",
+    ).replace("class Busy(Node):", "def hang_here():\n    while True: pass\n\nclass Busy(Node):")
+    proc = processes.python("-c", stuck, "0.005", "--ros-args", "-p", "executor:=events")
+    while "spinning" not in proc.stdout.readline():
+        assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert proc.poll() is None  # a stop request, not an end: it is stuck
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGINT
+    assert "most recent call first" in output and "in hang_here" in output, output
+
+
 @pytest.mark.parametrize("node", ["fusion", "encoder"])
 def test_signal_while_a_node_is_still_importing_is_a_clean_stop(processes, node):
     """ros2 launch stopping a graph that is still starting: the console script (ros_interface.entry) has taken

@@ -239,6 +239,32 @@ def test_reproduce_sim_tiny(tmp_path: Path) -> None:
     assert list(bands) == ["0.00-0.25", "0.25-0.35", "0.35-0.50"] and "by distance from the LiDAR" in proc.stdout
     assert bands["0.35-0.50"]["camera"][1] > 0 and bands["0.35-0.50"]["camera+lidar+ir"][1] == 0  # the IR reaches 0.28 m
     assert all(0 <= rate <= 1 for band in bands.values() for rate, n in band.values() if n)
+    # the in-place fusion curve, with and without the re-encoding loss
+    for curve in results["in_place_curve"].values():
+        assert [p["steps"] for p in curve] == [1, 2, 3, 4, 5, 10, 20, 50, 100, 200]
+        assert all(0 <= p["accuracy"] <= 1 and p["drift"] >= 0 for p in curve)
+    assert (
+        set(results["in_place_curve"]) == {"with_reenc", "without_reenc"} and "in-place fusion of the same views" in proc.stdout
+    )
+
+
+@pytest.mark.slow
+def test_reproduce_sim_over_data_seeds(tmp_path: Path) -> None:
+    """--data-seeds: one whole run per seed in its own folder, then mean and spread over the seeds."""
+    config = tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    cmd = ["m2vae", "reproduce", "sim", "--config", str(config), "--train-samples", "48", "--test-samples", "16"]
+    cmd += ["--data-seeds", "3", "4", "--out", str(out), "--json", str(tmp_path / "r.json"), "--jobs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["data_seeds"] == [3, 4] and (out / "seed3" / "model").is_dir() and (out / "seed4" / "model").is_dir()
+    assert any(p.name.startswith("bag_test_s1004") for p in (out / "seed4").iterdir())
+    raw = [results["per_seed"][s]["meta_sensor"]["raw"] for s in ("3", "4")]
+    summary = results["summary"]["meta-sensor, MLP on raw beta-VAE features"]
+    assert summary["mean"] == pytest.approx(sum(raw) / 2) and (summary["min"], summary["max"]) == (min(raw), max(raw))
+    assert "Over 2 data seeds (3, 4): mean +- std" in proc.stdout and "--- data seed 4" in proc.stdout
+    assert [p["steps"] for p in results["in_place_curve"]["without_reenc"]][-1] == 200
 
 
 @pytest.mark.slow

@@ -8,11 +8,17 @@ node's own shutdown never runs. Here a signal only sets a flag that the spin loo
 
 `ros2 launch` on Ctrl-C delivers SIGINT twice (the terminal's and its own), so a repeated signal is
 still a stop request; only the HARD_STOP_COUNT-th one ends the process at once, the default way.
+
+A SIGTERM first writes every thread's stack to stderr (faulthandler, from the C signal handler, so it
+works even while the main thread is stuck in C code), then counts as a stop request like SIGINT:
+`ros2 launch` and `m2vae launch` send SIGTERM only to a node that did not stop on SIGINT, and the
+stacks say where it hung.
 No ROS imports: node entry points install it before importing rclpy and torch, which takes seconds.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import threading
@@ -64,8 +70,12 @@ class StopSignals:
 
     def _set(self, handler: Any) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
+            # faulthandler keeps the handler it replaced and would not install itself again over ours
+            faulthandler.unregister(signal.SIGTERM)
             for sig in STOP_SIGNALS:
                 signal.signal(sig, handler)
+            if handler == self._handle:
+                faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
         return self
 
 
