@@ -223,10 +223,15 @@ def coherence(
     of each subset separately. A coherent model, q_ab(a, b) ~ q_a(a) ~ q_b(b), reaches the rate of
     exclusive classifiers on the raw data (`raw_accuracy`).
     """
-    classifier = shared_classifier(model, train_inputs, train_labels)
-    test = embed_all_subsets(model, test_inputs)
-    y_test = _labels(test_labels, _num_samples(test_inputs), "test_labels")
-    return {key: classifier.score(z, y_test) for key, z in test.items()}
+    return _score_subsets(model, shared_classifier(model, train_inputs, train_labels), test_inputs, test_labels)
+
+
+def _score_subsets(
+    model: MultiModalVAE, classifier: GaussianNaiveBayes, inputs: Mapping[str, Tensor], labels
+) -> dict[str, float]:
+    """The classifier's rate on the posterior means of every subset, keyed by subset label."""
+    y = _labels(labels, _num_samples(inputs), "test_labels")
+    return {key: classifier.score(z, y) for key, z in embed_all_subsets(model, inputs).items()}
 
 
 def coherence_from_joint(
@@ -243,8 +248,7 @@ def coherence_from_joint(
     full = sub.label(sub.mask_of(model.modality_names, model.modality_names), model.modality_names)
     train = embed_all_subsets(model, train_inputs)[full]
     classifier = GaussianNaiveBayes().fit(train, _labels(train_labels, _num_samples(train_inputs), "train_labels"))
-    y_test = _labels(test_labels, _num_samples(test_inputs), "test_labels")
-    return {key: classifier.score(z, y_test) for key, z in embed_all_subsets(model, test_inputs).items()}
+    return _score_subsets(model, classifier, test_inputs, test_labels)
 
 
 def shared_classifier(
