@@ -130,7 +130,8 @@ def _true_odometry(model: ET.Element, model_sdf: Path) -> None:
         raise BringupError(f"robot model {model_sdf} has no DiffDrive plugin")
     fields = {tag: (drive.findtext(tag) or "").strip() for tag in ("frame_id", "child_frame_id", "odom_publish_frequency")}
     for tag, topic in WHEEL_ODOMETRY.items():
-        (drive.find(tag) if drive.find(tag) is not None else ET.SubElement(drive, tag)).text = topic
+        element = drive.find(tag)
+        (ET.SubElement(drive, tag) if element is None else element).text = topic
     filename, name = ODOMETRY_PUBLISHER
     plugin = ET.SubElement(model, "plugin", filename=filename, name=name)
     values = {
