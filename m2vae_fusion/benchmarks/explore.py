@@ -24,9 +24,11 @@ import os
 import random
 import statistics
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
+
+from m2vae_fusion.core.worker_pool import worker_pool
 
 POLICIES = ("tour", "entropy", "active")
 BUDGETS_S = (60, 120, 180)
@@ -123,7 +125,7 @@ def bench_explore(
     seeds = range(first_seed, first_seed + worlds)
     work = [(s, demo_arena, r, p, budget_s, str(model), samples) for r in robots for s in seeds for p in policies]
     done: dict[tuple[int, int, str], dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with worker_pool(jobs) as pool:
         futures = [pool.submit(_episode, job) for job in work]
         for future in tqdm(as_completed(futures), total=len(futures), unit="episode", desc="bench explore"):
             key, summary = future.result()

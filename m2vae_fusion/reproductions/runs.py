@@ -11,7 +11,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from torch import Tensor
 from m2vae_fusion.core.atomic_file import write_text_atomic
 from m2vae_fusion.core.config import ModelConfig, TrainConfig
 from m2vae_fusion.core.training import TrainResult, train
+from m2vae_fusion.core.worker_pool import worker_pool
 
 SUBSET_KEYS = {"a+b": "ab", "a": "a", "b": "b"}
 
@@ -85,7 +85,7 @@ def run_pool(
     `worker` must be picklable: a module-level function or a functools.partial of one.
     """
     records: dict[Run, dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with worker_pool(jobs) as pool:
         futures = {run: pool.submit(worker, run) for run in runs}
         for run, future in futures.items():
             records[run] = future.result()

@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from m2vae_fusion.core.config import ModelConfig, to_dict
 from m2vae_fusion.core.errors import CheckpointError, DataError
 from m2vae_fusion.core.metrics import embed_all_subsets
 from m2vae_fusion.core.training import dataset_fingerprint, distributed, train
+from m2vae_fusion.core.worker_pool import worker_pool
 from m2vae_fusion.model.classifier import LatentClassifier
 from m2vae_fusion.model.config import MODALITIES, StackConfig
 from m2vae_fusion.model.perception_model import MANIFEST
@@ -90,7 +90,7 @@ def train_preprocessors(
     if jobs > 1 and world_size > 1:
         log(f"stage 1: under torchrun the beta-VAEs train one after the other, each over {world_size} processes (--jobs ignored)")
     if jobs > 1 and world_size == 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with worker_pool(jobs) as pool:
             futures = {m: pool.submit(_train_preprocessor, m, config, views[m], out, resume, False) for m in runs}
             records = {m: future.result() for m, future in futures.items()}
     else:
