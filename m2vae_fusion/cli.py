@@ -189,6 +189,7 @@ def reproduce_sim(args: argparse.Namespace) -> int:
     else:
         results = sim.reproduce_sim(config, args.out, args.seed, **options)
         print(sim.table(results))
+    print(f"figure: {sim.draw_inplace_curve(results, args.out / 'inplace_fusion.png')}")
     print(f"\nwhole reproduction: {results['seconds'] / 60:.1f} min")
     save_results(results, args)
     return 0

@@ -246,6 +246,7 @@ def test_reproduce_sim_tiny(tmp_path: Path) -> None:
     assert (
         set(results["in_place_curve"]) == {"with_reenc", "without_reenc"} and "in-place fusion of the same views" in proc.stdout
     )
+    assert (tmp_path / "run" / "inplace_fusion.png").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -254,7 +255,8 @@ def test_reproduce_sim_over_data_seeds(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "tiny.yaml")
     out = tmp_path / "run"
     cmd = ["m2vae", "reproduce", "sim", "--config", str(config), "--train-samples", "48", "--test-samples", "16"]
-    cmd += ["--data-seeds", "3", "4", "--out", str(out), "--json", str(tmp_path / "r.json"), "--jobs", "1"]
+    # two jobs: the second seed's beta-VAE pool starts after the first seed's training in this process
+    cmd += ["--data-seeds", "3", "4", "--out", str(out), "--json", str(tmp_path / "r.json"), "--jobs", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((tmp_path / "r.json").read_text())
@@ -265,6 +267,7 @@ def test_reproduce_sim_over_data_seeds(tmp_path: Path) -> None:
     assert summary["mean"] == pytest.approx(sum(raw) / 2) and (summary["min"], summary["max"]) == (min(raw), max(raw))
     assert "Over 2 data seeds (3, 4): mean +- std" in proc.stdout and "--- data seed 4" in proc.stdout
     assert [p["steps"] for p in results["in_place_curve"]["without_reenc"]][-1] == 200
+    assert (out / "inplace_fusion.png").stat().st_size > 0 and f"figure: {out / 'inplace_fusion.png'}" in proc.stdout
 
 
 @pytest.mark.slow

@@ -88,6 +88,32 @@ def reproduce_sim(
     return results
 
 
+def draw_inplace_curve(results: dict[str, Any], path: Path) -> Path:
+    """The in-place fusion curve (accuracy and drift against steps, with and without the re-encoding
+    loss) of one run, or its mean over the data seeds of `reproduce_sim_seeds`, as a PNG."""
+    from m2vae_fusion.reproductions import figures  # matplotlib only when drawing
+
+    def points(curve: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [
+            {
+                "steps": p["steps"],
+                "accuracy": p.get("accuracy", p.get("accuracy_mean")),
+                "drift": p.get("drift", p.get("drift_mean")),
+            }
+            for p in curve
+        ]
+
+    curves = results["in_place_curve"]
+    seeds = results.get("data_seeds")
+    over = f", mean over data seeds {', '.join(map(str, seeds))}" if seeds else f", data seed {results['seed']}"
+    figures.inplace_curve(
+        {"with re-encoding loss": points(curves["with_reenc"]), "without": points(curves["without_reenc"])},
+        f"Simulated sensors: in-place fusion of the same views, camera / LiDAR / IR in turn{over}",
+        path,
+    )
+    return path
+
+
 # the figures that are averaged over data seeds: (label, path into one seed's results)
 SUMMARISED = (
     ("meta-sensor, MLP on raw beta-VAE features", ("meta_sensor", "raw")),
