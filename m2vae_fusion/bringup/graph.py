@@ -9,8 +9,9 @@ config/*.yaml (each node's params file) and only what a graph decides is set her
   and rviz2 (asked for, not headless and installed; for more than one robot its configuration shows
   each robot's topics: m2vae_fusion.bringup.rviz_config). Every ROS node except the embedded sim
   (which publishes the clock) gets use_sim_time. With the embedded simulator each robot's `sim`
-  process simulates the whole world and drives only its own robot; the other robots stand still at their start poses in that process's
-  world (its sensors see them there, not where they have driven to). Robot 1's sim publishes /clock;
+  process simulates the whole world and drives only its own robot; the other robots stand still at
+  their start poses in that process's world (its sensors see them there, not where they have driven
+  to). Robot 1's sim publishes /clock;
   robots 2..N remap /clock to /robotK/clock for all their nodes, so every node follows the simulator
   that stamps its robot's sensor data. Per-robot overrides (NAMESPACE -> NODE -> {enabled,
   parameters}) switch nodes off or merge parameters over the node's. A fleet key file, given once,
